@@ -1,0 +1,73 @@
+"""Every error sqlsnap raises on purpose derives from :class:`SnapError`.
+
+::
+
+    SnapError                 exit 1   an export failed for a reason not listed below
+    ├── UsageError            exit 2   bad option, URL or pattern: fix the command
+    ├── ConnectError          exit 3   server unreachable, authentication refused (may be transient)
+    ├── NotFoundError         exit 4   unknown database, schema or table
+    ├── MissingDriverError    exit 5   an optional driver is not installed
+    ├── OutputError           exit 6   cannot write the destination (permissions, disk full)
+    └── Interrupted           exit 130 Ctrl-C or SIGTERM; nothing was left under the final name
+
+Driver errors (psycopg, PyMySQL, mysqlclient, sqlite3) are translated at the source
+boundary with ``raise ... from exc`` so that they never reach the user as tracebacks.
+Messages are one line, say what is wrong and how to fix it, and never contain a password.
+"""
+
+from __future__ import annotations
+
+
+class SnapError(Exception):
+    """Root of sqlsnap's errors. ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+    #: True when trying again later may succeed (a server restarting, a network blip).
+    transient = False
+
+    def __init__(self, message: str, **fields: object) -> None:
+        super().__init__(message)
+        self.message = message
+        #: Structured context (``table=``, ``host=``, ``path=``) for programs and logs.
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(SnapError):
+    exit_code = 2
+
+
+class ConnectError(SnapError):
+    exit_code = 3
+    transient = True
+
+
+class NotFoundError(SnapError):
+    exit_code = 4
+
+
+class MissingDriverError(SnapError):
+    exit_code = 5
+
+
+class OutputError(SnapError):
+    exit_code = 6
+
+
+class Interrupted(SnapError):
+    exit_code = 130
+
+
+#: The documented exit codes, for the CLI reference and the tests.
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "the export failed (the message says why)",
+    2: "bad command line: unknown option, malformed URL or pattern",
+    3: "cannot connect or authenticate to the database server",
+    4: "unknown database, schema or table",
+    5: "a database driver is not installed",
+    6: "cannot write the output (permissions, missing folder, disk full)",
+    130: "interrupted (Ctrl-C); no file was left under the final name",
+}

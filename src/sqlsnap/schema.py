@@ -1,0 +1,53 @@
+"""The schema as sources describe it: plain dataclasses, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    #: The type as the source spells it (``numeric(10,2)``, ``varchar(255)``, ``INTEGER``).
+    type: str
+    nullable: bool
+    #: How values of this column are written when JSON has no native form: ``"base64"`` for
+    #: binary columns, else ``None``. Recorded in the metadata so readers can decode.
+    encoding: str | None = None
+
+    def to_metadata(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": self.type, "nullable": self.nullable}
+        if self.encoding:
+            out["encoding"] = self.encoding
+        return out
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    columns: tuple[str, ...]
+    ref_table: str
+    ref_columns: tuple[str, ...]
+
+    def to_metadata(self) -> dict[str, Any]:
+        return {
+            "columns": list(self.columns),
+            "references": {"table": self.ref_table, "columns": list(self.ref_columns)},
+        }
+
+
+@dataclass
+class Table:
+    #: The name used in the snapshot: ``users`` for the default schema, ``audit.events`` otherwise.
+    name: str
+    #: The schema (PostgreSQL) or database (MySQL) it lives in; ``main`` for SQLite.
+    schema: str
+    #: The bare table name inside ``schema``.
+    relname: str
+    columns: list[Column]
+    primary_key: list[str] = field(default_factory=list)
+    foreign_keys: list[ForeignKey] = field(default_factory=list)
+    #: The server's estimate, for planning and progress; exact counts come from the export.
+    estimated_rows: int | None = None
+    #: Source-specific details (type oids, column kinds) the source needs to read the table.
+    details: Any = None

@@ -1,0 +1,292 @@
+"""MySQL and MariaDB source: mysqlclient when installed (2-3.5x faster, ECOSYSTEM.md
+section 2), PyMySQL otherwise.
+
+Snapshot: one connection, ``REPEATABLE READ`` and ``START TRANSACTION WITH CONSISTENT
+SNAPSHOT, READ ONLY``. MySQL has no way to share that snapshot with a second connection,
+so tables are read one after another on it (``max_readers = 1``), each with an unbuffered
+(server-side) cursor that is read to the end before the next query.
+
+Values arrive as the server's text (both drivers are given no decoders), so decimals,
+floats and dates are written exactly as stored, zero dates included.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from ..errors import ConnectError, NotFoundError, SnapError, UsageError
+from ..schema import Column, ForeignKey, Table
+from ..urls import mask
+from ..values import b64, identity, json_document, nullable, number_token, text
+from . import missing_driver
+from .base import FETCH_ROWS, Cancelled, Source, TableReader, chunked_rows
+
+_INT = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"}
+_NUMBER = {"decimal", "numeric", "float", "double", "real", "double precision"}
+_BINARY = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
+_SPATIAL = {"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
+            "multipolygon", "geometrycollection", "geomcollection"}
+_JSON_CHECK = re.compile(r"json_valid\(`?([^`)]+)`?\)", re.IGNORECASE)
+
+
+def _driver() -> Any:
+    try:
+        import MySQLdb
+
+        return MySQLdb
+    except ImportError:
+        pass
+    try:
+        import pymysql
+    except ImportError as exc:
+        raise missing_driver("mysql", exc) from None
+    return pymysql
+
+
+def _quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else bytes(value).decode("utf-8")
+
+
+def _datetime(value: Any) -> str:
+    return text(value).replace(" ", "T", 1)
+
+
+def _timestamp(value: Any) -> str:
+    # The session's time_zone is UTC, so TIMESTAMP values are UTC instants.
+    s = text(value).replace(" ", "T", 1)
+    return s if s.startswith("0000-00-00") else s + "Z"
+
+
+def _bits(width: int) -> Any:
+    def convert(value: Any) -> str:
+        return format(int.from_bytes(bytes(value), "big"), f"0{width}b")
+
+    return convert
+
+
+def _column_converter(data_type: str, column_type: str, is_json: bool) -> tuple[Any, str | None]:
+    """The converter for a column and its metadata encoding."""
+    if is_json or data_type == "json":
+        return json_document, None
+    if data_type in _INT:
+        return int, None
+    if data_type in _NUMBER:
+        return number_token, None
+    if data_type in _BINARY:
+        return b64, "base64"
+    if data_type == "bit":
+        m = re.search(r"\((\d+)\)", column_type)
+        return _bits(int(m.group(1)) if m else 1), None
+    if data_type == "datetime":
+        return _datetime, None
+    if data_type == "timestamp":
+        return _timestamp, None
+    if data_type in ("date", "time"):
+        return text, None
+    return _str, None
+
+
+class MySQLSource(Source):
+    dialect = "mysql"
+    max_readers = 1
+
+    def __init__(self, url: Any) -> None:
+        self.driver = _driver()
+        super().__init__(url)
+        self._conn: Any = None
+        self._version = ""
+
+    def _connect_args(self) -> dict[str, Any]:
+        u = self.url
+        if not u.database:
+            raise UsageError("the MySQL URL names no database; use mysql://user@host:3306/dbname")
+        args: dict[str, Any] = {
+            "user": u.user or getpass.getuser(),
+            "database": u.database,
+            "charset": "utf8mb4",
+            "connect_timeout": int(u.params.get("connect_timeout", 10)),
+        }
+        password = u.password if u.password is not None else os.environ.get("MYSQL_PWD")
+        if password is not None:
+            args["password"] = password
+        socket = u.params.get("unix_socket") or u.params.get("socket")
+        if socket:
+            args["unix_socket"] = socket
+        else:
+            args["host"] = u.host or "localhost"
+            if u.port:
+                args["port"] = u.port
+        if self.driver.__name__ == "MySQLdb":
+            args["conv"] = {}  # no decoders: every value arrives as the server's text
+        else:
+            from pymysql.converters import encoders
+
+            args["conv"] = dict(encoders)  # encoders only; no decoders
+        return args
+
+    def open(self) -> None:
+        try:
+            self._conn = self.driver.connect(**self._connect_args())
+        except self.driver.Error as exc:
+            raise self._translate(exc) from None
+        try:
+            cur = self._conn.cursor()
+            cur.execute("SELECT VERSION()")
+            self._version = text(cur.fetchone()[0])
+            for stmt in (
+                "SET SESSION time_zone = '+00:00'",
+                # A slow consumer must not make the server drop a streaming result.
+                "SET SESSION net_write_timeout = 3600",
+                "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+                "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+            ):
+                cur.execute(stmt)
+            cur.close()
+        except self.driver.Error as exc:
+            raise SnapError(f"cannot start the snapshot: {mask(str(exc))}") from None
+
+    def _translate(self, exc: Exception) -> SnapError:
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+        msg = mask(str(exc.args[1]) if len(exc.args) > 1 else str(exc))
+        where = self.url.display
+        if code == 1049:
+            return NotFoundError(f"{msg} (check the database name in {where})")
+        if code in (1045, 1698):
+            return ConnectError(f"{msg}; check the user and password (URL or MYSQL_PWD) for {where}")
+        return ConnectError(f"cannot connect to {where}: {msg}; is the server running and reachable?")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.rollback()
+                self._conn.close()
+            except Exception:  # noqa: BLE001 - closing after a failure; nothing more to do
+                pass
+            self._conn = None
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "dialect": "mariadb" if "mariadb" in self._version.lower() else "mysql",
+            "server_version": self._version.split("-")[0],
+            "database": self.url.database,
+            "host": self.url.host or "localhost",
+            "user": self.url.user or getpass.getuser(),
+        }
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = self._conn.cursor()
+        try:
+            cur.execute(sql, args)
+            return [tuple(_str(v) if isinstance(v, bytes | bytearray) else v for v in row)
+                    for row in cur.fetchall()]
+        finally:
+            cur.close()
+
+    def list_tables(self, schemas: Sequence[str] | None) -> list[Table]:
+        db = self.url.database
+        if schemas:
+            raise UsageError("--schema applies to PostgreSQL; a MySQL URL names its database")
+        tables: dict[str, Table] = {}
+        for name, est in self._query(
+            "SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
+            (db,),
+        ):
+            tables[name] = Table(name, db, name, [], estimated_rows=None if est is None else int(est),
+                                 details={"converters": [], "exprs": []})
+        json_columns: set[tuple[str, str]] = set()
+        try:
+            for table, clause in self._query(
+                "SELECT TABLE_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+                "WHERE CONSTRAINT_SCHEMA = %s",
+                (db,),
+            ):
+                for m in _JSON_CHECK.finditer(clause or ""):
+                    json_columns.add((table, m.group(1)))
+        except self.driver.Error:  # MySQL before 8.0.16 has no CHECK_CONSTRAINTS; JSON is a type there
+            pass
+        for table, col, data_type, column_type, is_nullable in self._query(
+            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE "
+            "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
+            "ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            (db,),
+        ):
+            t = tables.get(table)
+            if t is None:
+                continue  # a view
+            data_type = data_type.lower()
+            conv, encoding = _column_converter(data_type, column_type, (table, col) in json_columns)
+            expr = f"ST_AsText({_quote(col)})" if data_type in _SPATIAL else _quote(col)
+            t.columns.append(Column(col, column_type, is_nullable == "YES", encoding))
+            t.details["converters"].append(nullable(conv) if conv is not identity else conv)
+            t.details["exprs"].append(expr)
+        for table, constraint, col, ref_table, ref_col in self._query(
+            "SELECT k.TABLE_NAME, k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_NAME, "
+            "k.REFERENCED_COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE k "
+            "WHERE k.TABLE_SCHEMA = %s AND (k.CONSTRAINT_NAME = 'PRIMARY' OR "
+            "(k.REFERENCED_TABLE_NAME IS NOT NULL AND k.REFERENCED_TABLE_SCHEMA = k.TABLE_SCHEMA)) "
+            "ORDER BY k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION",
+            (db,),
+        ):
+            t = tables.get(table)
+            if t is None:
+                continue
+            if constraint == "PRIMARY" and ref_table is None:
+                t.primary_key.append(col)
+                continue
+            fks = t.details.setdefault("fks", {})
+            cols, refs = fks.setdefault((constraint, ref_table), ([], []))
+            cols.append(col)
+            refs.append(ref_col)
+        for t in tables.values():
+            for (_, ref_table), (cols, refs) in t.details.pop("fks", {}).items():
+                t.foreign_keys.append(ForeignKey(tuple(cols), ref_table, tuple(refs)))
+        return list(tables.values())
+
+    @contextmanager
+    def reader(self) -> Iterator[TableReader]:
+        yield _MySQLReader(self)
+
+
+class _MySQLReader(TableReader):
+    def __init__(self, source: MySQLSource) -> None:
+        self.source = source
+
+    def read(self, table: Table, cancel: threading.Event) -> Iterator[tuple[bytes, int]]:
+        src = self.source
+        driver = src.driver
+        cursor_class = driver.cursors.SSCursor
+        cur = src._conn.cursor(cursor_class)
+        exprs = ", ".join(table.details["exprs"]) or "NULL"
+        names = [c.name for c in table.columns]
+        try:
+            cur.execute(f"SELECT {exprs} FROM {_quote(table.schema)}.{_quote(table.relname)}")
+
+            def batches() -> Iterator[Sequence[Any]]:
+                while True:
+                    batch = cur.fetchmany(FETCH_ROWS)
+                    if not batch:
+                        return
+                    yield batch
+
+            yield from chunked_rows(batches(), names, table.details["converters"], cancel)
+        except driver.Error as exc:
+            if cancel.is_set():
+                raise Cancelled from None
+            raise SnapError(f"reading table {table.name} failed: {mask(str(exc))}", table=table.name) \
+                from None
+        finally:
+            try:
+                cur.close()  # drains an unread streaming result so the connection stays usable
+            except driver.Error:
+                pass

@@ -1,0 +1,437 @@
+"""PostgreSQL source (psycopg 3).
+
+Snapshot: the main connection runs ``REPEATABLE READ, READ ONLY`` and exports its snapshot
+with ``pg_export_snapshot()``; every reader opens its own connection and adopts that
+snapshot with ``SET TRANSACTION SNAPSHOT`` before anything else, so parallel readers see
+exactly the same data (ECOSYSTEM.md section 1).
+
+Two ways to read a table, producing identical bytes (tests/test_postgresql_paths.py):
+
+* server JSON (default): ``COPY (SELECT row_to_json(t) FROM (SELECT <expr> AS col ...) t)``.
+  The server builds each row's JSON; Python only moves bytes. COPY runs in CSV mode with a
+  quote and delimiter that never occur (JSON escapes every control character), because
+  text mode doubles every backslash in the JSON (ECOSYSTEM.md section 13).
+* portable: the same columns fetched as values and encoded by msgspec, with text loaders
+  for numbers, JSON and dates so that no value passes through a lossy Python type.
+
+The per-column expressions turn PostgreSQL's JSON conventions into the format contract:
+timestamptz in UTC with ``Z``, bytea as base64 on one line, json as its normalized jsonb
+form (one line, so that JSON Lines stays one row a line), types without a JSON form as
+their canonical text.
+"""
+
+from __future__ import annotations
+
+import getpass
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from ..errors import ConnectError, NotFoundError, SnapError
+from ..schema import Column, ForeignKey, Table
+from ..urls import mask
+from ..values import b64, identity, nullable, number_token
+from . import missing_driver
+from .base import CHUNK_BYTES, FETCH_ROWS, Cancelled, Source, TableReader, chunked_rows
+
+try:
+    import psycopg
+    from psycopg import sql
+    from psycopg.adapt import Loader
+except ImportError as exc:  # pragma: no cover - exercised by the missing-driver test
+    _IMPORT_ERROR: ImportError | None = exc
+else:
+    _IMPORT_ERROR = None
+
+    class _TextLoader(Loader):
+        """Load a value as the server's text: no float rounding, no Decimal exponent form."""
+
+        def load(self, data: Any) -> str:
+            return bytes(data).decode()
+
+
+#: Session settings that fix the text forms the conversions rely on.
+SESSION_OPTIONS = "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=iso_8601 -c extra_float_digits=1"
+
+_INT = {"int2", "int4", "int8", "oid"}
+_NUMBER = {"numeric", "float4", "float8"}
+_TEXT = {"text", "varchar", "bpchar", "name", "char", "citext"}
+#: Element kinds whose arrays become JSON arrays of native values; other arrays are written
+#: as arrays of their elements' canonical text.
+_NATIVE_ELEMENTS = {"bool", "int", "number", "jsonb", "text"}
+#: Types loaded as text on the portable path (also inside arrays).
+_TEXT_LOADED = ("numeric", "float4", "float8", "json", "jsonb")
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class _ColumnPlan:
+    """How one column is read: the SQL expression on each path and the Python converter."""
+
+    server_expr: str
+    portable_expr: str
+    kind: str
+    element: str | None = None
+
+
+def _kind(typname: str, typtype: str) -> str:
+    if typname == "bool":
+        return "bool"
+    if typname in _INT:
+        return "int"
+    if typname in _NUMBER:
+        return "number"
+    if typname in ("json", "jsonb"):
+        return typname
+    if typname in _TEXT or typtype == "e":
+        return "text"
+    if typname in ("bytea", "timestamp", "timestamptz"):
+        return typname
+    return "other"
+
+
+def _plan_column(name: str, kind: str, element: str | None) -> _ColumnPlan:
+    c = _quote(name)
+    if kind in ("bool", "int", "number", "jsonb"):
+        return _ColumnPlan(c, c, kind)
+    if kind == "text":
+        # No cast: text would strip char(n) padding. Enums and citext load as str anyway.
+        return _ColumnPlan(c, c, kind)
+    if kind == "json":
+        return _ColumnPlan(f"{c}::jsonb", f"{c}::jsonb", "jsonb")
+    if kind == "bytea":
+        # encode() breaks base64 lines at 76 characters; the contract wants one string.
+        return _ColumnPlan(f"translate(encode({c}, 'base64'), E'\\n', '')", c, kind)
+    if kind == "timestamp":
+        return _ColumnPlan(c, f"{c}::text", kind)
+    if kind == "timestamptz":
+        # to_json gives ISO with 'T' and, with TimeZone=UTC, '+00:00'; the contract wants 'Z'.
+        return _ColumnPlan(f"replace(to_json({c}) #>> '{{}}', '+00:00', 'Z')", f"{c}::text", kind)
+    if kind == "array":
+        if element == "jsonb":
+            return _ColumnPlan(f"{c}::jsonb[]", f"{c}::jsonb[]", kind, element)
+        if element == "text":
+            return _ColumnPlan(f"{c}::text[]", f"{c}::text[]", kind, element)
+        return _ColumnPlan(c, c, kind, element)
+    if kind == "text_array":
+        return _ColumnPlan(f"{c}::text[]", f"{c}::text[]", "array", "text")
+    return _ColumnPlan(f"{c}::text", f"{c}::text", "other")
+
+
+def _timestamp(value: str) -> str:
+    # '2026-11-22 10:00:00.5' -> '2026-11-22T10:00:00.5'; 'infinity' has no space.
+    return value.replace(" ", "T", 1)
+
+
+def _timestamptz(value: str) -> str:
+    # With TimeZone=UTC the offset is always '+00'; BC dates keep their ' BC' suffix last.
+    return value.replace(" ", "T", 1).replace("+00", "Z", 1)
+
+
+_SCALAR_CONVERTERS = {
+    "bool": identity,
+    "int": identity,
+    "number": number_token,
+    "jsonb": lambda v: msgspec.Raw(v.encode()),
+    "text": identity,
+    "other": identity,
+    "bytea": b64,
+    "timestamp": _timestamp,
+    "timestamptz": _timestamptz,
+}
+
+
+def _array_converter(element: str) -> Any:
+    conv = nullable(_SCALAR_CONVERTERS[element])
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, list):
+            return [convert(v) for v in value]
+        return conv(value)
+
+    return convert
+
+
+def _converter(plan: _ColumnPlan) -> Any:
+    if plan.kind == "array":
+        assert plan.element is not None
+        return nullable(_array_converter(plan.element))
+    return nullable(_SCALAR_CONVERTERS[plan.kind])
+
+
+def _translate(exc: Exception, url_display: str) -> SnapError:
+    """Turn a psycopg connection error into a one-line SnapError that names the fix."""
+    msg = mask(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    low = msg.lower()
+    if "database" in low and "does not exist" in low:
+        return NotFoundError(f"{msg} (check the database name in {url_display})")
+    if "password authentication failed" in low or "no password supplied" in low:
+        return ConnectError(
+            f"{msg}; give the password in the URL, PGPASSWORD or ~/.pgpass", url=url_display
+        )
+    if "role" in low and "does not exist" in low:
+        return ConnectError(f"{msg}; check the user name in {url_display}")
+    return ConnectError(f"cannot connect to {url_display}: {msg}; is the server running and reachable?")
+
+
+class PostgresSource(Source):
+    dialect = "postgresql"
+
+    def __init__(self, url: Any, *, server_json: bool = True, max_readers: int = 8) -> None:
+        if _IMPORT_ERROR is not None:
+            raise missing_driver("postgresql", _IMPORT_ERROR)
+        super().__init__(url)
+        self.server_json = server_json
+        self.max_readers = max_readers
+        self._conn: Any = None
+        self._snapshot: str | None = None
+        self._version = ""
+
+    # -- connections -----------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        raw = self.url.raw
+        scheme, rest = raw.split("://", 1)
+        conninfo = "postgresql://" + rest  # libpq does not know "postgresql+psycopg://"
+        try:
+            conn = psycopg.connect(
+                conninfo,
+                options=SESSION_OPTIONS,
+                application_name="sqlsnap",
+                connect_timeout=int(self.url.params.get("connect_timeout", 10)),
+            )
+        except psycopg.Error as exc:
+            raise _translate(exc, self.url.display) from None
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        for typname in _TEXT_LOADED:
+            conn.adapters.register_loader(typname, _TextLoader)
+        return conn
+
+    def open(self) -> None:
+        self._conn = self._connect()
+        try:
+            self._version = self._conn.execute("SHOW server_version").fetchone()[0].split()[0]
+            if self.max_readers > 1:
+                try:
+                    self._snapshot = self._conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+                except psycopg.Error:
+                    # A hot standby cannot export snapshots: fall back to one reader.
+                    self._conn.rollback()
+                    self._conn.execute("SELECT 1")
+                    self.max_readers = 1
+        except psycopg.Error as exc:
+            raise SnapError(f"cannot start the snapshot: {mask(str(exc).strip())}") from None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.rollback()
+                self._conn.close()
+            except psycopg.Error:
+                pass
+            self._conn = None
+
+    def info(self) -> dict[str, Any]:
+        info = self._conn.info
+        return {
+            "dialect": "postgresql",
+            "server_version": self._version,
+            "database": info.dbname,
+            "host": info.host if not info.host.startswith("/") else "localhost",
+            "user": info.user or getpass.getuser(),
+        }
+
+    # -- schema ----------------------------------------------------------------------------
+
+    def list_tables(self, schemas: Sequence[str] | None) -> list[Table]:
+        schemas = list(schemas or ["public"])
+        cur = self._conn.cursor()
+        found = {r[0] for r in cur.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", (schemas,))}
+        missing = [s for s in schemas if s not in found]
+        if missing:
+            raise NotFoundError(
+                f"schema {', '.join(missing)} does not exist in database {self._conn.info.dbname}; "
+                "check --schema", schema=missing[0])
+        default = schemas[0] if len(schemas) == 1 else "public"
+
+        def display(nsp: str, rel: str) -> str:
+            return rel if nsp == default else f"{nsp}.{rel}"
+
+        tables: dict[int, Table] = {}
+        rows = cur.execute(
+            """
+            SELECT c.oid, n.nspname, c.relname, c.relkind, GREATEST(c.reltuples, -1)::bigint,
+                   a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
+                   t.typname, t.typtype, t.typcategory,
+                   e.typname, e.typtype, bt.typname, bt.typtype, bt.typcategory, be.typname, be.typtype
+            FROM pg_class c
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+            JOIN pg_type t ON t.oid = a.atttypid
+            LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
+            LEFT JOIN pg_type bt ON bt.oid = t.typbasetype AND t.typtype = 'd'
+            LEFT JOIN pg_type be ON be.oid = bt.typelem AND bt.typcategory = 'A'
+            WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname = ANY(%s)
+            ORDER BY n.nspname, c.relname, a.attnum
+            """,
+            (schemas,),
+        ).fetchall()
+        plans: dict[int, list[_ColumnPlan]] = {}
+        for (oid, nsp, rel, relkind, est, att, fmt, nullable_, tname, ttype, tcat,
+             ename, etype, btname, bttype, btcat, bename, betype) in rows:
+            if btname is not None:  # a domain: read it as its base type
+                tname, ttype, tcat, ename, etype = btname, bttype, btcat, bename, betype
+            table = tables.get(oid)
+            if table is None:
+                # relkind 'p' (partitioned) reads through all partitions; plain tables use
+                # ONLY so that old-style inheritance children are not exported twice.
+                table = tables[oid] = Table(
+                    display(nsp, rel), nsp, rel, [], estimated_rows=None if est < 0 else est,
+                    details={"only": relkind == "r"},
+                )
+                plans[oid] = []
+            if tcat == "A" and ename is not None:
+                ekind = _kind(ename, etype)
+                plan = _plan_column(att, "array", ekind) if ekind in _NATIVE_ELEMENTS else \
+                    _plan_column(att, "text_array", None)
+            else:
+                plan = _plan_column(att, _kind(tname, ttype), None)
+            plans[oid].append(plan)
+            table.columns.append(Column(att, fmt, nullable_, "base64" if plan.kind == "bytea" else None))
+        for oid, table in tables.items():
+            table.details["plans"] = plans[oid]
+
+        for oid, cols in cur.execute(
+            """
+            SELECT con.conrelid, array_agg(a.attname ORDER BY k.ord)
+            FROM pg_constraint con
+            CROSS JOIN LATERAL unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+            JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
+            WHERE con.contype = 'p' AND con.conrelid = ANY(%s)
+            GROUP BY con.oid, con.conrelid
+            """,
+            (list(tables),),
+        ):
+            tables[oid].primary_key = list(cols)
+        for oid, cols, ref_nsp, ref_rel, ref_cols in cur.execute(
+            """
+            SELECT con.conrelid,
+                   array_agg(a.attname ORDER BY k.ord), rn.nspname, rc.relname,
+                   array_agg(ra.attname ORDER BY k.ord)
+            FROM pg_constraint con
+            CROSS JOIN LATERAL unnest(con.conkey, con.confkey) WITH ORDINALITY AS k(attnum, refnum, ord)
+            JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
+            JOIN pg_attribute ra ON ra.attrelid = con.confrelid AND ra.attnum = k.refnum
+            JOIN pg_class rc ON rc.oid = con.confrelid
+            JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+            WHERE con.contype = 'f' AND con.conrelid = ANY(%s) AND con.conparentid = 0
+            GROUP BY con.oid, con.conrelid, rn.nspname, rc.relname
+            ORDER BY con.conname
+            """,
+            (list(tables),),
+        ):
+            tables[oid].foreign_keys.append(
+                ForeignKey(tuple(cols), display(ref_nsp, ref_rel), tuple(ref_cols)))
+        return list(tables.values())
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @contextmanager
+    def reader(self) -> Iterator[TableReader]:
+        if self._snapshot is None:
+            yield _PostgresReader(self._conn, self.server_json)
+            return
+        conn = self._connect()
+        try:
+            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self._snapshot)))
+            yield _PostgresReader(conn, self.server_json)
+        finally:
+            try:
+                conn.rollback()
+                conn.close()
+            except psycopg.Error:
+                pass
+
+
+class _PostgresReader(TableReader):
+    def __init__(self, conn: Any, server_json: bool) -> None:
+        self.conn = conn
+        self.server_json = server_json
+
+    def cancel(self) -> None:
+        try:
+            self.conn.cancel_safe(timeout=5)
+        except Exception:  # noqa: BLE001 - best effort while already failing
+            pass
+
+    def _from(self, table: Table) -> str:
+        only = "ONLY " if table.details["only"] else ""
+        return f"{only}{_quote(table.schema)}.{_quote(table.relname)}"
+
+    def read(self, table: Table, cancel: threading.Event) -> Iterator[tuple[bytes, int]]:
+        try:
+            if self.server_json:
+                yield from self._read_server_json(table, cancel)
+            else:
+                yield from self._read_portable(table, cancel)
+        except psycopg.Error as exc:
+            if cancel.is_set():
+                raise Cancelled from None
+            raise SnapError(
+                f"reading table {table.name} failed: {mask(str(exc).strip().splitlines()[0])}",
+                table=table.name,
+            ) from None
+
+    def server_sql(self, table: Table) -> str:
+        plans: list[_ColumnPlan] = table.details["plans"]
+        cols = ", ".join(f"{p.server_expr} AS {_quote(c.name)}" for p, c in zip(plans, table.columns))
+        return (
+            # "r.*" and not "r": a column named like the alias would win over the whole row.
+            f"COPY (SELECT row_to_json(r.*) FROM (SELECT {cols} FROM {self._from(table)}) r) "
+            "TO STDOUT (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
+        )
+
+    def _read_server_json(self, table: Table, cancel: threading.Event) -> Iterator[tuple[bytes, int]]:
+        buf = bytearray()
+        count = 0
+        with self.conn.cursor() as cur, cur.copy(self.server_sql(table)) as copy:
+            # libpq hands over one row per call in CSV mode; batch them into large chunks.
+            for row in copy:
+                buf += row
+                count += 1
+                if len(buf) >= CHUNK_BYTES:
+                    if cancel.is_set():
+                        raise Cancelled
+                    yield bytes(buf), count
+                    buf.clear()
+                    count = 0
+        if count:
+            yield bytes(buf), count
+
+    def _read_portable(self, table: Table, cancel: threading.Event) -> Iterator[tuple[bytes, int]]:
+        plans: list[_ColumnPlan] = table.details["plans"]
+        exprs = ", ".join(p.portable_expr for p in plans) or "NULL"
+        names = [c.name for c in table.columns]
+        converters = [_converter(p) for p in plans]
+        with self.conn.cursor() as cur:
+            def batches() -> Iterator[list[Any]]:
+                batch: list[Any] = []
+                for row in cur.stream(f"SELECT {exprs} FROM {self._from(table)}", size=FETCH_ROWS):
+                    batch.append(row)
+                    if len(batch) >= FETCH_ROWS:
+                        yield batch
+                        batch = []
+                if batch:
+                    yield batch
+
+            # A table without columns selects NULL; zip() with no names makes each row {}.
+            yield from chunked_rows(batches(), names, converters, cancel)

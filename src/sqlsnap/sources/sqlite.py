@@ -1,0 +1,176 @@
+"""SQLite source (the standard library's sqlite3).
+
+The file is opened read-only (``mode=ro``) and read inside one ``BEGIN`` transaction, which
+SQLite guarantees to be a consistent snapshot (WAL mode) or holds a shared lock that keeps
+writers out until the export ends (rollback-journal mode).
+
+SQLite columns may hold any storage class in any row, so values are converted by what they
+are, not by the declared type: integers and reals are numbers, text is a string, a blob is
+a base64 string in a column declared BLOB and ``{"$base64": ...}`` elsewhere, text in a
+BLOB column is ``{"$text": ...}``, and text that is not valid UTF-8 is
+``{"$text_base64": ...}``. JSON-declared columns holding valid JSON are written as the JSON
+value. Nothing is lost and a reader can always tell which is which.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import quote
+
+from ..errors import NotFoundError, SnapError, UsageError
+from ..schema import Column, ForeignKey, Table
+from ..values import b64, float_value, is_json, json_document
+from .base import FETCH_ROWS, Cancelled, Source, TableReader, chunked_rows
+
+
+class _InvalidText(bytes):
+    """TEXT whose bytes are not UTF-8 (SQLite does not check)."""
+
+
+def _text_factory(data: bytes) -> str | _InvalidText:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return _InvalidText(data)
+
+
+def _convert_value(value: Any, binary_column: bool, json_column: bool) -> Any:
+    if value is None or isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return float_value(value)
+    if isinstance(value, _InvalidText):
+        return {"$text_base64": b64(value)}
+    if isinstance(value, str):
+        if binary_column:
+            return {"$text": value}
+        if json_column and is_json(value):
+            return json_document(value)
+        return value
+    return b64(value) if binary_column else {"$base64": b64(value)}
+
+
+def _converter(declared: str) -> Any:
+    upper = declared.upper()
+    binary = "BLOB" in upper
+    json_column = "JSON" in upper
+
+    def convert(value: Any) -> Any:
+        return _convert_value(value, binary, json_column)
+
+    return convert
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class SQLiteSource(Source):
+    dialect = "sqlite"
+    max_readers = 1
+
+    def __init__(self, url: Any) -> None:
+        super().__init__(url)
+        self.path = url.database
+        self._conn: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        if self.path == ":memory:":
+            raise UsageError("an in-memory SQLite database has nothing to export; give a file path")
+        if not os.path.exists(self.path):
+            raise NotFoundError(
+                f"no SQLite database at {self.path}; check the path (sqlite:///relative.db or "
+                "sqlite:////absolute/path.db)", path=self.path)
+        try:
+            conn = sqlite3.connect(f"file:{quote(os.path.abspath(self.path))}?mode=ro", uri=True,
+                                   isolation_level=None, check_same_thread=False)
+            conn.text_factory = _text_factory
+            conn.execute("BEGIN")
+            # The first read takes the snapshot (a deferred BEGIN alone does not).
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise SnapError(f"cannot read {self.path} as a SQLite database: {exc}", path=self.path) \
+                from None
+        self._conn = conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.rollback()
+            self._conn.close()
+            self._conn = None
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "dialect": "sqlite",
+            "server_version": sqlite3.sqlite_version,
+            "database": os.path.basename(self.path),
+            "host": socket.gethostname(),
+            "user": getpass.getuser(),
+        }
+
+    def list_tables(self, schemas: Sequence[str] | None) -> list[Table]:
+        if schemas:
+            raise UsageError("--schema applies to PostgreSQL; SQLite has one schema")
+        assert self._conn is not None
+        conn = self._conn
+        names = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+            "AND sql NOT LIKE 'CREATE VIRTUAL%' ORDER BY name")]
+        tables = []
+        for name in names:
+            info = conn.execute(f"PRAGMA table_info({_quote(name)})").fetchall()
+            columns = [Column(r[1], r[2] or "", not r[3] and not r[5],
+                              "base64" if "BLOB" in (r[2] or "").upper() else None) for r in info]
+            pk = [r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5])]
+            fks: dict[int, tuple[str, list[str], list[str | None]]] = {}
+            for fk_id, _seq, ref, frm, to, *_ in conn.execute(f"PRAGMA foreign_key_list({_quote(name)})"):
+                entry = fks.setdefault(fk_id, (ref, [], []))
+                entry[1].append(frm)
+                entry[2].append(to)
+            foreign_keys = []
+            for ref, cols, refs in fks.values():
+                if any(r is None for r in refs):  # "REFERENCES parent" means its primary key
+                    refs = [r[1] for r in sorted(
+                        (r for r in conn.execute(f"PRAGMA table_info({_quote(ref)})") if r[5]),
+                        key=lambda r: r[5])]
+                foreign_keys.append(ForeignKey(tuple(cols), ref, tuple(str(r) for r in refs)))
+            tables.append(Table(name, "main", name, columns, pk, foreign_keys,
+                                details={"converters": [_converter(r[2] or "") for r in info]}))
+        return tables
+
+    @contextmanager
+    def reader(self) -> Iterator[TableReader]:
+        yield _SQLiteReader(self)
+
+
+class _SQLiteReader(TableReader):
+    def __init__(self, source: SQLiteSource) -> None:
+        self.source = source
+
+    def cancel(self) -> None:
+        if self.source._conn is not None:
+            self.source._conn.interrupt()
+
+    def read(self, table: Table, cancel: threading.Event) -> Iterator[tuple[bytes, int]]:
+        assert self.source._conn is not None
+        cols = ", ".join(_quote(c.name) for c in table.columns) or "NULL"
+        try:
+            cur = self.source._conn.execute(f"SELECT {cols} FROM {_quote(table.relname)}")
+
+            def batches() -> Iterator[list[Any]]:
+                while batch := cur.fetchmany(FETCH_ROWS):
+                    yield batch
+
+            yield from chunked_rows(batches(), [c.name for c in table.columns],
+                                    table.details["converters"], cancel)
+        except sqlite3.Error as exc:
+            if cancel.is_set():
+                raise Cancelled from None
+            raise SnapError(f"reading table {table.name} failed: {exc}", table=table.name) from None
