@@ -1,0 +1,121 @@
+"""Shared fixtures: each test that needs a server gets its own uniquely named database on
+the real PostgreSQL or MariaDB of this machine, dropped afterwards."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+#: Override to point the tests at other servers.
+PG_ADMIN_URL = os.environ.get("SQLSNAP_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+MYSQL_HOST = os.environ.get("SQLSNAP_TEST_MYSQL_HOST", "127.0.0.1")
+MYSQL_PORT = int(os.environ.get("SQLSNAP_TEST_MYSQL_PORT", "3306"))
+MYSQL_USER = os.environ.get("SQLSNAP_TEST_MYSQL_USER", "root")
+
+
+def unique_name(prefix: str = "sqlsnap_t") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """URL of a fresh, empty PostgreSQL database; dropped (with FORCE) after the test."""
+    psycopg = pytest.importorskip("psycopg")
+    name = unique_name()
+    try:
+        admin = psycopg.connect(f"{PG_ADMIN_URL}/postgres", autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"{PG_ADMIN_URL}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pg_connect(url: str):  # type: ignore[no-untyped-def]
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True)
+
+
+def _mysql_admin():  # type: ignore[no-untyped-def]
+    pymysql = pytest.importorskip("pymysql")
+    try:
+        return pymysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER, password="",
+                               autocommit=True, connect_timeout=5, charset="utf8mb4")
+    except pymysql.err.OperationalError as exc:
+        pytest.skip(f"MariaDB/MySQL not reachable at {MYSQL_HOST}:{MYSQL_PORT}: {exc}")
+
+
+@pytest.fixture
+def mysql_url() -> Iterator[str]:
+    """URL of a fresh, empty MariaDB/MySQL database; dropped after the test."""
+    name = unique_name()
+    admin = _mysql_admin()
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    try:
+        yield f"mysql://{MYSQL_USER}@{MYSQL_HOST}:{MYSQL_PORT}/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()
+
+
+def mysql_connect(url: str):  # type: ignore[no-untyped-def]
+    import pymysql
+
+    name = url.rsplit("/", 1)[1]
+    return pymysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER, password="",
+                           database=name, autocommit=True, charset="utf8mb4")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
+    return f"sqlite:///{tmp_path / 'source.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
+def any_url(request: pytest.FixtureRequest) -> str:
+    """The same test body against every dialect."""
+    fixture = {"sqlite": "sqlite_url", "postgresql": "pg_url", "mysql": "mysql_url"}[request.param]
+    return request.getfixturevalue(fixture)
+
+
+def execute_script(url: str, statements: list[str]) -> None:
+    """Run DDL/DML on a test database through the plain driver (never through sqlsnap)."""
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        conn = sqlite3.connect(url.split("///", 1)[1])
+        with conn:
+            for s in statements:
+                conn.execute(s)
+        conn.close()
+    elif url.startswith("postgresql"):
+        with pg_connect(url) as conn:
+            for s in statements:
+                conn.execute(s)
+    else:
+        conn = mysql_connect(url)
+        with conn.cursor() as cur:
+            for s in statements:
+                cur.execute(s)
+        conn.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests by the servers they use, so `-m "not mysql"` works without decorators."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        callspec = getattr(item, "callspec", None)
+        param = callspec.params.get("any_url") if callspec else None
+        if "pg_url" in fixtures or param == "postgresql":
+            item.add_marker(pytest.mark.postgresql)
+        if "mysql_url" in fixtures or param == "mysql":
+            item.add_marker(pytest.mark.mysql)

@@ -1,0 +1,69 @@
+"""The format contract (docs/format.md): metadata valid against the published JSON Schema,
+one row per line, checksums that match the rows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+import sqlsnap
+from tests.conftest import execute_script
+
+SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "docs" / "metadata.schema.json").read_text())
+
+STATEMENTS = [
+    "CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT NOT NULL)",
+    "CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent(id), note TEXT)",
+    "CREATE TABLE empty_one (id INTEGER PRIMARY KEY)",
+    "INSERT INTO parent VALUES (1, 'a'), (2, 'line\nbreak')",
+    "INSERT INTO child VALUES (10, 1, 'x'), (11, 2, NULL), (12, 2, 'y')",
+]
+
+
+@pytest.fixture
+def exported(any_url: str, tmp_path: Path) -> tuple[str, Path]:
+    execute_script(any_url, STATEMENTS)
+    out = tmp_path / "out.json"
+    sqlsnap.export(any_url, str(out), environment="test")
+    return any_url, out
+
+
+def test_metadata_validates_against_the_published_schema(exported: tuple[str, Path]) -> None:
+    _, out = exported
+    doc = json.loads(out.read_bytes())
+    jsonschema.validate(doc["metadata"], SCHEMA)
+    assert list(doc) == ["metadata", "data"]
+    assert doc["metadata"]["total_rows"] == 5
+
+
+def test_one_row_per_line_and_checksums_match(exported: tuple[str, Path]) -> None:
+    _, out = exported
+    raw = out.read_bytes()
+    doc = json.loads(raw)
+    lines = raw.decode().split("\n")
+    for table, meta in doc["metadata"]["tables"].items():
+        start = next(i for i, line in enumerate(lines) if line.startswith(json.dumps(table) + ": ["))
+        rows = lines[start + 1: start + 1 + meta["rows"]] if meta["rows"] else []
+        row_lines = [r[:-1] if r.endswith(",") else r for r in rows]
+        assert [json.loads(r) for r in row_lines] == doc["data"][table]
+        digest = hashlib.sha256("".join(r + "\n" for r in row_lines).encode()).hexdigest()
+        assert digest == meta["sha256"], table
+    # Parents before children.
+    assert list(doc["data"]).index("parent") < list(doc["data"]).index("child")
+
+
+def test_jsonl_layout_matches_the_document(exported: tuple[str, Path], tmp_path: Path) -> None:
+    url, out = exported
+    folder = tmp_path / "folder"
+    sqlsnap.export(url, str(folder), format="jsonl")
+    meta = json.loads((folder / "metadata.json").read_bytes())
+    jsonschema.validate(meta, SCHEMA)
+    doc = json.loads(out.read_bytes())
+    for table, entry in meta["tables"].items():
+        data = (folder / entry["file"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+        assert [json.loads(line) for line in data.splitlines()] == doc["data"][table]
