@@ -17,8 +17,11 @@ from .errors import (  # noqa: E402 - __version__ first: exporter imports it
     OutputError,
     SnapError,
     UsageError,
+    VerifyError,
 )
 from .exporter import ExportResult, TableResult, export  # noqa: E402
+from .plan import Plan, plan  # noqa: E402 - rebinds sqlsnap.plan to the function; import the module with "from sqlsnap.plan import ..."
+from .verify import VerifyResult, verify  # noqa: E402 - rebinds sqlsnap.verify to the function, as plan
 
 __all__ = [
     "ConnectError",
@@ -27,9 +30,14 @@ __all__ = [
     "MissingDriverError",
     "NotFoundError",
     "OutputError",
+    "Plan",
     "SnapError",
     "TableResult",
     "UsageError",
+    "VerifyError",
+    "VerifyResult",
     "__version__",
     "export",
+    "plan",
+    "verify",
 ]

@@ -115,6 +115,8 @@ def _print_summary(result: ExportResult) -> None:
         f"exported {s['tables']} tables, {s['rows']:,} rows, {_human_bytes(s['bytes'])} "
         f"in {s['seconds']:.1f} s to {where}"
     )
+    if s.get("checksum_file"):
+        _echo_err(f"sha256 {s['sha256']} (in {s['checksum_file']})")
 
 
 def _run(fn: Callable[[], Any]) -> Any:
@@ -139,6 +141,57 @@ def _exit_codes_epilog() -> str:
     return "\b\nExit codes:\n" + EXIT_CODES_HELP
 
 
+def _policy_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that decide what leaves the database, shared by export and plan."""
+    options = [
+        click.option("--exclude-columns", "exclude_columns", multiple=True, metavar="TABLE.COLUMN",
+                     help="Leave out columns matching this glob (repeatable), e.g. 'users.ip_address' "
+                          "or '*.notes'."),
+        click.option("--include-secret", "include_secrets", multiple=True, metavar="TABLE.COLUMN",
+                     help="Export this column although the built-in deny-list matches it (exact name; "
+                          "repeatable). Prints a warning."),
+        click.option("--anonymize", is_flag=True,
+                     help="Apply the built-in PII preset: fake names and emails, mask phones and IPs, "
+                          "birth dates to the year... (docs/policy.md); the policy file overrides it."),
+        click.option("--policy", "policy", metavar="FILE",
+                     help="Policy file (TOML) with per-column rules. Default: ./sqlsnap.toml if present."),
+        click.option("--no-policy", is_flag=True, help="Ignore ./sqlsnap.toml."),
+        click.option("--hash-key-file", "hash_key_file", metavar="FILE",
+                     help="Key of hash, fake and shift-dates. Default: $SQLSNAP_HASH_KEY, then the "
+                          "policy's hash_key_file."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _policy_kwargs(opts: dict[str, Any], quiet: bool) -> dict[str, Any]:
+    """The library arguments for ``_policy_options``; finds ./sqlsnap.toml."""
+    import os
+
+    from .policy import DEFAULT_POLICY_FILE
+
+    policy = opts["policy"]
+    if policy is None and not opts["no_policy"] and os.path.isfile(DEFAULT_POLICY_FILE):
+        policy = DEFAULT_POLICY_FILE
+        if not quiet:
+            _echo_err(f"using policy {DEFAULT_POLICY_FILE} (--no-policy to ignore it)")
+    return {
+        "exclude_columns": opts["exclude_columns"] or None,
+        "include_secrets": opts["include_secrets"] or None,
+        "anonymize": opts["anonymize"],
+        "policy": policy,
+        "hash_key_file": opts["hash_key_file"],
+    }
+
+
+def _warn_plan(plan: Any) -> None:
+    """Security warnings an export must not start silently: secrets included, a throwaway key."""
+    for notice in plan.notices:
+        if notice.code in ("secret-included", "ephemeral-key"):
+            _echo_err(f"Warning: {notice.message}")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="sqlsnap")
 def main() -> None:
@@ -153,7 +206,8 @@ def main() -> None:
 @main.command(name="export", epilog=_exit_codes_epilog())
 @click.argument("source")
 @click.option("-o", "--output", "output", metavar="PATH",
-              help="File to write ('-' for stdout; a folder with --format jsonl). "
+              help="File to write ('-' for stdout; a folder with --format jsonl), or s3://bucket/key. "
+                   "May hold {database}, {timestamp}, {environment}, {export_type}. "
                    "Default: <database>-export-<UTC time>.json in the current folder.")
 @click.option("--format", "fmt", type=click.Choice(["json", "jsonl"]), default="json", show_default=True,
               help="json: one document. jsonl: a folder with <table>.jsonl files and metadata.json.")
@@ -173,17 +227,31 @@ def main() -> None:
 @click.option("--no-server-json", is_flag=True,
               help="PostgreSQL: encode rows in Python instead of having the server build JSON "
                    "(same bytes, slower; for servers where COPY is not allowed).")
+@click.option("--encrypt-to", "encrypt_to", multiple=True, metavar="RECIPIENT",
+              help="Encrypt with age to this public key (age1..., ssh-ed25519 ...); repeatable. "
+                   "Compression comes first; name the file .age.")
+@click.option("--encrypt-to-file", "encrypt_to_file", multiple=True, metavar="FILE",
+              help="Encrypt to the recipients listed in FILE, one per line (as age -R); repeatable.")
+@click.option("--s3-endpoint", "s3_endpoint", metavar="URL",
+              help="S3-compatible endpoint (MinIO, R2, Supabase Storage...). Env: AWS_ENDPOINT_URL. "
+                   "Credentials: the usual AWS variables and files.")
+@_policy_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary on stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 def export_cmd(source: str, output: str | None, fmt: str, compress: str | None, schemas: tuple[str, ...],
                tables: tuple[str, ...], exclude_tables: tuple[str, ...], jobs: int | None,
-               exported_by: str | None, environment: str | None, no_server_json: bool, quiet: bool,
-               as_json: bool) -> None:
+               exported_by: str | None, environment: str | None, no_server_json: bool,
+               encrypt_to: tuple[str, ...], encrypt_to_file: tuple[str, ...], s3_endpoint: str | None,
+               quiet: bool, as_json: bool, **policy_opts: Any) -> None:
     """Export every table of SOURCE to one JSON document (or JSON Lines).
 
     SOURCE is a database URL: postgresql://user@host:5432/db, mysql://user@host:3306/db
     (MySQL and MariaDB) or sqlite:///path/to/file.db. Passwords may also come from
     PGPASSWORD, ~/.pgpass or MYSQL_PWD; they are never printed.
+
+    Secret-looking columns (passwords, tokens, API keys...) are left out unless named with
+    --include-secret. The export follows exactly what `sqlsnap plan` shows for the same
+    options (docs/policy.md).
 
     \b
     Examples:
@@ -191,6 +259,9 @@ def export_cmd(source: str, output: str | None, fmt: str, compress: str | None, 
       sqlsnap export postgresql://app@db.internal/app --exclude-tables 'debug_*' -o app.json.zst
       sqlsnap export mysql://root@127.0.0.1:3306/shop --format jsonl -o shop/
       sqlsnap export postgresql:///app -o - | jq '.metadata.total_rows'
+      sqlsnap export postgresql:///app -o 's3://backups/{database}-{timestamp}.json.zst'
+      sqlsnap export postgresql:///app -o app.json.zst.age --encrypt-to age1...
+      sqlsnap export postgresql:///app --anonymize --exclude-columns '*.notes' -o app.json
     """
 
     def run() -> ExportResult:
@@ -201,7 +272,8 @@ def export_cmd(source: str, output: str | None, fmt: str, compress: str | None, 
             source, output, format=fmt, compress=compress, schemas=schemas or None,
             tables=tables or None, exclude_tables=exclude_tables or None, jobs=jobs,
             exported_by=exported_by, environment=environment, server_json=not no_server_json,
-            progress=_make_progress(quiet),
+            progress=_make_progress(quiet), encrypt_to=encrypt_to, encrypt_to_file=encrypt_to_file,
+            s3_endpoint=s3_endpoint, on_plan=_warn_plan, **_policy_kwargs(policy_opts, quiet),
         )
 
     result = _run(run)
@@ -209,6 +281,44 @@ def export_cmd(source: str, output: str | None, fmt: str, compress: str | None, 
         click.echo(json.dumps(result.summary(), indent=2))
     elif not quiet:
         _print_summary(result)
+
+
+@main.command(name="plan", epilog=_exit_codes_epilog())
+@click.argument("source")
+@click.option("--schema", "schemas", multiple=True, metavar="NAME",
+              help="PostgreSQL schema to export (repeatable). Default: public.")
+@click.option("--tables", "tables", multiple=True, metavar="GLOB",
+              help="Export only tables matching this glob (repeatable).")
+@click.option("--exclude-tables", "exclude_tables", multiple=True, metavar="GLOB",
+              help="Leave out tables matching this glob (repeatable), e.g. 'debug_*'.")
+@_policy_options
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON on stdout.")
+def plan_cmd(source: str, schemas: tuple[str, ...], tables: tuple[str, ...], exclude_tables: tuple[str, ...],
+             as_json: bool, **policy_opts: Any) -> None:
+    """Show what `sqlsnap export` would write, without exporting anything.
+
+    Reads only the database's catalog: every table that will be exported with its estimated
+    rows, the columns kept, the rule on each masked column, the tables and columns left out
+    and why, and the security notices that apply. `sqlsnap export` with the same options
+    follows exactly this plan.
+
+    \b
+    Examples:
+      sqlsnap plan sqlite:///sqlsnap-demo.db
+      sqlsnap plan postgresql:///app --anonymize --exclude-tables 'debug_*'
+      sqlsnap plan postgresql:///app --policy sqlsnap.toml --json | jq '.notices'
+    """
+    from .plan import Plan, plan
+
+    def run() -> Plan:
+        return plan(source, schemas=schemas or None, tables=tables or None,
+                    exclude_tables=exclude_tables or None, **_policy_kwargs(policy_opts, as_json))
+
+    result = _run(run)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        click.echo(result.render(), nl=False)
 
 
 @main.command(epilog=_exit_codes_epilog())
@@ -220,7 +330,7 @@ def export_cmd(source: str, output: str | None, fmt: str, compress: str | None, 
 @click.option("--no-export", is_flag=True, help="Only build the database.")
 @click.option("-o", "--output", "output", metavar="PATH",
               help="Where to export (default: <database>-export-<UTC time>.json here).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on stderr.")
 def demo(target: str, scale: int, no_export: bool, output: str | None, quiet: bool) -> None:
     """Build the bundled sample database, then export it.
 
@@ -246,6 +356,13 @@ def demo(target: str, scale: int, no_export: bool, output: str | None, quiet: bo
                 conn, url.dialect, scale,
                 progress=None if quiet else (lambda t, n: _echo_err(f"  {t}: {n:,} rows")),
             )
+        except SnapError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the driver's own errors, at the boundary
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SnapError(
+                f"building the demo database in {mask(target)} failed: {mask(first)}; "
+                "use an empty database for --target") from None
         finally:
             conn.close()
         if not quiet:
@@ -257,6 +374,8 @@ def demo(target: str, scale: int, no_export: bool, output: str | None, quiet: bo
     if no_export:
         return
     result = _run(lambda: export(target, output, progress=_make_progress(quiet)))
+    if quiet:
+        return
     _print_summary(result)
     shown = mask(target)
     path = result.path
@@ -265,7 +384,136 @@ def demo(target: str, scale: int, no_export: bool, output: str | None, quiet: bo
         f"  jq '.metadata.tables | map_values(.rows)' {path}\n"
         f"  sqlsnap export {shown} --exclude-tables 'debug_*' -o demo.json.zst\n"
         f"  sqlsnap export {shown} --format jsonl -o demo-jsonl/\n"
+        f"  sqlsnap plan {shown} --anonymize --exclude-tables 'debug_*'\n"
     )
+
+
+_S3_ENDPOINT_HELP = "S3-compatible endpoint for s3:// URLs (MinIO, R2, Supabase...). Env: AWS_ENDPOINT_URL."
+
+
+@main.command(name="verify", epilog=_exit_codes_epilog())
+@click.argument("location", metavar="PATH_OR_URL")
+@click.option("-i", "--identity", "identities", multiple=True, metavar="FILE",
+              help="age identity file (from age-keygen) to decrypt an encrypted snapshot; repeatable. "
+                   "Without it, an encrypted file is checked against its .sha256 file only.")
+@click.option("--integrity", is_flag=True,
+              help="Also check that every foreign key value has its parent row in the snapshot, and "
+                   "list the dangling ones (keeps the referenced keys in memory).")
+@click.option("--s3-endpoint", "s3_endpoint", metavar="URL", help=_S3_ENDPOINT_HELP)
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing when the snapshot is OK.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def verify_cmd(location: str, identities: tuple[str, ...], integrity: bool, s3_endpoint: str | None,
+               quiet: bool, as_json: bool) -> None:
+    """Check that a snapshot is whole and matches its metadata.
+
+    Streams the file (or s3:// object, or JSON Lines folder) in constant memory,
+    decompressing and, with --identity, decrypting it; checks the layout, that every row is
+    valid JSON, the row counts and per-table SHA-256 against the metadata, and the file
+    against its .sha256 file. Prints OK, or the first problem with its table and line
+    (exit 7).
+
+    \b
+    Examples:
+      sqlsnap verify app.json.zst
+      sqlsnap verify app.json.zst.age --identity key.txt --integrity
+      sqlsnap verify s3://backups/dumps/app-2026-11-22T14-30-00Z.json.zst
+    """
+    from .errors import VerifyError
+    from .verify import verify
+
+    def run() -> None:
+        result = verify(location, identities=identities, integrity=integrity, s3_endpoint=s3_endpoint)
+        if as_json:
+            click.echo(json.dumps(result.summary(), indent=2))
+        if not result.ok:
+            if not as_json:
+                for item in result.dangling:
+                    click.echo(f"dangling: {item}")
+                if result.dangling_total > len(result.dangling):
+                    click.echo(f"... and {result.dangling_total - len(result.dangling):,} more")
+            raise VerifyError(f"{location}: {result.dangling_total:,} foreign key values have no parent "
+                              "row in the snapshot", path=location)
+        if as_json or quiet:
+            return
+        checksum = (f"sha256 matches {result.checksum_file}" if result.checksum_file
+                    else "no .sha256 file beside it")
+        if not result.content_checked:
+            click.echo(f"OK (checksum only) {location}: {checksum}; it is encrypted: give --identity to "
+                       "check its content")
+            return
+        fks = "; foreign keys: no dangling value" if result.integrity_checked else ""
+        click.echo(f"OK {location}: {len(result.tables)} tables, {result.total_rows:,} rows, counts and "
+                   f"checksums match the metadata; {checksum}{fks}")
+
+    _run(run)
+
+
+@main.command(name="prune", epilog=_exit_codes_epilog())
+@click.argument("prefix")
+@click.option("--keep-last", "keep_last", type=click.IntRange(min=1), metavar="N",
+              help="Keep the N newest snapshots whatever their age.")
+@click.option("--older-than", "older_than", metavar="AGE",
+              help="Delete snapshots older than AGE (30d, 12h, 2w, 1d12h), except the --keep-last newest.")
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+@click.option("--s3-endpoint", "s3_endpoint", metavar="URL", help=_S3_ENDPOINT_HELP)
+@click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was kept and deleted as JSON on stdout.")
+def prune_cmd(prefix: str, keep_last: int | None, older_than: str | None, dry_run: bool,
+              s3_endpoint: str | None, quiet: bool, as_json: bool) -> None:
+    """Delete old snapshots (and their .sha256 files) in a folder or bucket prefix.
+
+    PREFIX is a folder (dumps/), a folder and name prefix (dumps/app-) or an S3 prefix
+    (s3://backups/dumps/). A snapshot is kept when it is among the --keep-last newest or
+    younger than --older-than; the newest is never deleted. Only files sqlsnap wrote are
+    touched (a .sha256 file beside them, or sqlsnap metadata at their start).
+
+    \b
+    Examples:
+      sqlsnap prune s3://backups/dumps/ --keep-last 7 --older-than 30d
+      sqlsnap prune dumps/app- --keep-last 3 --dry-run
+    """
+    from .prune import prune
+
+    result = _run(lambda: prune(prefix, keep_last=keep_last, older_than=older_than, dry_run=dry_run,
+                                s3_endpoint=s3_endpoint))
+    verb = "would delete" if dry_run else "deleted"
+    if as_json:
+        click.echo(json.dumps(result.summary(), indent=2))
+    else:
+        for snap in result.deleted:
+            click.echo(f"{verb} {snap.name}" + (" (and its .sha256)" if snap.sidecars else ""))
+    if not quiet:
+        for name in result.ignored:
+            _echo_err(f"ignored {name}: not recognisably a sqlsnap snapshot (no .sha256 file beside it)")
+        size = _human_bytes(sum(s.size for s in result.deleted))
+        _echo_err(f"kept {len(result.kept)} snapshots, {verb} {len(result.deleted)} ({size})")
+
+
+@main.command(name="decrypt", epilog=_exit_codes_epilog())
+@click.argument("source", metavar="PATH_OR_URL")
+@click.option("-i", "--identity", "identities", multiple=True, required=True, metavar="FILE",
+              help="age identity file (from age-keygen) or OpenSSH private key; repeatable.")
+@click.option("-o", "--output", "output", metavar="PATH",
+              help="Where to write ('-' for stdout). Default: the name without .age, in the current folder.")
+@click.option("--s3-endpoint", "s3_endpoint", metavar="URL", help=_S3_ENDPOINT_HELP)
+@click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
+def decrypt_cmd(source: str, identities: tuple[str, ...], output: str | None, s3_endpoint: str | None,
+                quiet: bool) -> None:
+    """Decrypt an age-encrypted snapshot (the same as age -d -i key.txt).
+
+    The result is still compressed if the snapshot was (.json.zst): decryption undoes only
+    the encryption. It appears under its name only when complete and authenticated.
+
+    \b
+    Examples:
+      sqlsnap decrypt app.json.zst.age -i key.txt
+      sqlsnap decrypt s3://backups/app.json.zst.age -i key.txt -o - | zstd -d | jq .metadata
+    """
+    from .crypto import decrypt
+
+    written = _run(lambda: decrypt(source, output, identities, s3_endpoint=s3_endpoint))
+    if not quiet and written != "-":
+        _echo_err(f"decrypted {source} to {written}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,9 +5,10 @@
     SnapError                 exit 1   an export failed for a reason not listed below
     ├── UsageError            exit 2   bad option, URL or pattern: fix the command
     ├── ConnectError          exit 3   server unreachable, authentication refused (may be transient)
-    ├── NotFoundError         exit 4   unknown database, schema or table
-    ├── MissingDriverError    exit 5   an optional driver is not installed
-    ├── OutputError           exit 6   cannot write the destination (permissions, disk full)
+    ├── NotFoundError         exit 4   unknown database, schema or table; snapshot file or object missing
+    ├── MissingDriverError    exit 5   an optional driver (or boto3, pyrage) is not installed
+    ├── OutputError           exit 6   cannot write the destination (permissions, disk full, S3 errors)
+    ├── VerifyError           exit 7   verify: the snapshot is damaged or does not match its metadata
     └── Interrupted           exit 130 Ctrl-C or SIGTERM; nothing was left under the final name
 
 Driver errors (psycopg, PyMySQL, mysqlclient, sqlite3) are translated at the source
@@ -56,6 +57,14 @@ class OutputError(SnapError):
     exit_code = 6
 
 
+class VerifyError(SnapError):
+    """``sqlsnap verify`` (or decrypt) found the snapshot damaged, truncated or inconsistent.
+
+    Fields: ``path``, and where known ``table``, ``line`` (in the decompressed document)."""
+
+    exit_code = 7
+
+
 class Interrupted(SnapError):
     exit_code = 130
 
@@ -66,8 +75,9 @@ EXIT_CODES: dict[int, str] = {
     1: "the export failed (the message says why)",
     2: "bad command line: unknown option, malformed URL or pattern",
     3: "cannot connect or authenticate to the database server",
-    4: "unknown database, schema or table",
-    5: "a database driver is not installed",
-    6: "cannot write the output (permissions, missing folder, disk full)",
+    4: "unknown database, schema or table; snapshot file, bucket or object not found",
+    5: "a database driver (or boto3 for S3, pyrage for encryption) is not installed",
+    6: "cannot write the output (permissions, missing folder, disk full, S3 errors)",
+    7: "verify found the snapshot damaged, truncated or not matching its metadata",
     130: "interrupted (Ctrl-C); no file was left under the final name",
 }

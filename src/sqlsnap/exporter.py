@@ -30,22 +30,23 @@ from typing import Any, Protocol
 import msgspec
 
 from . import __version__
+from .anonymize import compile_projections
 from .errors import Interrupted, NotFoundError, UsageError
 from .output import (
     COPY_BYTES,
     SUFFIXES,
     AtomicDir,
-    AtomicFile,
     Compressed,
     HashingWriter,
-    StdoutSink,
-    check_writable_folder,
     compression_for,
     os_error,
 )
+from .plan import Plan, build_plan, plan_options
+from .policy import Policy
 from .schema import Table
+from .sinks import expand_placeholders, is_remote, plain_name, prepare_destination
 from .sources import Source, make_source
-from .sources.base import Cancelled
+from .sources.base import Cancelled, Projection
 from .urls import parse_url
 
 FORMATS = ("json", "jsonl")
@@ -88,6 +89,11 @@ class ExportResult:
     sha256: str | None
     seconds: float
     metadata: dict[str, Any] = field(repr=False)
+    #: Where the ``sha256sum``-style checksum file was stored (None for stdout and folders).
+    checksum_file: str | None = None
+    encrypted: bool = False
+    #: The plan the export followed (:class:`sqlsnap.plan.Plan`): what ``sqlsnap plan`` prints.
+    plan: Any = field(default=None, repr=False)
 
     @property
     def total_rows(self) -> int:
@@ -100,6 +106,8 @@ class ExportResult:
             "compression": self.compression,
             "bytes": self.bytes,
             "sha256": self.sha256,
+            "checksum_file": self.checksum_file,
+            "encrypted": self.encrypted,
             "tables": len(self.tables),
             "rows": self.total_rows,
             "rows_per_table": {name: t.rows for name, t in self.tables.items()},
@@ -183,8 +191,10 @@ def _run_tables(
     open_table: Callable[[Table], tuple[Any, Callable[[], None]]],
     results: dict[str, TableResult],
     progress: Progress | None,
+    projections: dict[str, Projection] | None = None,
 ) -> None:
-    """Stream every table through ``open_table``'s writer, ``jobs`` tables at a time."""
+    """Stream every table through ``open_table``'s writer, ``jobs`` tables at a time; tables
+    in ``projections`` are read through their projection (the policy's columns and rules)."""
     cancel = threading.Event()
     work: queue.Queue[Table] = queue.Queue()
     # Largest first, so the longest table starts at once and the others fill in around it.
@@ -198,7 +208,7 @@ def _run_tables(
         writer, finish = open_table(table)
         result = results[table.name]
         digest = hashlib.sha256()
-        for chunk, rows in reader.read(table, cancel):
+        for chunk, rows in reader.read(table, cancel, (projections or {}).get(table.name)):
             digest.update(chunk)
             writer.write(chunk)
             result.rows += rows
@@ -262,6 +272,7 @@ def _metadata(
     exported_by: str,
     environment: str | None,
     fmt: str,
+    plan: Plan | None = None,
 ) -> dict[str, Any]:
     meta_tables: dict[str, Any] = {}
     for t in tables:
@@ -274,6 +285,8 @@ def _metadata(
             "excluded_columns": [],
             "sha256": r.sha256,
         }
+        if plan is not None:  # the columns, keys and exclusions as exported, with their rules
+            entry.update(plan.table(t.name).metadata(t))
         if r.file:
             entry["file"] = r.file
         meta_tables[t.name] = entry
@@ -292,6 +305,8 @@ def _metadata(
         "filters": {},
         "total_tables": len(tables),
         "total_rows": sum(results[t.name].rows for t in tables),
+        # What was left out, masked and included on purpose; never the hash key.
+        **({"policy": plan.metadata()} if plan is not None else {}),
     }
 
 
@@ -300,32 +315,47 @@ def _encode_metadata(metadata: dict[str, Any]) -> bytes:
 
 
 def _write_document(
-    sink: AtomicFile | StdoutSink,
+    sink: Any,
     compression: str,
     metadata: dict[str, Any],
     order: Sequence[Table],
     spools: dict[str, str],
+    recipients: Sequence[Any] = (),
 ) -> tuple[int, str]:
-    """Assemble ``{"metadata": ..., "data": {...}}`` from the spools: one row per line."""
+    """Assemble ``{"metadata": ..., "data": {...}}`` from the spools: one row per line.
+
+    Bytes go data -> compression -> age encryption (with ``recipients``) -> SHA-256 -> sink."""
     tee = HashingWriter(sink.fh)
-    out = Compressed(tee, compression)
-    out.write(b'{"metadata": ' + _encode_metadata(metadata) + b',\n"data": {')
-    for i, table in enumerate(order):
-        out.write((b"," if i else b"") + b"\n" + msgspec.json.encode(table.name) + b": [")
-        with open(spools[table.name], "rb") as fh:
-            pending = b""
-            while block := fh.read(COPY_BYTES):
+    encrypting = None
+    if recipients:
+        from .crypto import Encrypting
+
+        encrypting = Encrypting(tee, recipients)
+    out = Compressed(encrypting or tee, compression)
+    try:
+        out.write(b'{"metadata": ' + _encode_metadata(metadata) + b',\n"data": {')
+        for i, table in enumerate(order):
+            out.write((b"," if i else b"") + b"\n" + msgspec.json.encode(table.name) + b": [")
+            with open(spools[table.name], "rb") as fh:
+                pending = b""
+                while block := fh.read(COPY_BYTES):
+                    if pending:
+                        out.write(pending.replace(b"\n", b",\n"))
+                    else:
+                        out.write(b"\n")
+                    pending = block
                 if pending:
-                    out.write(pending.replace(b"\n", b",\n"))
-                else:
-                    out.write(b"\n")
-                pending = block
-            if pending:
-                # Rows never hold a raw newline (JSON escapes it), so each one ends a row.
-                out.write(pending[:-1].replace(b"\n", b",\n") + b"\n")
-        out.write(b"]")
-    out.write(b"\n}}\n")
-    out.close()
+                    # Rows never hold a raw newline (JSON escapes it), so each one ends a row.
+                    out.write(pending[:-1].replace(b"\n", b",\n") + b"\n")
+            out.write(b"]")
+        out.write(b"\n}}\n")
+        out.close()
+        if encrypting:
+            encrypting.close()
+    except BaseException:
+        if encrypting:
+            encrypting.abort()
+        raise
     return tee.bytes, tee.sha256.hexdigest()
 
 
@@ -343,11 +373,33 @@ def export(
     environment: str | None = None,
     server_json: bool = True,
     progress: Progress | None = None,
+    encrypt_to: Sequence[str] = (),
+    encrypt_to_file: Sequence[str] = (),
+    s3_endpoint: str | None = None,
+    exclude_columns: Sequence[str] | None = None,
+    include_secrets: Sequence[str] | None = None,
+    anonymize: bool = False,
+    policy: str | Policy | None = None,
+    hash_key: bytes | str | None = None,
+    hash_key_file: str | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
 ) -> ExportResult:
     """Export every table of ``source`` (a database URL) to ``destination``.
 
-    ``destination`` is a file path (a folder for ``format="jsonl"``), ``"-"`` for standard
-    output, or None for ``<database>-export-<UTC time>.json`` in the current folder.
+    What leaves the database follows the plan that :func:`sqlsnap.plan` returns for the same
+    arguments (docs/policy.md): secret-looking columns are left out unless named in
+    ``include_secrets``; ``exclude_columns`` takes ``TABLE.COLUMN`` globs; ``anonymize``
+    applies the PII preset; ``policy`` is a policy file (or a loaded
+    :class:`sqlsnap.policy.Policy`); ``hash_key`` / ``hash_key_file`` / ``$SQLSNAP_HASH_KEY``
+    give the key of hash, fake and shift-dates. ``on_plan`` is called with the plan before
+    any row is read.
+
+    ``destination`` is a file path (a folder for ``format="jsonl"``), ``s3://bucket/key``,
+    ``"-"`` for standard output, or None for ``<database>-export-<UTC time>.json`` in the
+    current folder. It may hold ``{database}``, ``{timestamp}``, ``{environment}`` and
+    ``{export_type}``. ``encrypt_to`` (age or SSH public keys) and ``encrypt_to_file``
+    (recipients files) encrypt the document with age; ``s3_endpoint`` reaches S3-compatible
+    stores other than AWS. A file or object gets a ``<name>.sha256`` checksum file beside it.
     Raises :class:`sqlsnap.SnapError` subclasses with one-line messages.
     """
     started = time.monotonic()
@@ -356,29 +408,50 @@ def export(
     if jobs is not None and jobs < 1:
         raise UsageError("--jobs must be at least 1")
     url = parse_url(source)
+    # The policy file, patterns and hash key are checked before connecting.
+    plan_opts, key = plan_options(
+        dialect=url.dialect, tables=tables, exclude_tables=exclude_tables, exclude_columns=exclude_columns,
+        include_secrets=include_secrets, anonymize=anonymize, policy=policy, hash_key=hash_key,
+        hash_key_file=hash_key_file)
     when = datetime.now(UTC).replace(microsecond=0)
+    recipients: list[Any] = []
+    if encrypt_to or encrypt_to_file:
+        from .crypto import SUFFIX as AGE_SUFFIX
+        from .crypto import load_recipients
+
+        recipients = load_recipients(encrypt_to, encrypt_to_file)
     if destination is None:
         destination = default_destination(url.database, when, format, compress)
+        if recipients and format == "json":
+            destination += AGE_SUFFIX
+    destination = expand_placeholders(destination, database=url.database, when=when,
+                                      environment=environment, export_type="full")
     if destination == "-" and format == "jsonl":
         raise UsageError("JSON Lines output is a folder; give it with -o FOLDER")
-    compression = compression_for(compress, None if destination == "-" else destination)
-    if destination != "-":
-        check_writable_folder(destination)
+    compression = compression_for(compress, None if destination == "-" else plain_name(destination))
+    target = prepare_destination(destination, format=format, encrypted=bool(recipients),
+                                 s3_endpoint=s3_endpoint)
+    checksum_file: str | None = None
 
     src = make_source(url)
     if not server_json and hasattr(src, "server_json"):
         src.server_json = False  # type: ignore[attr-defined]
     with src:
         source_info = src.info()
-        chosen, excluded = select_tables(src.list_tables(schemas), tables, exclude_tables)
-        order = dependency_order(chosen)
+        reflected = {t.name: t for t in src.list_tables(schemas)}
+        the_plan = build_plan(list(reflected.values()), plan_opts, source_info)
+        order = [reflected[t.name] for t in the_plan.tables]
+        excluded = [e.name for e in the_plan.excluded_tables]
+        projections = compile_projections(the_plan, reflected, key, url.dialect)
+        if on_plan is not None:  # before any row is read: the CLI prints its warnings here
+            on_plan(the_plan)
         results = {t.name: TableResult(t.name) for t in order}
         n_jobs = max(1, min(jobs or DEFAULT_JOBS, src.max_readers, len(order) or 1))
         if progress:
             progress.start(order)
 
         metadata_kw = dict(when=when, exported_by=exported_by or getpass.getuser(),
-                           environment=environment, fmt=format)
+                           environment=environment, fmt=format, plan=the_plan)
         if format == "jsonl":
             folder = AtomicDir(destination)
             try:
@@ -399,7 +472,7 @@ def export(
 
                     return out, finish
 
-                _run_tables(src, order, n_jobs, open_table, results, progress)
+                _run_tables(src, order, n_jobs, open_table, results, progress, projections)
                 metadata = _metadata(source_info, order, results, excluded, **metadata_kw)  # type: ignore[arg-type]
                 manifest = os.path.join(folder.tmp, "metadata.json")
                 with open(manifest, "xb") as fh:
@@ -414,8 +487,9 @@ def export(
             size = sum(os.path.getsize(os.path.join(destination, f)) for f in os.listdir(destination))
             sha256 = None
         else:
-            workspace = _Workspace(None if destination == "-" else destination)
-            sink: AtomicFile | StdoutSink | None = None
+            # Spools go beside a local file (same disk as the result), else to the temp folder.
+            workspace = _Workspace(None if destination == "-" or is_remote(destination) else destination)
+            sink: Any = None
             try:
                 spools = {t.name: os.path.join(workspace.path, f"{i}.jsonl") for i, t in enumerate(order)}
 
@@ -423,13 +497,14 @@ def export(
                     fh = open(spools[table.name], "xb")  # noqa: SIM115
                     return fh, fh.close
 
-                _run_tables(src, order, n_jobs, open_table, results, progress)
+                _run_tables(src, order, n_jobs, open_table, results, progress, projections)
                 metadata = _metadata(source_info, order, results, excluded, **metadata_kw)  # type: ignore[arg-type]
                 # The snapshot is no longer needed: end it before the final copy.
                 src.close()
-                sink = StdoutSink() if destination == "-" else AtomicFile(destination)
-                size, sha256 = _write_document(sink, compression, metadata, order, spools)
+                sink = target.sink()
+                size, sha256 = _write_document(sink, compression, metadata, order, spools, recipients)
                 sink.commit()
+                checksum_file = target.write_checksum(sha256)
             except OSError as exc:
                 if sink:
                     sink.abort()
@@ -451,6 +526,9 @@ def export(
         sha256=sha256,
         seconds=time.monotonic() - started,
         metadata=metadata,
+        checksum_file=checksum_file,
+        encrypted=bool(recipients),
+        plan=the_plan,
     )
 
 

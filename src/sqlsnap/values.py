@@ -20,8 +20,9 @@ import msgspec
 #: Decimal (msgspec writes str(Decimal)); we still format Decimals ourselves (see
 #: ``decimal_token``) because str() switches to exponent notation below 1e-6.
 ENCODER = msgspec.json.Encoder(decimal_format="number")
-#: Parses JSON documents held in text columns without losing digits: floats become Decimal.
-_JSON_DECODER = msgspec.json.Decoder(float_hook=Decimal)
+#: Parses JSON documents held in text columns without losing digits: each non-integer
+#: number is kept as its exact text (a Decimal would print 0.0000001 as 1E-7).
+_JSON_DECODER = msgspec.json.Decoder(float_hook=lambda s: msgspec.Raw(s.encode()))
 
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?\Z")
 _SPECIAL_FLOATS = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity", "infinity": "Infinity",

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from functools import cached_property
+from operator import itemgetter
 from typing import Any, ClassVar
 
 from ..schema import Table
@@ -27,6 +30,77 @@ CHUNK_BYTES = 1 << 20
 FETCH_ROWS = 2000
 
 
+@dataclass(frozen=True)
+class OutputColumn:
+    """One field of the exported rows (see :class:`Projection`).
+
+    ``source`` is the index in ``table.columns`` of the value it is made from, None for a
+    ``constant``. ``transform`` maps the converted (JSON-native) value to the value written;
+    with ``owner`` set it is called as ``transform(value, owner_value)``, where
+    ``owner_value`` is the converted, untransformed value of ``table.columns[owner]``.
+    """
+
+    name: str
+    source: int | None
+    transform: Callable[..., Any] | None = None
+    owner: int | None = None
+    constant: Any = None
+
+
+@dataclass(frozen=True)
+class Projection:
+    """What a reader writes for a table when the export policy changes it: the output fields
+    in order. Columns not named are never read; constants (null, redact) are not read either,
+    so a server can write them as SQL literals. Readers get None for tables exported whole."""
+
+    columns: tuple[OutputColumn, ...]
+
+    @cached_property
+    def reads(self) -> list[int]:
+        """Indices of ``table.columns`` to fetch, in table order: sources and owners."""
+        wanted = {c.source for c in self.columns if c.source is not None}
+        wanted |= {c.owner for c in self.columns if c.owner is not None}
+        return sorted(wanted)
+
+    def encoder(self, names: Sequence[str], converters: Sequence[Converter]) -> Callable[[Any], bytes]:
+        """``encode(batch) -> bytes`` for driver rows holding the ``reads`` columns, given the
+        whole table's column ``names`` and ``converters``."""
+        reads = self.reads
+        convs = [converters[i] for i in reads]
+        cols = self.columns
+        if all(c.transform is None and c.source is not None for c in cols) and \
+                [c.source for c in cols] == reads:
+            out_names = [c.name for c in cols]
+            return lambda batch: encode_rows(batch, out_names, convs)
+        pos = {src: i for i, src in enumerate(reads)}
+        getters: list[tuple[str, Callable[[list[Any]], Any]]] = []
+        for c in cols:
+            getters.append((c.name, _getter(c, pos)))
+
+        def encode(batch: Any) -> bytes:
+            out = []
+            for row in batch:
+                vals = [conv(value) for conv, value in zip(convs, row)]
+                out.append({name: get(vals) for name, get in getters})
+            return ENCODER.encode_lines(out)
+
+        return encode
+
+
+def _getter(c: OutputColumn, pos: dict[int, int]) -> Callable[[list[Any]], Any]:
+    if c.source is None:
+        constant = c.constant
+        return lambda vals: constant
+    p = pos[c.source]
+    fn = c.transform
+    if fn is None:
+        return itemgetter(p)
+    if c.owner is None:
+        return lambda vals: fn(vals[p])
+    o = pos[c.owner]
+    return lambda vals: fn(vals[p], vals[o])
+
+
 class Cancelled(Exception):
     """Raised inside a reader when the export was cancelled (another worker failed, Ctrl-C)."""
 
@@ -35,8 +109,11 @@ class TableReader(ABC):
     """Streams tables from the shared snapshot. One reader per thread."""
 
     @abstractmethod
-    def read(self, table: Table, cancel: threading.Event) -> Iterator[tuple[bytes, int]]:
-        """Yield ``(chunk, rows)``: ``chunk`` holds ``rows`` complete JSON lines."""
+    def read(
+        self, table: Table, cancel: threading.Event, projection: Projection | None = None
+    ) -> Iterator[tuple[bytes, int]]:
+        """Yield ``(chunk, rows)``: ``chunk`` holds ``rows`` complete JSON lines; with a
+        ``projection``, each line holds its fields instead of every column as is."""
 
     def cancel(self) -> None:  # noqa: B027 - optional hook
         """Interrupt a running query from another thread, if the driver can."""
@@ -95,14 +172,23 @@ def chunked_rows(
     names: Sequence[str],
     converters: Sequence[Converter],
     cancel: threading.Event,
+    projection: Projection | None = None,
 ) -> Iterator[tuple[bytes, int]]:
-    """Turn batches of driver rows into chunks of JSON lines of about CHUNK_BYTES."""
+    """Turn batches of driver rows into chunks of JSON lines of about CHUNK_BYTES.
+
+    ``names`` and ``converters`` are the whole table's; with a ``projection`` the rows hold
+    only its ``reads`` columns, in that order."""
+    if projection is None:
+        def encode(batch: Any) -> bytes:
+            return encode_rows(batch, names, converters)
+    else:
+        encode = projection.encoder(names, converters)
     buf = bytearray()
     count = 0
     for batch in batches:
         if cancel.is_set():
             raise Cancelled
-        buf += encode_rows(batch, names, converters)
+        buf += encode(batch)
         count += len(batch)
         if len(buf) >= CHUNK_BYTES:
             yield bytes(buf), count

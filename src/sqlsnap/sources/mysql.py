@@ -20,19 +20,23 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import msgspec
+
 from ..errors import ConnectError, NotFoundError, SnapError, UsageError
 from ..schema import Column, ForeignKey, Table
 from ..urls import mask
 from ..values import b64, identity, json_document, nullable, number_token, text
 from . import missing_driver
-from .base import FETCH_ROWS, Cancelled, Source, TableReader, chunked_rows
+from .base import FETCH_ROWS, Cancelled, Projection, Source, TableReader, chunked_rows
 
 _INT = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"}
 _NUMBER = {"decimal", "numeric", "float", "double", "real", "double precision"}
 _BINARY = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
 _SPATIAL = {"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
             "multipolygon", "geometrycollection", "geomcollection"}
-_JSON_CHECK = re.compile(r"json_valid\(`?([^`)]+)`?\)", re.IGNORECASE)
+#: MariaDB's JSON type is LONGTEXT plus exactly this check. Only the whole clause counts: a
+#: check such as "json_valid(`c`) or `c` = ''" lets the column hold text that is not JSON.
+_JSON_CHECK = re.compile(r"\s*json_valid\(`((?:[^`]|``)+)`\)\s*", re.IGNORECASE)
 
 
 def _driver() -> Any:
@@ -74,10 +78,21 @@ def _bits(width: int) -> Any:
     return convert
 
 
+def _checked_json(value: Any) -> Any:
+    # MariaDB skips CHECK constraints under check_constraint_checks=0 (bulk loads), so its JSON
+    # columns may hold text that is not JSON: written as the string it is, as in SQLite.
+    try:
+        return json_document(value)
+    except msgspec.DecodeError:
+        return _str(value)
+
+
 def _column_converter(data_type: str, column_type: str, is_json: bool) -> tuple[Any, str | None]:
     """The converter for a column and its metadata encoding."""
-    if is_json or data_type == "json":
+    if data_type == "json":
         return json_document, None
+    if is_json:
+        return _checked_json, None
     if data_type in _INT:
         return int, None
     if data_type in _NUMBER:
@@ -211,8 +226,9 @@ class MySQLSource(Source):
                 "WHERE CONSTRAINT_SCHEMA = %s",
                 (db,),
             ):
-                for m in _JSON_CHECK.finditer(clause or ""):
-                    json_columns.add((table, m.group(1)))
+                m = _JSON_CHECK.fullmatch(clause or "")
+                if m:
+                    json_columns.add((table, m.group(1).replace("``", "`")))
         except self.driver.Error:  # MySQL before 8.0.16 has no CHECK_CONSTRAINTS; JSON is a type there
             pass
         for table, col, data_type, column_type, is_nullable in self._query(
@@ -262,12 +278,16 @@ class _MySQLReader(TableReader):
     def __init__(self, source: MySQLSource) -> None:
         self.source = source
 
-    def read(self, table: Table, cancel: threading.Event) -> Iterator[tuple[bytes, int]]:
+    def read(
+        self, table: Table, cancel: threading.Event, projection: Projection | None = None
+    ) -> Iterator[tuple[bytes, int]]:
         src = self.source
         driver = src.driver
         cursor_class = driver.cursors.SSCursor
         cur = src._conn.cursor(cursor_class)
-        exprs = ", ".join(table.details["exprs"]) or "NULL"
+        all_exprs = table.details["exprs"]
+        read = all_exprs if projection is None else [all_exprs[i] for i in projection.reads]
+        exprs = ", ".join(read) or "NULL"
         names = [c.name for c in table.columns]
         try:
             cur.execute(f"SELECT {exprs} FROM {_quote(table.schema)}.{_quote(table.relname)}")
@@ -279,7 +299,7 @@ class _MySQLReader(TableReader):
                         return
                     yield batch
 
-            yield from chunked_rows(batches(), names, table.details["converters"], cancel)
+            yield from chunked_rows(batches(), names, table.details["converters"], cancel, projection)
         except driver.Error as exc:
             if cancel.is_set():
                 raise Cancelled from None

@@ -34,9 +34,9 @@ import msgspec
 from ..errors import ConnectError, NotFoundError, SnapError
 from ..schema import Column, ForeignKey, Table
 from ..urls import mask
-from ..values import b64, identity, nullable, number_token
+from ..values import ENCODER, b64, identity, nullable, number_token
 from . import missing_driver
-from .base import CHUNK_BYTES, FETCH_ROWS, Cancelled, Source, TableReader, chunked_rows
+from .base import CHUNK_BYTES, FETCH_ROWS, Cancelled, Projection, Source, TableReader, chunked_rows
 
 try:
     import psycopg
@@ -92,7 +92,7 @@ def _kind(typname: str, typtype: str) -> str:
         return typname
     if typname in _TEXT or typtype == "e":
         return "text"
-    if typname in ("bytea", "timestamp", "timestamptz"):
+    if typname in ("bytea", "timestamp", "timestamptz", "inet"):
         return typname
     return "other"
 
@@ -106,6 +106,9 @@ def _plan_column(name: str, kind: str, element: str | None) -> _ColumnPlan:
         return _ColumnPlan(c, c, kind)
     if kind == "json":
         return _ColumnPlan(f"{c}::jsonb", f"{c}::jsonb", "jsonb")
+    if kind == "inet":
+        # inet's own output ('10.0.0.1'); a cast to text always adds the netmask ('10.0.0.1/32').
+        return _ColumnPlan(f"abbrev({c})", f"abbrev({c})", "other")
     if kind == "bytea":
         # encode() breaks base64 lines at 76 characters; the contract wants one string.
         return _ColumnPlan(f"translate(encode({c}, 'base64'), E'\\n', '')", c, kind)
@@ -122,6 +125,13 @@ def _plan_column(name: str, kind: str, element: str | None) -> _ColumnPlan:
         return _ColumnPlan(c, c, kind, element)
     if kind == "text_array":
         return _ColumnPlan(f"{c}::text[]", f"{c}::text[]", "array", "text")
+    if kind == "bpchar_array":
+        # No cast: text[] would strip each element's char(n) padding; psycopg loads bpchar[].
+        return _ColumnPlan(c, c, "array", "text")
+    if kind == "inet_array":
+        # Through the array's text, so each element is inet's own output (see "inet"); safe
+        # because inet text never holds a delimiter, quote, brace or space.
+        return _ColumnPlan(f"{c}::text::text[]", f"{c}::text::text[]", "array", "text")
     return _ColumnPlan(f"{c}::text", f"{c}::text", "other")
 
 
@@ -282,8 +292,8 @@ class PostgresSource(Source):
                    e.typname, e.typtype, bt.typname, bt.typtype, bt.typcategory, be.typname, be.typtype
             FROM pg_class c
             JOIN pg_namespace n ON n.oid = c.relnamespace
-            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-            JOIN pg_type t ON t.oid = a.atttypid
+            LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+            LEFT JOIN pg_type t ON t.oid = a.atttypid
             LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
             LEFT JOIN pg_type bt ON bt.oid = t.typbasetype AND t.typtype = 'd'
             LEFT JOIN pg_type be ON be.oid = bt.typelem AND bt.typcategory = 'A'
@@ -306,10 +316,16 @@ class PostgresSource(Source):
                     details={"only": relkind == "r"},
                 )
                 plans[oid] = []
+            if att is None:  # a table without columns (the LEFT JOIN keeps it): rows are {}
+                continue
             if tcat == "A" and ename is not None:
                 ekind = _kind(ename, etype)
-                plan = _plan_column(att, "array", ekind) if ekind in _NATIVE_ELEMENTS else \
-                    _plan_column(att, "text_array", None)
+                if ename in ("bpchar", "inet"):
+                    plan = _plan_column(att, f"{ename}_array", None)
+                elif ekind in _NATIVE_ELEMENTS:
+                    plan = _plan_column(att, "array", ekind)
+                else:
+                    plan = _plan_column(att, "text_array", None)
             else:
                 plan = _plan_column(att, _kind(tname, ttype), None)
             plans[oid].append(plan)
@@ -384,12 +400,14 @@ class _PostgresReader(TableReader):
         only = "ONLY " if table.details["only"] else ""
         return f"{only}{_quote(table.schema)}.{_quote(table.relname)}"
 
-    def read(self, table: Table, cancel: threading.Event) -> Iterator[tuple[bytes, int]]:
+    def read(
+        self, table: Table, cancel: threading.Event, projection: Projection | None = None
+    ) -> Iterator[tuple[bytes, int]]:
         try:
-            if self.server_json:
-                yield from self._read_server_json(table, cancel)
+            if self.server_json and _server_can_project(table, projection):
+                yield from self._read_server_json(table, cancel, projection)
             else:
-                yield from self._read_portable(table, cancel)
+                yield from self._read_portable(table, cancel, projection)
         except psycopg.Error as exc:
             if cancel.is_set():
                 raise Cancelled from None
@@ -398,7 +416,9 @@ class _PostgresReader(TableReader):
                 table=table.name,
             ) from None
 
-    def server_sql(self, table: Table) -> str:
+    def server_sql(self, table: Table, projection: Projection | None = None) -> str:
+        if projection is not None:
+            return _projected_copy(table, projection, self._from(table))[0]
         plans: list[_ColumnPlan] = table.details["plans"]
         cols = ", ".join(f"{p.server_expr} AS {_quote(c.name)}" for p, c in zip(plans, table.columns))
         return (
@@ -407,13 +427,17 @@ class _PostgresReader(TableReader):
             "TO STDOUT (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
         )
 
-    def _read_server_json(self, table: Table, cancel: threading.Event) -> Iterator[tuple[bytes, int]]:
+    def _read_server_json(
+        self, table: Table, cancel: threading.Event, projection: Projection | None = None
+    ) -> Iterator[tuple[bytes, int]]:
         # libpq hands over one row per PQgetCopyData call in CSV mode. psycopg's Copy object
         # costs ~4 us of Python per row (a generator and a wait loop); calling libpq through
         # psycopg's pq wrapper directly costs a fraction of that, which let the export keep
         # pace with the server (see bench/README.md).
         pgconn = self.conn.pgconn
-        pgconn.send_query(self.server_sql(table).encode())
+        copy_sql, splice = (self.server_sql(table), None) if projection is None else \
+            _projected_copy(table, projection, self._from(table))
+        pgconn.send_query(copy_sql.encode())
         result = pgconn.get_result()
         if result is None or result.status != pq.ExecStatus.COPY_OUT:
             self._drain(pgconn)
@@ -424,7 +448,7 @@ class _PostgresReader(TableReader):
             nbytes, data = pgconn.get_copy_data(0)
             if nbytes < 0:
                 break
-            buf += data
+            buf += data if splice is None else splice(data)
             count += 1
             if len(buf) >= CHUNK_BYTES:
                 if cancel.is_set():
@@ -451,9 +475,12 @@ class _PostgresReader(TableReader):
         while pgconn.get_result() is not None:
             pass
 
-    def _read_portable(self, table: Table, cancel: threading.Event) -> Iterator[tuple[bytes, int]]:
+    def _read_portable(
+        self, table: Table, cancel: threading.Event, projection: Projection | None = None
+    ) -> Iterator[tuple[bytes, int]]:
         plans: list[_ColumnPlan] = table.details["plans"]
-        exprs = ", ".join(p.portable_expr for p in plans) or "NULL"
+        read = plans if projection is None else [plans[i] for i in projection.reads]
+        exprs = ", ".join(p.portable_expr for p in read) or "NULL"
         names = [c.name for c in table.columns]
         converters = [_converter(p) for p in plans]
         with self.conn.cursor() as cur:
@@ -468,4 +495,114 @@ class _PostgresReader(TableReader):
                     yield batch
 
             # A table without columns selects NULL; zip() with no names makes each row {}.
-            yield from chunked_rows(batches(), names, converters, cancel)
+            yield from chunked_rows(batches(), names, converters, cancel, projection)
+
+
+# -- projections (export policies) on the server-JSON path -----------------------------------
+#
+# Dropped columns are left out of the SELECT and null/redact become SQL literals, so the
+# server still builds every row. Columns whose rule needs Python (hash, fake, mask...) are
+# cut out of the row: the server sends the row as JSON segments between them plus each such
+# value on its own, as CSV fields, and Python splices the transformed values back in column
+# order. Only those fields are decoded; the rest of the row passes through as bytes, so a
+# table pays per row for its transformed columns only (tests/test_policy.py checks that
+# the bytes equal the portable path's).
+
+_COPY_OPTIONS = "TO STDOUT (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
+_JSON_DECODE = msgspec.json.decode
+
+
+def _server_can_project(table: Table, projection: Projection | None) -> bool:
+    """Arrays decode differently from JSON than from the driver: transform them in Python."""
+    if projection is None:
+        return True
+    plans: list[_ColumnPlan] = table.details["plans"]
+    return not any(plans[i].kind == "array" for c in projection.columns if c.transform is not None
+                   for i in (c.source, c.owner) if i is not None)
+
+
+def _literal(value: Any) -> str:
+    if value is None:
+        return "NULL::text"
+    return "'" + str(value).replace("'", "''") + "'::text"
+
+
+def _field(plan: _ColumnPlan, ref: str) -> tuple[str, Any]:
+    """SQL for one value sent on its own, and the decoder that gives the portable path's value."""
+    if plan.kind == "number":
+        return f"({ref})::text", lambda b: number_token(b) if b else None
+    if plan.kind == "jsonb":
+        return f"to_json({ref})", lambda b: msgspec.Raw(b) if b else None
+    return f"to_json({ref})", lambda b: _JSON_DECODE(b) if b else None
+
+
+def _projected_copy(table: Table, projection: Projection, from_: str) -> tuple[str, Any]:
+    """The COPY statement for ``projection``, and the per-row splice function (None when the
+    server's rows are final)."""
+    plans: list[_ColumnPlan] = table.details["plans"]
+    cols = table.columns
+    if not any(c.transform for c in projection.columns):
+        sel = ", ".join(
+            f"{_literal(c.constant) if c.source is None else plans[c.source].server_expr} AS {_quote(c.name)}"
+            for c in projection.columns)
+        return f"COPY (SELECT row_to_json(r.*) FROM (SELECT {sel} FROM {from_}) r) {_COPY_OPTIONS}", None
+
+    inner = ", ".join(f"{plans[i].server_expr} AS {_quote(cols[i].name)}" for i in projection.reads)
+    fields: list[str] = []
+    laterals: list[str] = []
+    segment: list[str] = []
+    ops: list[Any] = []
+
+    def close_segment() -> None:
+        if segment:
+            alias = f"s{len(laterals)}"
+            laterals.append(f"CROSS JOIN LATERAL (SELECT {', '.join(segment)}) {alias}")
+            f = len(fields)
+            fields.append(f"row_to_json({alias}.*)")
+            ops.append(lambda parts: parts[f][1:-1])
+            segment.clear()
+
+    owner_fields: dict[int, tuple[int, Any]] = {}
+
+    def value_field(i: int) -> tuple[int, Any]:
+        sql_, decode = _field(plans[i], f"r.{_quote(cols[i].name)}")
+        fields.append(sql_)
+        return len(fields) - 1, decode
+
+    for c in projection.columns:
+        if c.transform is None:
+            ref = _literal(c.constant) if c.source is None else f"r.{_quote(cols[c.source].name)}"
+            segment.append(f"{ref} AS {_quote(c.name)}")
+            continue
+        close_segment()
+        assert c.source is not None
+        f, decode = value_field(c.source)
+        key = ENCODER.encode(c.name) + b":"
+        fn = c.transform
+        if c.owner is None:
+            ops.append(lambda parts, f=f, d=decode, k=key, fn=fn: k + ENCODER.encode(fn(d(parts[f]))))
+        else:
+            if c.owner not in owner_fields:
+                owner_fields[c.owner] = (-1, None)  # filled after the row's own fields
+            ops.append((f, decode, key, fn, c.owner))
+    close_segment()
+    for owner in owner_fields:
+        owner_fields[owner] = value_field(owner)
+    # Owner-dependent ops could only be built once the owners' fields were numbered.
+    for n, op in enumerate(ops):
+        if isinstance(op, tuple):
+            f, decode, key, fn, owner = op
+            of, od = owner_fields[owner]
+            ops[n] = (lambda parts, f=f, d=decode, k=key, fn=fn, of=of, od=od:
+                      k + ENCODER.encode(fn(d(parts[f]), od(parts[of]))))
+
+    sql_ = (f"COPY (SELECT {', '.join(fields)} FROM (SELECT {inner} FROM {from_}) r "
+            f"{' '.join(laterals)}) {_COPY_OPTIONS}")
+
+    def splice(data: Any) -> bytes:
+        # Each row ends with a newline; JSON escapes control characters, so \x02 only ever
+        # separates fields and no field is ever quoted.
+        parts = bytes(data)[:-1].split(b"\x02")
+        return b"{" + b",".join([op(parts) for op in ops]) + b"}\n"
+
+    return sql_, splice

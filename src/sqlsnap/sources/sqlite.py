@@ -27,7 +27,7 @@ from urllib.parse import quote
 from ..errors import NotFoundError, SnapError, UsageError
 from ..schema import Column, ForeignKey, Table
 from ..values import b64, float_value, is_json, json_document
-from .base import FETCH_ROWS, Cancelled, Source, TableReader, chunked_rows
+from .base import FETCH_ROWS, Cancelled, Projection, Source, TableReader, chunked_rows
 
 
 class _InvalidText(bytes):
@@ -125,7 +125,9 @@ class SQLiteSource(Source):
             "AND sql NOT LIKE 'CREATE VIRTUAL%' ORDER BY name")]
         tables = []
         for name in names:
-            info = conn.execute(f"PRAGMA table_info({_quote(name)})").fetchall()
+            # table_xinfo, not table_info: generated columns (hidden 2 and 3) are columns too, as
+            # in PostgreSQL and MySQL; hidden 1 only occurs in virtual tables.
+            info = [r[:6] for r in conn.execute(f"PRAGMA table_xinfo({_quote(name)})") if r[6] != 1]
             columns = [Column(r[1], r[2] or "", not r[3] and not r[5],
                               "base64" if "BLOB" in (r[2] or "").upper() else None) for r in info]
             pk = [r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5])]
@@ -158,9 +160,12 @@ class _SQLiteReader(TableReader):
         if self.source._conn is not None:
             self.source._conn.interrupt()
 
-    def read(self, table: Table, cancel: threading.Event) -> Iterator[tuple[bytes, int]]:
+    def read(
+        self, table: Table, cancel: threading.Event, projection: Projection | None = None
+    ) -> Iterator[tuple[bytes, int]]:
         assert self.source._conn is not None
-        cols = ", ".join(_quote(c.name) for c in table.columns) or "NULL"
+        read = table.columns if projection is None else [table.columns[i] for i in projection.reads]
+        cols = ", ".join(_quote(c.name) for c in read) or "NULL"
         try:
             cur = self.source._conn.execute(f"SELECT {cols} FROM {_quote(table.relname)}")
 
@@ -169,7 +174,7 @@ class _SQLiteReader(TableReader):
                     yield batch
 
             yield from chunked_rows(batches(), [c.name for c in table.columns],
-                                    table.details["converters"], cancel)
+                                    table.details["converters"], cancel, projection)
         except sqlite3.Error as exc:
             if cancel.is_set():
                 raise Cancelled from None

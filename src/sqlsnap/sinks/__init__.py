@@ -1,0 +1,249 @@
+"""Destinations, registered by URL scheme: a local file (atomic rename), standard output,
+or ``s3://`` (multipart upload, aborted on failure). Each is checked before the export
+reads the database, gives a sink (``fh``, ``commit()``, ``abort()``) for the document, and
+stores the ``<name>.sha256`` checksum file beside it.
+
+Also here: the placeholders of output names, and opening a snapshot for reading (verify,
+decrypt), wherever it lives.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+from ..errors import NotFoundError, UsageError, VerifyError
+from ..output import AtomicFile, StdoutSink, check_writable_folder, os_error
+from .s3 import is_s3
+
+__all__ = [
+    "PLACEHOLDERS", "SIDECAR_SUFFIX", "Destination", "expand_placeholders", "is_remote", "is_s3",
+    "open_destination", "open_input", "plain_name", "prepare_destination", "read_sidecar", "sidecar_text",
+]
+
+#: The placeholders an output name may hold, and what each becomes.
+PLACEHOLDERS = {
+    "database": "the source database's name (a SQLite file's name without its suffix)",
+    "timestamp": "the UTC time of the snapshot, like 2026-11-22T14-30-00Z",
+    "environment": "--environment (SQLSNAP_ENVIRONMENT)",
+    "export_type": "full for a whole database",
+}
+SIDECAR_SUFFIX = ".sha256"
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+#: Characters that would change the meaning of a path or key if a value carried them.
+_UNSAFE = re.compile(r"[/\\\x00-\x1f]")
+
+
+def _safe(value: str) -> str:
+    return _UNSAFE.sub("_", value).strip().lstrip(".") or "_"
+
+
+def expand_placeholders(template: str, *, database: str, when: datetime, environment: str | None,
+                        export_type: str = "full") -> str:
+    """Fill ``{database}``, ``{timestamp}``, ``{environment}`` and ``{export_type}`` in a name."""
+    if "{" not in template:
+        return template
+
+    def value(match: re.Match[str]) -> str:
+        name = match[1]
+        if name == "database":
+            return _safe(os.path.splitext(os.path.basename(database))[0] or database or "database")
+        if name == "timestamp":
+            return when.strftime("%Y-%m-%dT%H-%M-%SZ")
+        if name == "environment":
+            if not environment:
+                raise UsageError("the output name uses {environment} but no environment is set; "
+                                 "give --environment NAME or set SQLSNAP_ENVIRONMENT")
+            return _safe(environment)
+        if name == "export_type":
+            return _safe(export_type)
+        raise UsageError(f"unknown placeholder {{{name}}} in the output name; use "
+                         + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS))
+
+    return _PLACEHOLDER.sub(value, template)
+
+
+def is_remote(location: str) -> bool:
+    return is_s3(location)
+
+
+def sidecar_text(sha256: str, name: str) -> bytes:
+    """A line ``sha256sum -c`` accepts: the digest, two spaces, the file's base name."""
+    return f"{sha256}  {os.path.basename(name.rstrip('/'))}\n".encode()
+
+
+class Destination(Protocol):
+    final: str
+
+    def check(self) -> None: ...
+    def sink(self) -> Any: ...
+    def write_checksum(self, sha256: str) -> str | None: ...
+
+
+class _LocalFile:
+    def __init__(self, path: str) -> None:
+        self.final = path
+
+    def check(self) -> None:
+        check_writable_folder(self.final)
+
+    def sink(self) -> AtomicFile:
+        return AtomicFile(self.final)
+
+    def write_checksum(self, sha256: str) -> str:
+        path = self.final + SIDECAR_SUFFIX
+        sidecar = AtomicFile(path)
+        try:
+            sidecar.fh.write(sidecar_text(sha256, self.final))
+        except OSError as exc:
+            sidecar.abort()
+            raise os_error(exc, path) from None
+        sidecar.commit()
+        return path
+
+
+class _Stdout:
+    final = "-"
+
+    def check(self) -> None:
+        pass
+
+    def sink(self) -> StdoutSink:
+        return StdoutSink()
+
+    def write_checksum(self, sha256: str) -> None:
+        return None
+
+
+class _S3:
+    def __init__(self, url: str, endpoint_url: str | None) -> None:
+        from .s3 import S3Target
+
+        self.target = S3Target(url, endpoint_url)
+        self.final = self.target.final
+
+    def check(self) -> None:
+        self.target.check()
+
+    def sink(self) -> Any:
+        return self.target.sink()
+
+    def write_checksum(self, sha256: str) -> str:
+        key = self.target.location.key + SIDECAR_SUFFIX
+        self.target.put_small(key, sidecar_text(sha256, self.target.location.key))
+        return f"s3://{self.target.location.bucket}/{key}"
+
+
+#: scheme -> factory, as in DESIGN.md ("a backend is a small interface plus a registry").
+_REGISTRY: dict[str, Callable[[str, str | None], Destination]] = {
+    "s3": _S3,
+}
+
+
+def open_destination(location: str, *, s3_endpoint: str | None = None) -> Destination:
+    """The destination for ``-o``: ``-`` (stdout), ``s3://bucket/key`` or a local path."""
+    if location == "-":
+        return _Stdout()
+    scheme = location.split("://", 1)[0].lower() if "://" in location else ""
+    if scheme in _REGISTRY:
+        return _REGISTRY[scheme](location, s3_endpoint)
+    if scheme:
+        raise UsageError(f"unsupported destination '{scheme}://'; use a file path, '-' or s3://bucket/key")
+    return _LocalFile(location)
+
+
+class _LocalReader:
+    def __init__(self, path: str) -> None:
+        try:
+            self._fh = open(path, "rb")  # noqa: SIM115 - closed by close()
+        except FileNotFoundError:
+            raise NotFoundError(f"{path} does not exist", path=path) from None
+        except IsADirectoryError:
+            raise UsageError(f"{path} is a folder; give a snapshot file", path=path) from None
+        except OSError as exc:
+            raise os_error(exc, path) from None
+
+    def read(self, n: int = -1) -> bytes:
+        return self._fh.read(n)
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class _StdinReader:
+    def __init__(self) -> None:
+        import sys
+
+        self._fh = sys.stdin.buffer
+
+    def read(self, n: int = -1) -> bytes:
+        data: bytes = self._fh.read(n)
+        return data
+
+    def close(self) -> None:
+        pass
+
+
+def open_input(location: str, *, s3_endpoint: str | None = None) -> Any:
+    """A reader (``read(n)``, ``close()``) on a snapshot file, ``s3://`` object or ``-`` (stdin)."""
+    if location == "-":
+        return _StdinReader()
+    if is_s3(location):
+        from .s3 import S3Store, parse_s3_url
+
+        where = parse_s3_url(location)
+        return S3Store(where.bucket, s3_endpoint).open(where.key)
+    return _LocalReader(location)
+
+
+def read_sidecar(location: str, *, s3_endpoint: str | None = None) -> tuple[str, str] | None:
+    """(digest, name of the checksum file) from ``<location>.sha256``, or None if there is none."""
+    name = location + SIDECAR_SUFFIX
+    if location == "-":
+        return None
+    if is_s3(location):
+        from .s3 import S3Store, parse_s3_url
+
+        where = parse_s3_url(location)
+        data = S3Store(where.bucket, s3_endpoint).read_small(where.key + SIDECAR_SUFFIX, 4096)
+    else:
+        try:
+            with open(name, "rb") as fh:
+                data = fh.read(4096)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise os_error(exc, name) from None
+    if data is None:
+        return None
+    digest = data.split(maxsplit=1)[0].decode("ascii", "replace").lower() if data.strip() else ""
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise VerifyError(f"{name} is not a checksum file (expected '<sha256>  <name>' as sha256sum "
+                          "writes it)", path=name)
+    return digest, name
+
+
+def plain_name(path: str) -> str:
+    """The name without its ``.age`` suffix: what tells the compression of an encrypted file."""
+    return path[:-4] if path.lower().endswith(".age") else path
+
+
+def prepare_destination(destination: str, *, format: str, encrypted: bool,
+                        s3_endpoint: str | None = None) -> Destination:
+    """The destination for an export, checked before the database is read."""
+    if format == "jsonl":
+        if is_remote(destination):
+            raise UsageError("JSON Lines output to S3 is not supported; use --format json (one object), or "
+                             "write the folder locally and copy it (aws s3 sync)")
+        if encrypted:
+            raise UsageError("--encrypt-to works with --format json only; use --format json for an "
+                             "encrypted snapshot")
+    if not encrypted and destination.lower().endswith(".age"):
+        raise UsageError("the output name ends in .age but no recipient was given; add --encrypt-to "
+                         "age1... or --encrypt-to-file FILE")
+    target = open_destination(destination, s3_endpoint=s3_endpoint)
+    target.check()
+    return target

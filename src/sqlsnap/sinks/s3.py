@@ -1,0 +1,500 @@
+"""S3-compatible object storage (AWS S3, MinIO, Cloudflare R2, Supabase Storage, ...).
+
+Writing uses boto3's low-level multipart API rather than ``upload_fileobj`` so that this
+module owns every step: parts are buffered in memory (never on disk), uploaded by a small
+thread pool while the next part fills, and an upload that does not finish is aborted with
+``AbortMultipartUpload``, so that nothing ever appears at the key unless it is complete
+(S3 makes an object visible only on ``CompleteMultipartUpload``).
+
+Credentials come from boto3's usual chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
+``AWS_PROFILE``, ``~/.aws/credentials``, instance roles...). Another provider is reached
+with ``endpoint_url`` (``--s3-endpoint``) or ``AWS_ENDPOINT_URL(_S3)``; with a custom
+endpoint, path-style addressing is used (MinIO and Supabase need it; R2 accepts it).
+
+botocore errors are translated here, at the boundary, into one-line :class:`SnapError`
+messages that name the fix and never carry a credential.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..errors import MissingDriverError, NotFoundError, OutputError, SnapError, UsageError
+from ..urls import mask
+
+#: Parts are at least this big. S3 wants >= 5 MiB for every part but the last (moto enforces
+#: it: EntityTooSmall) and at most 10,000 parts; 8 MiB is what the AWS CLI uses.
+PART_BYTES = 8 << 20
+#: Parts uploading while the next one fills: memory is about (PARTS_IN_FLIGHT + 1) parts.
+#: Two overlap the network with compression and encryption; more did not help on loopback.
+PARTS_IN_FLIGHT = 2
+#: S3's hard limit on parts in one upload.
+MAX_PARTS = 10_000
+#: Every part but the last has exactly the same size up to this many parts (Cloudflare R2
+#: requires equal parts: 5,000 x 8 MiB = 40 GiB); beyond, parts grow by PART_BYTES every
+#: PART_GROWTH_EVERY parts so that S3's 10,000 parts hold about 196 GiB.
+EQUAL_PARTS = 5000
+PART_GROWTH_EVERY = 1000
+CONNECT_TIMEOUT = 10
+READ_TIMEOUT = 120
+INSTALL_HINT = "pip install 'sqlsnap[s3]'  (installs boto3)"
+
+#: The IAM permission each action needs, named in "access denied" messages.
+_PERMISSIONS = {"upload": "s3:PutObject and s3:AbortMultipartUpload", "write": "s3:PutObject",
+                "complete": "s3:PutObject", "read": "s3:GetObject", "list": "s3:ListBucket",
+                "delete": "s3:DeleteObject", "use": "s3:ListBucket"}
+_CONTENT_TYPES = {".json": "application/json", ".zst": "application/zstd", ".gz": "application/gzip",
+                  ".sha256": "text/plain; charset=utf-8"}
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    key: str
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def is_s3(location: str) -> bool:
+    return location[:5].lower() == "s3://"
+
+
+def parse_s3_url(url: str, *, need_key: bool = True) -> S3Location:
+    """``s3://bucket/key``; with ``need_key=False`` the key may be empty (a prefix)."""
+    if not is_s3(url):
+        raise UsageError(f"'{mask(url)}' is not an S3 URL; use s3://bucket/path/name.json.zst")
+    bucket, _, key = url[5:].partition("/")
+    if not bucket:
+        raise UsageError(f"'{mask(url)}' has no bucket; use s3://bucket/path/name.json.zst")
+    if need_key and (not key or key.endswith("/")):
+        raise UsageError(f"'{mask(url)}' names no object; give the file name too, "
+                         f"e.g. s3://{bucket}/{key}{{database}}-{{timestamp}}.json.zst")
+    return S3Location(bucket, key)
+
+
+def content_type(key: str) -> str:
+    return _CONTENT_TYPES.get(os.path.splitext(key)[1].lower(), "application/octet-stream")
+
+
+def endpoint_from_env() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def make_client(endpoint_url: str | None = None) -> Any:
+    """A boto3 S3 client; custom endpoints get path-style addressing."""
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError as exc:
+        raise MissingDriverError(f"S3 support is not installed ({exc.name}); install it with: "
+                                 f"{INSTALL_HINT}", dialect="s3") from None
+    endpoint = endpoint_url or endpoint_from_env()
+    options: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT}
+    if endpoint:
+        options["s3"] = {"addressing_style": "path"}
+        # botocore >= 1.36 sends CRC32 checksums by default, which several S3-compatible
+        # stores reject or mishandle; only send them where the operation requires one.
+        options["request_checksum_calculation"] = "when_required"
+        options["response_checksum_validation"] = "when_required"
+    try:
+        return boto3.session.Session().client("s3", endpoint_url=endpoint, config=Config(**options))
+    except Exception as exc:  # noqa: BLE001 - botocore raises many kinds for bad configuration
+        raise translate(exc, "connect to", endpoint or "S3", endpoint=endpoint) from None
+
+
+def _endpoint_of(client: Any) -> str:
+    try:
+        return str(client.meta.endpoint_url)
+    except AttributeError:  # pragma: no cover
+        return "S3"
+
+
+def translate(exc: BaseException, action: str, what: str, *, endpoint: str | None = None,
+              writing: bool = False) -> SnapError:
+    """A botocore/boto3 error as a one-line sqlsnap error. ``action`` reads "... to <action> <what>"."""
+    try:
+        from botocore import exceptions as bx
+    except ImportError:  # pragma: no cover - only called after boto3 imported
+        return OutputError(f"cannot {action} {what}: {type(exc).__name__}")
+    where = mask(endpoint) if endpoint else "the S3 endpoint"
+    if isinstance(exc, bx.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?"))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in ("NoSuchBucket",):
+            return NotFoundError(f"bucket of {what} does not exist at {where}; create it first "
+                                 "(aws s3 mb s3://BUCKET) or check the name", path=what)
+        if code in ("NoSuchKey", "NotFound", "404") or (status == 404 and not writing):
+            return NotFoundError(f"{what} does not exist at {where}", path=what)
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken",
+                    "TokenRefreshRequired"):
+            return OutputError(f"{where} refused the credentials ({code}) when trying to {action} {what}; "
+                               "check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE", path=what)
+        if code in ("AccessDenied", "403", "AllAccessDisabled") or status == 403:
+            return OutputError(f"access denied to {action} {what} ({code}); the credentials need "
+                               f"{_PERMISSIONS.get(action.split()[0], 's3:PutObject')} on it", path=what)
+        message = " ".join(str(error.get("Message") or "").split())[:200]
+        return OutputError(f"cannot {action} {what}: {where} answered {code}"
+                           + (f" ({mask(message)})" if message else ""), path=what)
+    if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError | bx.CredentialRetrievalError):
+        return OutputError(f"no usable AWS credentials to {action} {what}; set AWS_ACCESS_KEY_ID and "
+                           "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE); see docs/destinations.md", path=what)
+    if isinstance(exc, bx.ParamValidationError):
+        return UsageError(f"invalid S3 request to {action} {what}: "
+                          + " ".join(str(exc).split())[:200], path=what)
+    if isinstance(exc, bx.EndpointConnectionError | bx.ConnectTimeoutError | bx.ProxyConnectionError):
+        err = OutputError(f"cannot reach {where} to {action} {what} (connection failed); check that the "
+                          "server is up and --s3-endpoint / AWS_ENDPOINT_URL", path=what)
+        err.transient = True
+        return err
+    if isinstance(exc, bx.SSLError):
+        return OutputError(f"TLS error talking to {where} to {action} {what}; check the endpoint's "
+                           "certificate (AWS_CA_BUNDLE)", path=what)
+    if isinstance(exc, bx.ConnectionClosedError | bx.ReadTimeoutError | bx.HTTPClientError
+                  | bx.IncompleteReadError | bx.ConnectionError):
+        err = OutputError(f"the connection to {where} failed while trying to {action} {what} "
+                          f"({type(exc).__name__}); try again", path=what)
+        err.transient = True
+        return err
+    if isinstance(exc, bx.BotoCoreError | ValueError):
+        return OutputError(f"cannot {action} {what}: " + mask(" ".join(str(exc).split()))[:200], path=what)
+    return OutputError(f"cannot {action} {what}: {type(exc).__name__}", path=what)
+
+
+class S3Target:
+    """An ``s3://bucket/key`` destination: checked before the export, then written by a sink."""
+
+    def __init__(self, url: str, endpoint_url: str | None = None) -> None:
+        self.location = parse_s3_url(url)
+        self.endpoint = endpoint_url or endpoint_from_env()
+        self.client = make_client(endpoint_url)
+        self.final = self.location.url
+
+    def check(self) -> None:
+        """Fail before reading the database when the bucket is missing or unreachable."""
+        try:
+            self.client.head_bucket(Bucket=self.location.bucket)
+        except Exception as exc:  # noqa: BLE001
+            err = translate(exc, "use the bucket of", self.final, endpoint=self.endpoint)
+            if isinstance(err, NotFoundError):
+                raise NotFoundError(f"bucket '{self.location.bucket}' does not exist at "
+                                    f"{mask(self.endpoint) if self.endpoint else 'AWS'}; create it first "
+                                    "or check the name", path=self.final) from None
+            # Write-only credentials may lack s3:ListBucket (HeadBucket answers 403): go on and
+            # let the upload itself say whether writing is allowed.
+            if "access denied" not in str(err):
+                raise err from None
+
+    def sink(self) -> S3Sink:
+        return S3Sink(self.client, self.location, endpoint=self.endpoint)
+
+    def put_small(self, key: str, body: bytes) -> None:
+        try:
+            self.client.put_object(Bucket=self.location.bucket, Key=key, Body=body,
+                                   ContentType=content_type(key))
+        except Exception as exc:  # noqa: BLE001
+            raise translate(exc, "write", f"s3://{self.location.bucket}/{key}", endpoint=self.endpoint,
+                            writing=True) from None
+
+
+class _PartWriter:
+    """The sink's ``fh``: collects writes into parts and hands full parts to the uploader."""
+
+    def __init__(self, sink: S3Sink) -> None:
+        self._sink = sink
+
+    def write(self, data: bytes) -> int:
+        self._sink._write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+class S3Sink:
+    """A multipart upload with the sink interface (``fh``, ``commit()``, ``abort()``).
+
+    The upload starts with the first full part; a document smaller than one part is sent
+    with a single PutObject at commit. Thread-safe for one writer thread at a time.
+    """
+
+    def __init__(self, client: Any, location: S3Location, *, endpoint: str | None = None) -> None:
+        self.client = client
+        self.location = location
+        self.endpoint = endpoint
+        self.final = location.url
+        self.fh = _PartWriter(self)
+        self.upload_id: str | None = None
+        self._buffer = bytearray()
+        self._parts: list[Future[dict[str, Any]]] = []
+        self._slots = threading.BoundedSemaphore(PARTS_IN_FLIGHT)
+        self._pool: ThreadPoolExecutor | None = None
+        self._closed = False
+        #: The first failed part: later parts are not sent, the writer raises it at its next part.
+        self._failure: SnapError | None = None
+
+    # -- writing -------------------------------------------------------------------------
+    def _part_size(self) -> int:
+        return PART_BYTES * (1 + max(0, len(self._parts) - EQUAL_PARTS) // PART_GROWTH_EVERY)
+
+    def _write(self, data: bytes) -> None:
+        if self._closed:
+            raise OutputError(f"the upload to {self.final} was already ended", path=self.final)
+        self._buffer += data
+        try:
+            while len(self._buffer) >= self._part_size():
+                self._send_part(self._part_size())
+        except SnapError as exc:
+            # Abort at once, so the message can say whether anything was left behind.
+            raise self._with_abort_note(exc) from None
+
+    def _with_abort_note(self, exc: SnapError) -> SnapError:
+        note = self.abort()
+        if not note:
+            return exc
+        err = type(exc)(f"{exc.message}; {note}", **exc.fields)
+        err.transient = exc.transient
+        return err
+
+    def _error(self, exc: BaseException, action: str = "upload") -> SnapError:
+        return translate(exc, action, self.final, endpoint=self.endpoint, writing=True)
+
+    def _raise_failed_part(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _start(self) -> None:
+        try:
+            created = self.client.create_multipart_upload(
+                Bucket=self.location.bucket, Key=self.location.key,
+                ContentType=content_type(self.location.key))
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(exc) from None
+        self.upload_id = created["UploadId"]
+        self._pool = ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix="sqlsnap-s3")
+
+    def _send_part(self, size: int | None = None) -> None:
+        """Send the first ``size`` bytes of the buffer as the next part (all of it if None)."""
+        if self.upload_id is None:
+            self._start()
+        assert self._pool is not None
+        self._raise_failed_part()
+        number = len(self._parts) + 1
+        if number > MAX_PARTS:
+            raise OutputError(f"{self.final} would need more than {MAX_PARTS} parts; the export is "
+                              "too large for one S3 object", path=self.final)
+        body, self._buffer = self._buffer, bytearray()
+        if size is not None and len(body) > size:
+            # Parts of exactly the same size: the rest (less than one write) starts the next one.
+            self._buffer = body[size:]
+            del body[size:]
+        # Wait for a free slot: memory stays at PARTS_IN_FLIGHT parts plus the one filling.
+        self._slots.acquire()
+        if self._failure is not None:
+            self._slots.release()
+            raise self._failure
+        try:
+            self._parts.append(self._pool.submit(self._upload_part, number, body))
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _upload_part(self, number: int, body: bytearray) -> dict[str, Any]:
+        try:
+            if self._failure is not None:
+                raise self._failure
+            answer = self.client.upload_part(
+                Bucket=self.location.bucket, Key=self.location.key, UploadId=self.upload_id,
+                PartNumber=number, Body=body)
+            return {"PartNumber": number, "ETag": answer["ETag"]}
+        except SnapError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            error = self._error(exc)
+            if self._failure is None:
+                self._failure = error
+            raise error from None
+        finally:
+            self._slots.release()
+
+    # -- ending --------------------------------------------------------------------------
+    def commit(self) -> None:
+        """Send what is left and make the object appear; aborts the upload on failure."""
+        self._closed = True
+        try:
+            if self.upload_id is None:
+                try:
+                    self.client.put_object(Bucket=self.location.bucket, Key=self.location.key,
+                                           Body=bytes(self._buffer),
+                                           ContentType=content_type(self.location.key))
+                except Exception as exc:  # noqa: BLE001
+                    raise self._error(exc) from None
+                self._buffer = bytearray()
+                return
+            if self._buffer:
+                self._send_part()
+            wait(self._parts)
+            self._raise_failed_part()
+            parts = [fut.result() for fut in self._parts]
+            try:
+                self.client.complete_multipart_upload(
+                    Bucket=self.location.bucket, Key=self.location.key, UploadId=self.upload_id,
+                    MultipartUpload={"Parts": parts})
+            except Exception as exc:  # noqa: BLE001
+                raise self._error(exc, "complete the upload of") from None
+            self.upload_id = None
+        except SnapError as exc:
+            raise self._with_abort_note(exc) from None
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            self._shutdown()
+
+    def abort(self) -> str | None:
+        """Abandon the upload so that nothing is left at the key.
+
+        Returns None when nothing is left behind, else a note for the user saying what could not
+        be cleaned up (the server is down, for instance)."""
+        self._closed = True
+        self._buffer = bytearray()
+        if self._pool is not None:
+            # Parts still uploading could otherwise land after the abort (S3 docs).
+            for fut in self._parts:
+                fut.cancel()
+            self._pool.shutdown(wait=True)
+        upload_id, self.upload_id = self.upload_id, None
+        if upload_id is None:
+            return None
+        try:
+            self.client.abort_multipart_upload(Bucket=self.location.bucket, Key=self.location.key,
+                                               UploadId=upload_id)
+        except Exception as exc:  # noqa: BLE001
+            code = ""
+            response = getattr(exc, "response", None)
+            if isinstance(response, dict):
+                code = str(response.get("Error", {}).get("Code", ""))
+            if code == "NoSuchUpload":
+                return None
+            return (f"the unfinished multipart upload could not be aborted ({type(exc).__name__}); "
+                    f"remove it with: aws s3api abort-multipart-upload --bucket {self.location.bucket} "
+                    f"--key {self.location.key} --upload-id {upload_id}  (or set a lifecycle rule "
+                    "AbortIncompleteMultipartUpload on the bucket)")
+        return None
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+# -- reading, listing, deleting (verify, decrypt, prune) ----------------------------------
+
+@dataclass(frozen=True)
+class S3Object:
+    key: str
+    size: int
+    modified: datetime
+
+
+class S3Store:
+    """Read access and housekeeping on a bucket, for verify, decrypt and prune."""
+
+    def __init__(self, bucket: str, endpoint_url: str | None = None) -> None:
+        self.bucket = bucket
+        self.endpoint = endpoint_url or endpoint_from_env()
+        self.client = make_client(endpoint_url)
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def open(self, key: str) -> Any:
+        """A streaming reader (``read(n)``) on the object."""
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except Exception as exc:  # noqa: BLE001
+            raise translate(exc, "read", self.url(key), endpoint=self.endpoint) from None
+        return _Body(body, self, key)
+
+    def read_small(self, key: str, limit: int = 1 << 20) -> bytes | None:
+        """The object's bytes, or None when it does not exist."""
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            data: bytes = body.read(limit)
+            body.close()
+            return data
+        except Exception as exc:  # noqa: BLE001
+            err = translate(exc, "read", self.url(key), endpoint=self.endpoint)
+            if isinstance(err, NotFoundError):
+                return None
+            raise err from None
+
+    def read_head(self, key: str, n: int) -> bytes:
+        """The first ``n`` bytes of the object (b"" when it is gone)."""
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{n - 1}")["Body"]
+            data: bytes = body.read(n)
+            body.close()
+            return data
+        except Exception as exc:  # noqa: BLE001
+            err = translate(exc, "read", self.url(key), endpoint=self.endpoint)
+            if isinstance(err, NotFoundError):
+                return b""
+            raise err from None
+
+    def list(self, prefix: str) -> Iterator[S3Object]:
+        """Objects directly under ``prefix`` (not in deeper "folders")."""
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix, Delimiter="/")
+            for page in pages:
+                for item in page.get("Contents", ()):
+                    yield S3Object(item["Key"], int(item.get("Size", 0)), item["LastModified"])
+        except Exception as exc:  # noqa: BLE001
+            raise translate(exc, "list", self.url(prefix), endpoint=self.endpoint) from None
+
+    def delete(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
+            batch = keys[start:start + 1000]
+            try:
+                answer = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+            except Exception as exc:  # noqa: BLE001
+                raise translate(exc, "delete from", self.url(batch[0]), endpoint=self.endpoint,
+                                writing=True) from None
+            failed = answer.get("Errors") or []
+            if failed:
+                first = failed[0]
+                raise OutputError(f"cannot delete {self.url(first.get('Key', '?'))}: "
+                                  f"{first.get('Code', '?')} ({len(failed)} objects not deleted)",
+                                  path=self.url(first.get("Key", "")))
+
+
+class _Body:
+    """``get_object``'s body with botocore errors translated on read."""
+
+    def __init__(self, body: Any, store: S3Store, key: str) -> None:
+        self._body = body
+        self._store = store
+        self._key = key
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data: bytes = self._body.read(None if n is None or n < 0 else n)
+            return data
+        except Exception as exc:  # noqa: BLE001
+            raise translate(exc, "read", self._store.url(self._key), endpoint=self._store.endpoint) from None
+
+    def close(self) -> None:
+        try:
+            self._body.close()
+        except Exception:  # noqa: BLE001 - closing a broken stream
+            pass

@@ -1,0 +1,665 @@
+"""``sqlsnap verify``: prove that a snapshot is whole and matches its metadata.
+
+The file is streamed once, in constant memory (one block plus the longest row), through the
+same layers that wrote it, in reverse: storage -> SHA-256 of the bytes as stored -> age
+decryption (with ``identities``) -> decompression (zstd or gzip, told by the magic bytes)
+-> lines. Checked, stopping at the first problem with its table and line:
+
+- the layout of docs/format.md, exactly: metadata first, ``"data": {``, each table's
+  ``"name": [`` line, one row per line, ``]``, ``}}`` and the end of the file;
+- every row line is one valid JSON object;
+- per table, the row count and the SHA-256 of the rows (as JSON lines) against
+  ``metadata.tables[name].rows`` / ``.sha256``; every table of the metadata is present, no
+  other; ``total_rows`` and ``total_tables``;
+- the file's SHA-256 against ``<name>.sha256`` when that file exists.
+
+With ``integrity=True`` every foreign-key value is also looked up among the parent table's
+rows in the same snapshot; the dangling ones are listed (this keeps the referenced keys in
+memory: about 100 bytes a key).
+
+A JSON Lines folder is checked the same way, table file by table file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from .errors import SnapError, UsageError, VerifyError
+from .sinks import is_s3, open_input, read_sidecar
+
+#: Read size through the layers; also the unit of memory besides the longest row.
+READ_BYTES = 1 << 20
+#: A metadata block larger than this is not one sqlsnap wrote (about 1 KB a column).
+MAX_METADATA_BYTES = 256 << 20
+#: Dangling foreign-key values listed one by one; beyond, only counted.
+MAX_LISTED = 1000
+_PREFIX = b'{"metadata": '
+_DATA = b'"data": {'
+_END = b"}}"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass
+class Dangling:
+    """A foreign-key value whose parent row is not in the snapshot."""
+
+    table: str
+    line: int
+    columns: list[str]
+    values: list[Any]
+    ref_table: str
+    ref_columns: list[str]
+    reason: str = ""
+
+    def __str__(self) -> str:
+        pairs = ", ".join(f"{c}={msgspec.json.encode(v).decode()}" for c, v in zip(self.columns, self.values))
+        where = f"{self.ref_table}({', '.join(self.ref_columns)})"
+        return f"{self.table} line {self.line}: {pairs} has no row in {where}" + (
+            f" ({self.reason})" if self.reason else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"table": self.table, "line": self.line, "columns": self.columns, "values": self.values,
+                "references": {"table": self.ref_table, "columns": self.ref_columns}}
+
+
+@dataclass
+class VerifyResult:
+    """What ``verify`` proved. ``ok`` is False only for dangling foreign keys (other problems
+    raise :class:`VerifyError`)."""
+
+    path: str
+    layout: str = "json"
+    compression: str = "none"
+    encrypted: bool = False
+    #: False when an encrypted file was checked against its checksum file only.
+    content_checked: bool = True
+    #: SHA-256 of the file as stored (None for a folder).
+    sha256: str | None = None
+    checksum_file: str | None = None
+    tables: dict[str, int] = field(default_factory=dict)
+    lines: int = 0
+    integrity_checked: bool = False
+    dangling: list[Dangling] = field(default_factory=list)
+    dangling_total: int = 0
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.tables.values())
+
+    @property
+    def ok(self) -> bool:
+        return self.dangling_total == 0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "path": self.path, "ok": self.ok, "layout": self.layout, "compression": self.compression,
+            "encrypted": self.encrypted, "content_checked": self.content_checked, "sha256": self.sha256,
+            "checksum_file": self.checksum_file, "tables": len(self.tables), "rows": self.total_rows,
+            "rows_per_table": dict(self.tables), "integrity_checked": self.integrity_checked,
+            "dangling_total": self.dangling_total, "dangling": [d.to_dict() for d in self.dangling],
+        }
+
+
+# -- reading layers ------------------------------------------------------------------------
+
+class _HashingReader:
+    """Hashes and counts the bytes as stored, on their way in."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.sha256 = hashlib.sha256()
+        self.bytes = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data: bytes = self.raw.read(n)
+        self.sha256.update(data)
+        self.bytes += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(READ_BYTES):
+            pass
+
+
+class _Prefixed:
+    """``head`` (already read to sniff the format) followed by the rest of ``stream``."""
+
+    def __init__(self, head: bytes, stream: Any) -> None:
+        self.head = head
+        self.stream = stream
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            if n is None or n < 0:
+                data, self.head = self.head + self.stream.read(), b""
+                return data
+            data, self.head = self.head[:n], self.head[n:]
+            return data
+        out: bytes = self.stream.read(n)
+        return out
+
+
+def _read_head(stream: Any, n: int) -> bytes:
+    parts: list[bytes] = []
+    got = 0
+    while got < n:
+        data = stream.read(n - got)
+        if not data:
+            break
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
+
+
+class _Decompressed:
+    """Decompression errors as VerifyError, located by the bytes read so far."""
+
+    def __init__(self, stream: Any, compression: str, raw: _HashingReader, name: str) -> None:
+        self.compression = compression
+        self.raw = raw
+        self.name = name
+        if compression == "zstd":
+            import zstandard
+
+            self._inner: Any = zstandard.ZstdDecompressor().stream_reader(
+                stream, read_size=READ_BYTES, read_across_frames=True)
+            self._errors: tuple[type[BaseException], ...] = (zstandard.ZstdError,)
+        else:
+            self._inner = gzip.GzipFile(fileobj=stream, mode="rb")
+            self._errors = (OSError, EOFError, zlib.error)
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data: bytes = self._inner.read(n)
+            return data
+        except SnapError:
+            raise
+        except self._errors as exc:
+            raise VerifyError(f"{self.name}: {self.compression} data is damaged near byte {self.raw.bytes:,} "
+                              f"of the file ({exc})", path=self.name) from None
+
+
+class _Lines:
+    """Lines of a stream, without their ``\\n``; ``cut`` is True on a last line that has none."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.cut = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        pending: list[bytes] = []
+        while block := self.stream.read(READ_BYTES):
+            if b"\n" not in block:
+                pending.append(block)  # a long row: joined once its end arrives
+                continue
+            if pending:
+                pending.append(block)
+                block = b"".join(pending)
+                pending = []
+            lines = block.split(b"\n")
+            tail = lines.pop()
+            yield from lines
+            if tail:
+                pending = [tail]
+        if pending:
+            self.cut = True
+            yield b"".join(pending)
+
+
+# -- foreign keys --------------------------------------------------------------------------
+
+_MISSING = object()
+
+
+def _key(row: dict[str, Any], columns: Sequence[str]) -> Any:
+    """The hashable key of ``columns`` in ``row``; None when a value is NULL or not exported."""
+    values = []
+    for c in columns:
+        v = row.get(c, _MISSING)
+        if v is None or v is _MISSING:
+            return None
+        if isinstance(v, dict | list):
+            v = msgspec.json.encode(v)
+        values.append(v)
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+class _ForeignKeys:
+    def __init__(self, tables: dict[str, Any], max_listed: int) -> None:
+        self.max_listed = max_listed
+        self.fks: dict[str, list[tuple[list[str], str, list[str]]]] = {}
+        self.collect: dict[str, list[tuple[str, ...]]] = {}
+        self.keys: dict[tuple[str, tuple[str, ...]], set[Any]] = {}
+        self.present = list(tables)
+        self._present = set(tables)
+        for name, entry in tables.items():
+            for fk in entry.get("foreign_keys") or ():
+                cols = list(fk["columns"])
+                ref = fk["references"]
+                ref_cols = tuple(ref["columns"])
+                self.fks.setdefault(name, []).append((cols, ref["table"], list(ref_cols)))
+                if ref["table"] in tables and ref_cols not in self.collect.setdefault(ref["table"], []):
+                    self.collect[ref["table"]].append(ref_cols)
+                    self.keys[(ref["table"], ref_cols)] = set()
+        self.done: set[str] = set()
+        self.pending: list[tuple[str, int, int, Any, list[Any]]] = []
+        self.dangling: list[Dangling] = []
+        self.total = 0
+
+    def wants(self, table: str) -> bool:
+        return table in self.fks or table in self.collect
+
+    def _report(self, table: str, line: int, fk: tuple[list[str], str, list[str]], values: list[Any],
+                reason: str = "") -> None:
+        self.total += 1
+        if len(self.dangling) < self.max_listed:
+            self.dangling.append(Dangling(table, line, fk[0], values, fk[1], fk[2], reason))
+
+    def row(self, table: str, line: int, row: dict[str, Any]) -> None:
+        for cols in self.collect.get(table, ()):
+            k = _key(row, cols)
+            if k is not None:
+                self.keys[(table, cols)].add(k)
+        for i, fk in enumerate(self.fks.get(table, ())):
+            k = _key(row, fk[0])
+            if k is None:
+                continue
+            values = [row[c] for c in fk[0]]
+            parent = fk[1]
+            if parent not in self._present:
+                self._report(table, line, fk, values, "that table is not in the snapshot")
+            elif parent in self.done:
+                if k not in self.keys[(parent, tuple(fk[2]))]:
+                    self._report(table, line, fk, values)
+            else:
+                # The parent comes later in the file (a cycle) or is this very table.
+                self.pending.append((table, line, i, k, values))
+
+    def table_done(self, table: str) -> None:
+        self.done.add(table)
+
+    def finish(self) -> None:
+        for table, line, i, k, values in self.pending:
+            fk = self.fks[table][i]
+            if k not in self.keys.get((fk[1], tuple(fk[2])), ()):
+                self._report(table, line, fk, values)
+        self.pending = []
+        # In file order: tables as the metadata lists them (the data's order), then by line.
+        order = {name: i for i, name in enumerate(self.present)}
+        self.dangling.sort(key=lambda d: (order.get(d.table, -1), d.line))
+
+
+# -- the checks ----------------------------------------------------------------------------
+
+_RAW = msgspec.json.Decoder(msgspec.Raw)
+_ROW = msgspec.json.Decoder(dict)
+
+
+class _TableCheck:
+    """Row lines of one table: JSON validity, count, SHA-256."""
+
+    def __init__(self, name: str, entry: dict[str, Any], first_line: int, where: str) -> None:
+        self.name = name
+        self.entry = entry
+        self.first_line = first_line
+        self.where = where
+        self.rows = 0
+        self.sha = hashlib.sha256()
+
+    def row(self, row: bytes, lineno: int, fks: _ForeignKeys | None) -> None:
+        if not row.startswith(b"{"):
+            raise VerifyError(f"{self.where} line {lineno} (table '{self.name}'): not a row (a JSON object "
+                              "was expected)", path=self.where, table=self.name, line=lineno)
+        try:
+            if fks is not None:
+                fks.row(self.name, lineno, _ROW.decode(row))
+            else:
+                _RAW.decode(row)
+        except msgspec.DecodeError as exc:
+            raise VerifyError(f"{self.where} line {lineno} (table '{self.name}', row {self.rows + 1}): "
+                              f"not valid JSON ({exc})", path=self.where, table=self.name,
+                              line=lineno) from None
+        self.sha.update(row)
+        self.sha.update(b"\n")
+        self.rows += 1
+
+    def finish(self, last_line: int) -> None:
+        lines = f"lines {self.first_line}-{last_line}" if self.rows else f"line {self.first_line}"
+        expected = self.entry.get("rows")
+        if self.rows != expected:
+            raise VerifyError(f"{self.where} table '{self.name}' ({lines}): {self.rows:,} rows, but the "
+                              f"metadata says {expected}", path=self.where, table=self.name,
+                              line=self.first_line)
+        if self.sha.hexdigest() != self.entry.get("sha256"):
+            raise VerifyError(f"{self.where} table '{self.name}' ({lines}): the rows do not match their "
+                              "SHA-256 in the metadata (the data was changed)", path=self.where,
+                              table=self.name, line=self.first_line)
+
+
+def _check_metadata(metadata: Any, where: str) -> dict[str, Any]:
+    if not isinstance(metadata, dict) or metadata.get("format") != "sqlsnap":
+        raise VerifyError(f"{where}: the metadata does not say format \"sqlsnap\"", path=where)
+    version = metadata.get("version")
+    if version != 1:
+        raise VerifyError(f"{where}: format version {version!r} is not one this sqlsnap reads (1); "
+                          "upgrade sqlsnap", path=where)
+    tables = metadata.get("tables")
+    if not isinstance(tables, dict):
+        raise VerifyError(f"{where}: the metadata has no tables object", path=where)
+    for name, entry in tables.items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("rows"), int)
+                and isinstance(entry.get("sha256"), str)):
+            raise VerifyError(f"{where}: the metadata of table '{name}' lacks rows or sha256", path=where,
+                              table=name)
+    return tables
+
+
+def _check_totals(metadata: dict[str, Any], counted: dict[str, int], where: str) -> None:
+    tables = metadata["tables"]
+    missing = [t for t in tables if t not in counted]
+    if missing:
+        raise VerifyError(f"{where}: table '{missing[0]}' is in the metadata but not in the data"
+                          + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+                          path=where, table=missing[0])
+    if metadata.get("total_rows") != sum(counted.values()):
+        raise VerifyError(f"{where}: the metadata says total_rows {metadata.get('total_rows')}, the tables "
+                          f"hold {sum(counted.values()):,}", path=where)
+    if metadata.get("total_tables") != len(counted):
+        raise VerifyError(f"{where}: the metadata says total_tables {metadata.get('total_tables')}, the "
+                          f"data holds {len(counted)}", path=where)
+
+
+def _table_header(line: bytes) -> tuple[bytes, str] | None:
+    """(shape, name) for ``"name": [``, ``"name": []`` or ``"name": [],``; None otherwise."""
+    for shape in (b": [", b": []", b": [],"):
+        if line.endswith(shape) and line.startswith(b'"'):
+            try:
+                name = msgspec.json.decode(line[: -len(shape)])
+            except msgspec.DecodeError:
+                continue
+            if isinstance(name, str):
+                return shape, name
+    return None
+
+
+def _check_document(lines: _Lines, where: str, integrity: bool, max_listed: int,
+                    result: VerifyResult) -> _ForeignKeys | None:
+    it = iter(lines)
+    lineno = 0
+
+    def cut_short() -> VerifyError:
+        return VerifyError(f"{where} is truncated: line {lineno} is cut short", path=where, line=lineno)
+
+    first = next(it, None)
+    lineno = 1
+    if first is None:
+        raise VerifyError(f"{where} is empty", path=where)
+    if not first.startswith(_PREFIX):
+        raise VerifyError(f"{where} is not a sqlsnap snapshot: it does not start with "
+                          '{"metadata": ', path=where, line=1)
+    meta_lines = [first[len(_PREFIX):]]
+    size = len(first)
+    for line in it:
+        lineno += 1
+        if line == _DATA and not lines.cut:
+            break
+        meta_lines.append(line)
+        size += len(line) + 1
+        if size > MAX_METADATA_BYTES:
+            raise VerifyError(f"{where}: no \"data\" after {size:,} bytes of metadata; not a sqlsnap "
+                              "snapshot", path=where, line=lineno)
+    else:
+        raise VerifyError(f"{where} is truncated: it ends inside the metadata (line {lineno})",
+                          path=where, line=lineno)
+    blob = b"\n".join(meta_lines)
+    if not blob.endswith(b","):
+        raise VerifyError(f"{where} line {lineno - 1}: the metadata must end with '}},' before the "
+                          "\"data\" line", path=where, line=lineno - 1)
+    try:
+        metadata = msgspec.json.decode(blob[:-1])
+    except msgspec.DecodeError as exc:
+        raise VerifyError(f"{where}: the metadata (lines 1-{lineno - 1}) is not valid JSON ({exc})",
+                          path=where, line=1) from None
+    tables = _check_metadata(metadata, where)
+    fks = _ForeignKeys(tables, max_listed) if integrity else None
+
+    # States: which lines may come next.
+    header_or_end, header, first_row, row, close, end, done = range(7)
+    state = header_or_end
+    table: _TableCheck | None = None
+    counted: dict[str, int] = {}
+    for line in it:
+        lineno += 1
+        if lines.cut:
+            raise cut_short()
+        if state in (first_row, row):
+            assert table is not None
+            if line.endswith(b","):
+                table.row(line[:-1], lineno, fks if fks and fks.wants(table.name) else None)
+                state = row
+            elif line.startswith(b"{"):
+                table.row(line, lineno, fks if fks and fks.wants(table.name) else None)
+                state = close
+            else:
+                raise VerifyError(f"{where} line {lineno} (table '{table.name}'): a row was expected, "
+                                  f"found {line[:60]!r}", path=where, table=table.name, line=lineno)
+            continue
+        if state == close:
+            assert table is not None
+            if line not in (b"]", b"],"):
+                what = "another row after a row without a comma" if line.startswith(b"{") else repr(line[:40])
+                raise VerifyError(f"{where} line {lineno} (table '{table.name}'): ']' expected, found {what}",
+                                  path=where, table=table.name, line=lineno)
+            table.finish(lineno - 1)
+            if fks:
+                fks.table_done(table.name)
+            counted[table.name] = table.rows
+            state = header if line == b"]," else end
+            table = None
+            continue
+        if state in (header_or_end, end) and line == _END:
+            state = done
+            continue
+        if state in (header_or_end, header):
+            parsed = _table_header(line)
+            if parsed is None:
+                raise VerifyError(f"{where} line {lineno}: a table (\"name\": [) was expected, found "
+                                  f"{line[:60]!r}", path=where, line=lineno)
+            shape, name = parsed
+            if name in counted or (table and table.name == name):
+                raise VerifyError(f"{where} line {lineno}: table '{name}' appears twice", path=where,
+                                  table=name, line=lineno)
+            if name not in tables:
+                raise VerifyError(f"{where} line {lineno}: table '{name}' is not in the metadata",
+                                  path=where, table=name, line=lineno)
+            table = _TableCheck(name, tables[name], lineno, where)
+            if shape == b": [":
+                state = first_row
+            else:
+                table.finish(lineno)
+                if fks:
+                    fks.table_done(name)
+                counted[name] = 0
+                table = None
+                state = header if shape == b": []," else end
+            continue
+        if state == done:
+            raise VerifyError(f"{where} line {lineno}: unexpected content after the end of the document",
+                              path=where, line=lineno)
+        raise VerifyError(f"{where} line {lineno}: '}}}}' (the end of the document) was expected, found "
+                          f"{line[:60]!r}", path=where, line=lineno)
+    if state != done:
+        inside = f" inside table '{table.name}'" if table else ""
+        raise VerifyError(f"{where} is truncated: it ends at line {lineno}{inside}", path=where,
+                          table=table.name if table else None, line=lineno)
+    _check_totals(metadata, counted, where)
+    result.tables = counted
+    result.lines = lineno
+    if fks:
+        fks.finish()
+    return fks
+
+
+def _plain_stream(source: Any, counter: _HashingReader, where: str, identities: Sequence[Any] | None,
+                  result: VerifyResult) -> tuple[Any, Any]:
+    """(the decrypted, decompressed stream, the decrypting reader or None). ``counter`` counts
+    the bytes read from storage, to locate damaged compressed data."""
+    from .crypto import Decrypting, is_encrypted
+
+    head = _read_head(source, 64)
+    stream: Any = _Prefixed(head, source)
+    decrypting = None
+    if is_encrypted(head):
+        if identities is None:
+            raise UsageError(f"{where} is encrypted; give --identity FILE", path=where)
+        result.encrypted = True
+        decrypting = Decrypting(stream, identities, where)
+        try:
+            head = _read_head(decrypting, 4)
+        except BaseException:
+            decrypting.close()
+            raise
+        stream = _Prefixed(head, decrypting)
+    compression = "none"
+    if head.startswith(_ZSTD_MAGIC):
+        compression = "zstd"
+    elif head.startswith(_GZIP_MAGIC):
+        compression = "gzip"
+    result.compression = compression
+    if compression != "none":
+        stream = _Decompressed(stream, compression, counter, where)
+    return stream, decrypting
+
+
+def verify(location: str, *, identities: Sequence[str] = (), integrity: bool = False,
+           s3_endpoint: str | None = None, max_listed: int = MAX_LISTED) -> VerifyResult:
+    """Check the snapshot at ``location`` (a file, a JSON Lines folder or an ``s3://`` URL).
+
+    Raises :class:`VerifyError` (with ``table`` and ``line`` fields where known) at the first
+    problem. Dangling foreign keys (``integrity=True``) do not raise: they are in the result,
+    whose ``ok`` is then False.
+    """
+    if not is_s3(location) and os.path.isdir(location):
+        return _verify_folder(location, integrity=integrity, max_listed=max_listed)
+    keys = None
+    if identities:
+        from .crypto import load_identities
+
+        keys = load_identities(identities)
+    sidecar = read_sidecar(location, s3_endpoint=s3_endpoint)
+    result = VerifyResult(path=location, checksum_file=sidecar[1] if sidecar else None)
+    raw = open_input(location, s3_endpoint=s3_endpoint)
+    hashing = _HashingReader(raw)
+    decrypting = None
+    try:
+        from .crypto import is_encrypted
+
+        head = _read_head(hashing, 64)
+        if is_encrypted(head) and keys is None:
+            if sidecar is None:
+                raise UsageError(f"{location} is encrypted; give --identity FILE to check its content "
+                                 "(it has no .sha256 checksum file to check instead)", path=location)
+            hashing.drain()
+            result.encrypted, result.content_checked = True, False
+            _compare_sidecar(hashing, sidecar, location, result)
+            return result
+        try:
+            stream, decrypting = _plain_stream(_Prefixed(head, hashing), hashing, location, keys, result)
+            fks = _check_document(_Lines(stream), location, integrity, max_listed, result)
+        except VerifyError as exc:
+            # Say also whether the file differs from its checksum file: the whole file is read.
+            if decrypting is not None:
+                decrypting.close()
+                decrypting = None
+            if sidecar is not None:
+                try:
+                    hashing.drain()
+                except SnapError:
+                    raise exc from None
+                if hashing.sha256.hexdigest() != sidecar[0]:
+                    raise VerifyError(f"{exc.message}; the file's SHA-256 also differs from "
+                                      f"{os.path.basename(sidecar[1])}", **exc.fields) from None
+            raise
+        if decrypting is not None:
+            # The age stream must end cleanly too (its last chunk is authenticated).
+            decrypting.read(1)
+        hashing.drain()
+        if fks is not None:
+            result.integrity_checked = True
+            result.dangling, result.dangling_total = fks.dangling, fks.total
+        _compare_sidecar(hashing, sidecar, location, result)
+        return result
+    finally:
+        if decrypting is not None:
+            decrypting.close()
+        raw.close()
+
+
+def _compare_sidecar(hashing: _HashingReader, sidecar: tuple[str, str] | None, where: str,
+                     result: VerifyResult) -> None:
+    result.sha256 = hashing.sha256.hexdigest()
+    if sidecar is not None and result.sha256 != sidecar[0]:
+        raise VerifyError(f"{where}: the file's SHA-256 {result.sha256} differs from the one in "
+                          f"{os.path.basename(sidecar[1])} ({sidecar[0]}): the file was changed or "
+                          "damaged after it was written", path=where)
+
+
+def _verify_folder(folder: str, *, integrity: bool, max_listed: int) -> VerifyResult:
+    """A JSON Lines folder: metadata.json and one file per table."""
+    manifest = os.path.join(folder, "metadata.json")
+    try:
+        with open(manifest, "rb") as fh:
+            metadata = msgspec.json.decode(fh.read())
+    except FileNotFoundError:
+        raise VerifyError(f"{folder} has no metadata.json; not a sqlsnap JSON Lines folder",
+                          path=folder) from None
+    except msgspec.DecodeError as exc:
+        raise VerifyError(f"{manifest} is not valid JSON ({exc})", path=manifest) from None
+    tables = _check_metadata(metadata, manifest)
+    fks = _ForeignKeys(tables, max_listed) if integrity else None
+    result = VerifyResult(path=folder, layout="jsonl", sha256=None)
+    counted: dict[str, int] = {}
+    lines_total = 0
+    for name, entry in tables.items():
+        file = entry.get("file")
+        if not isinstance(file, str) or os.path.basename(file) != file:
+            raise VerifyError(f"{manifest}: table '{name}' names no file in this folder", path=manifest,
+                              table=name)
+        path = os.path.join(folder, file)
+        raw = open_input(path)
+        try:
+            hashing = _HashingReader(raw)
+            stream, _ = _plain_stream(hashing, hashing, path, None, result)
+            check = _TableCheck(name, entry, 1, path)
+            lines = _Lines(stream)
+            lineno = 0
+            use_fks = fks if fks and fks.wants(name) else None
+            for line in lines:
+                lineno += 1
+                if lines.cut:
+                    raise VerifyError(f"{path} is truncated: line {lineno} is cut short", path=path,
+                                      table=name, line=lineno)
+                check.row(line, lineno, use_fks)
+            check.finish(max(lineno, 1))
+        finally:
+            raw.close()
+        if fks:
+            fks.table_done(name)
+        counted[name] = check.rows
+        lines_total += lineno
+    _check_totals(metadata, counted, manifest)
+    result.tables, result.lines = counted, lines_total
+    if fks:
+        fks.finish()
+        result.integrity_checked = True
+        result.dangling, result.dangling_total = fks.dangling, fks.total
+    return result
