@@ -278,10 +278,6 @@ def test_interrupted_export_leaves_nothing(pg_url: str, outdir: Path, sig: signa
 
 
 @pytest.mark.postgresql
-@pytest.mark.xfail(strict=True, raises=subprocess.TimeoutExpired,
-                   reason="PostgresReader._read_server_json calls libpq's blocking PQgetResult/PQgetCopyData "
-                   "through psycopg's pq wrapper, which holds the GIL: while "
-                   "a query waits (here on a lock) no other thread runs and Ctrl-C is not handled")
 def test_interrupt_while_a_reader_waits_on_the_server(pg_url: str, outdir: Path) -> None:
     """The export waits on a table another session holds locked; Ctrl-C must still end it."""
     execute_script(pg_url, [

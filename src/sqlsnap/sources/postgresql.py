@@ -23,6 +23,7 @@ their canonical text.
 from __future__ import annotations
 
 import getpass
+import select
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -181,6 +182,25 @@ def _result_error(result: Any) -> str:
         return "the server returned no result"
     message = result.error_message
     return message.decode(errors="replace") if isinstance(message, bytes) else str(message)
+
+
+#: The longest single wait in select(); the loop around it decides whether to wait again.
+_WAIT_SECONDS = 0.5
+
+
+def _wait_readable(pgconn: Any) -> None:
+    """Wait, without holding the GIL, until the server has sent something. A cancelled export
+    does not stop waiting here: the query is cancelled on the server, whose error result
+    ends the wait."""
+    select.select([pgconn.socket], [], [], _WAIT_SECONDS)
+
+
+def _get_result(pgconn: Any) -> Any:
+    """PQgetResult without blocking inside libpq (which would hold the GIL)."""
+    while pgconn.is_busy():
+        _wait_readable(pgconn)
+        pgconn.consume_input()
+    return pgconn.get_result()
 
 
 def _translate(exc: Exception, url_display: str) -> SnapError:
@@ -434,46 +454,70 @@ class _PostgresReader(TableReader):
         # costs ~4 us of Python per row (a generator and a wait loop); calling libpq through
         # psycopg's pq wrapper directly costs a fraction of that, which let the export keep
         # pace with the server (see bench/README.md).
+        #
+        # Non-blocking: psycopg's pq wrapper holds the GIL inside libpq, so a blocking
+        # PQgetCopyData/PQgetResult stalls every other thread while this one waits for the
+        # server (two readers stalled each other, and Ctrl-C waited on a lock wait). Waiting
+        # in select() instead releases the GIL (bench/README.md, "where the time goes" 5).
         pgconn = self.conn.pgconn
         copy_sql, splice = (self.server_sql(table), None) if projection is None else \
             _projected_copy(table, projection, self._from(table))
         pgconn.send_query(copy_sql.encode())
-        result = pgconn.get_result()
+        result = _get_result(pgconn)
         if result is None or result.status != pq.ExecStatus.COPY_OUT:
             self._drain(pgconn)
             raise psycopg.errors.DataError(_result_error(result))
-        buf = bytearray()
-        count = 0
+        get_copy_data = pgconn.get_copy_data
+        rows: list[Any] = []
+        append = rows.append
+        size = 0
         while True:
-            nbytes, data = pgconn.get_copy_data(0)
-            if nbytes < 0:
+            nbytes, data = get_copy_data(1)
+            if nbytes > 0:
+                # One join per chunk: growing a bytearray row by row copied every byte again
+                # at each reallocation.
+                append(data if splice is None else splice(data))
+                size += nbytes
+                if size >= CHUNK_BYTES:
+                    if cancel.is_set():
+                        self.cancel()  # or the drain below reads the rest of the table
+                        self._drain(pgconn)
+                        raise Cancelled
+                    yield b"".join(rows), len(rows)
+                    rows.clear()
+                    size = 0
+            elif nbytes == 0:
+                _wait_readable(pgconn)
+                pgconn.consume_input()
+            else:
                 break
-            buf += data if splice is None else splice(data)
-            count += 1
-            if len(buf) >= CHUNK_BYTES:
-                if cancel.is_set():
-                    self._drain(pgconn)
-                    raise Cancelled
-                yield bytes(buf), count
-                buf.clear()
-                count = 0
-        result = pgconn.get_result()
+        result = _get_result(pgconn)
         self._drain(pgconn)
         if result is None or result.status != pq.ExecStatus.COMMAND_OK:
             raise psycopg.errors.DataError(_result_error(result))
-        if count:
-            yield bytes(buf), count
+        if rows:
+            yield b"".join(rows), len(rows)
 
     @staticmethod
     def _drain(pgconn: Any) -> None:
         """Consume what is left of a COPY so the connection can be used (or closed) again."""
         try:
-            while pgconn.get_copy_data(0)[0] >= 0:
+            while (n := pgconn.get_copy_data(1)[0]) >= 0:
+                if n == 0:
+                    _wait_readable(pgconn)
+                    pgconn.consume_input()
+        except psycopg.Error:
+            pass
+        try:
+            while _get_result(pgconn) is not None:
                 pass
         except psycopg.Error:
             pass
-        while pgconn.get_result() is not None:
-            pass
+
+    def count(self, table: Table) -> int:
+        with self.conn.cursor() as cur:
+            row = cur.execute(f"SELECT count(*) FROM {self._from(table)}").fetchone()
+        return int(row[0])
 
     def _read_portable(
         self, table: Table, cancel: threading.Event, projection: Projection | None = None
