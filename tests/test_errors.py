@@ -291,8 +291,8 @@ def test_interrupt_while_a_reader_waits_on_the_server(pg_url: str, outdir: Path)
     locker.execute("LOCK TABLE z_locked IN ACCESS EXCLUSIVE MODE")
     try:
         export = Export(["export", pg_url, "-j", "1", "-o", str(outdir / "x.json")])
-        export.wait_for_line("a_first", timeout=30)
-        time.sleep(0.5)  # let the reader reach the locked table
+        export.wait_for_line("exporting 2 tables", timeout=30)
+        time.sleep(0.5)  # let the export reach the locked table (it counts the rows first)
         assert export.proc.poll() is None, export.lines
         code = export.interrupt(signal.SIGINT, timeout=8)
     finally:

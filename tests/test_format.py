@@ -36,7 +36,9 @@ def test_metadata_validates_against_the_published_schema(exported: tuple[str, Pa
     _, out = exported
     doc = json.loads(out.read_bytes())
     jsonschema.validate(doc["metadata"], SCHEMA)
-    assert list(doc) == ["metadata", "data"]
+    assert list(doc) == ["metadata", "data", "checksums"]
+    assert list(doc["checksums"]["sha256"]) == list(doc["data"]) == list(doc["metadata"]["tables"])
+    assert doc["metadata"]["checksums"] == {"algorithm": "sha256", "location": "end"}
     assert doc["metadata"]["total_rows"] == 5
 
 
@@ -51,7 +53,8 @@ def test_one_row_per_line_and_checksums_match(exported: tuple[str, Path]) -> Non
         row_lines = [r[:-1] if r.endswith(",") else r for r in rows]
         assert [json.loads(r) for r in row_lines] == doc["data"][table]
         digest = hashlib.sha256("".join(r + "\n" for r in row_lines).encode()).hexdigest()
-        assert digest == meta["sha256"], table
+        assert digest == doc["checksums"]["sha256"][table], table
+        assert "sha256" not in meta  # the document's rows come after its metadata: see "checksums"
     # Parents before children.
     assert list(doc["data"]).index("parent") < list(doc["data"]).index("child")
 

@@ -128,9 +128,10 @@ def test_flipped_byte_inside_a_value_breaks_the_table_checksum(db: str, tmp_path
     pos = data.index(b"user2222@example.com")
     path.write_bytes(data[:pos] + b"X" + data[pos + 1:])  # still valid JSON
     first = line_of(path, b'"users": [')
+    sums = next(i for i, line in enumerate(path.read_bytes().split(b"\n"), 1) if line.startswith(b'"checksums": '))
     message = fail(path)
     assert (f"table 'users' (lines {first}-{first + USERS}): the rows do not match their SHA-256 in the "
-            "metadata (the data was changed)") in message
+            f"checksums (line {sums}) (the data was changed)") in message
     assert "also differs from app.json.sha256" in message
 
 

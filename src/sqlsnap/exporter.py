@@ -2,13 +2,18 @@
 
 Flow (DESIGN.md): source -> plan -> writer -> codec -> checksum tee -> sink.
 
-Every table is first streamed as JSON lines into a spool file (the table's own file for
-``--format jsonl``), counting and hashing its rows. Only then is the document assembled:
-metadata first, with the exact row counts and checksums that only the finished tables can
-give, followed by the spools. This costs disk space equal to the uncompressed data in the
-output folder while the export runs, and buys three things: metadata first without a
-second pass over the database, tables exported in parallel in any order, and memory that
-never holds more than a few chunks.
+The document is written front to back while the tables are read. Its metadata comes first
+and holds the exact row count of every table, so those are counted in the snapshot before
+any row is read (``SELECT count(*)``: the snapshot makes them exact, and a reader that
+then streams a different number fails the export). The per-table SHA-256s, which only the
+finished rows can give, go in the document's last member, ``"checksums"``.
+
+Readers run ``jobs`` tables at a time. The table the writer is on passes from its reader to
+the writer in memory, a few chunks at a time; a table read ahead of the writer waits in an
+unlinked spool file (nothing is left on disk, even after a kill) until the writer reaches
+it. With one reader, tables are read in document order and nothing is spooled; an
+encrypted export never spools (no plaintext on disk), so its readers wait for the writer.
+The JSON Lines layout writes each table to its own file as it is read.
 """
 
 from __future__ import annotations
@@ -18,11 +23,11 @@ import getpass
 import hashlib
 import os
 import queue
-import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -31,7 +36,7 @@ import msgspec
 
 from . import __version__
 from .anonymize import compile_projections
-from .errors import Interrupted, NotFoundError, UsageError
+from .errors import Interrupted, NotFoundError, SnapError, UsageError
 from .output import (
     COPY_BYTES,
     SUFFIXES,
@@ -46,7 +51,7 @@ from .policy import Policy
 from .schema import Table
 from .sinks import expand_placeholders, is_remote, plain_name, prepare_destination
 from .sources import Source, make_source
-from .sources.base import Cancelled, Projection
+from .sources.base import CHUNK_BYTES, Cancelled, Projection, TableReader
 from .urls import parse_url
 
 FORMATS = ("json", "jsonl")
@@ -170,96 +175,251 @@ def _table_filename(name: str, taken: set[str]) -> str:
     return candidate
 
 
-class _Workspace:
-    """Spool files for the document format, removed whatever happens."""
-
-    def __init__(self, near: str | None) -> None:
-        folder = os.path.dirname(os.path.abspath(near)) if near else None
-        try:
-            self.path = tempfile.mkdtemp(prefix=".sqlsnap-spool-", dir=folder)
-        except OSError as exc:
-            raise os_error(exc, near or tempfile.gettempdir()) from None
-
-    def cleanup(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+#: Bytes of the table the writer is on that its reader may hold in memory before it waits
+#: for the writer: a few chunks, so reading and writing overlap without memory growing.
+LIVE_BYTES = 4 * CHUNK_BYTES
 
 
-def _run_tables(
-    source: Source,
-    tables: Sequence[Table],
-    jobs: int,
-    open_table: Callable[[Table], tuple[Any, Callable[[], None]]],
-    results: dict[str, TableResult],
-    progress: Progress | None,
-    projections: dict[str, Projection] | None = None,
-) -> None:
-    """Stream every table through ``open_table``'s writer, ``jobs`` tables at a time; tables
-    in ``projections`` are read through their projection (the policy's columns and rules)."""
-    cancel = threading.Event()
-    work: queue.Queue[Table] = queue.Queue()
-    # Largest first, so the longest table starts at once and the others fill in around it.
-    for t in sorted(tables, key=lambda t: -(t.estimated_rows or 0)):
-        work.put(t)
-    errors: list[BaseException] = []
-    readers: list[Any] = []
-    lock = threading.Lock()
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
 
-    def export_one(reader: Any, table: Table) -> None:
-        writer, finish = open_table(table)
-        result = results[table.name]
+
+class _Channel:
+    """One table's JSON lines on their way from its reader to the document writer.
+
+    While the writer is on this table ("live"), chunks pass in memory, at most
+    ``LIVE_BYTES`` ahead of it. Before that, the reader appends them to a spool file
+    (unless ``may_spool`` is off: then it waits for the writer). Everything spooled comes
+    out before anything passed in memory, so rows keep their order."""
+
+    def __init__(self, folder: str, cancel: threading.Event, may_spool: bool) -> None:
+        self.folder = folder
+        self.cancel = cancel
+        self.cond = threading.Condition()
+        self.spool: Any = None
+        self.spooled = 0  # bytes in the spool
+        self.taken = 0  # bytes of the spool the writer has taken
+        self.live = not may_spool
+        self.queue: deque[bytes] = deque()
+        self.queued = 0
+        self.done = False
+
+    # -- the reader's side ------------------------------------------------------------------
+
+    def write(self, chunk: bytes) -> None:
+        with self.cond:
+            if self.live:
+                while self.queued >= LIVE_BYTES:
+                    if self.cancel.is_set():
+                        raise Cancelled
+                    self.cond.wait(0.2)
+                self.queue.append(chunk)
+                self.queued += len(chunk)
+            else:
+                if self.spool is None:
+                    # Unlinked from the start (O_TMPFILE): gone with the process, however it ends.
+                    self.spool = tempfile.TemporaryFile(dir=self.folder, buffering=0)  # noqa: SIM115
+                _pwrite_all(self.spool.fileno(), chunk, self.spooled)
+                self.spooled += len(chunk)
+            self.cond.notify_all()
+
+    def finish(self) -> None:
+        with self.cond:
+            self.done = True
+            self.cond.notify_all()
+
+    # -- the writer's side ------------------------------------------------------------------
+
+    def chunks(self, check: Callable[[], None]) -> Iterator[bytes]:
+        """The table's bytes in order, until its reader has finished; ``check`` raises when
+        the export failed elsewhere."""
+        while True:
+            with self.cond:
+                while True:
+                    if self.taken < self.spooled:
+                        span = (self.taken, min(COPY_BYTES, self.spooled - self.taken))
+                        break
+                    span = None
+                    if self.queue:
+                        chunk = self.queue.popleft()
+                        self.queued -= len(chunk)
+                        self.cond.notify_all()
+                        break
+                    if self.done:
+                        return
+                    self.live = True  # the spool is drained: from now on, chunks come in memory
+                    self.cond.wait(0.2)
+                    check()
+            if span is not None:
+                # What is already spooled no longer changes: read it outside the lock.
+                chunk = os.pread(self.spool.fileno(), span[1], span[0])
+                self.taken += len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        """The reader's end: nothing to release (the spool is the writer's to release)."""
+
+    def release(self) -> None:
+        """The writer's end: drop the spool."""
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+
+
+class _TableFile:
+    """A table's file in the JSON Lines layout: compressed, fsynced when finished, closed
+    whatever happens."""
+
+    def __init__(self, path: str, compression: str) -> None:
+        self.fh = open(path, "xb")  # noqa: SIM115 - closed by close()
+        self.out = Compressed(self.fh, compression)
+
+    def write(self, chunk: bytes) -> None:
+        self.out.write(chunk)
+
+    def finish(self) -> None:
+        self.out.close()
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+class _Readers:
+    """Reader threads streaming ``tables`` through the sink that ``open_table`` gives,
+    ``jobs`` tables at a time, in the order given; tables in ``projections`` are read
+    through their projection (the policy's columns and rules)."""
+
+    def __init__(
+        self,
+        source: Source,
+        tables: Sequence[Table],
+        jobs: int,
+        open_table: Callable[[Table], Any],
+        results: dict[str, TableResult],
+        progress: Progress | None,
+        projections: dict[str, Projection] | None,
+        cancel: threading.Event,
+    ) -> None:
+        self.source = source
+        self.open_table = open_table
+        self.results = results
+        self.progress = progress
+        self.projections = projections or {}
+        self.cancel = cancel
+        self.work: queue.Queue[Table] = queue.Queue()
+        for t in tables:
+            self.work.put(t)
+        self.errors: list[BaseException] = []
+        self.readers: list[TableReader] = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._worker, name=f"sqlsnap-reader-{i}", daemon=True)
+                        for i in range(jobs)]
+        for th in self.threads:
+            th.start()
+
+    def _export_one(self, reader: TableReader, table: Table) -> None:
+        out = self.open_table(table)
+        result = self.results[table.name]
         digest = hashlib.sha256()
-        for chunk, rows in reader.read(table, cancel, (projections or {}).get(table.name)):
-            digest.update(chunk)
-            writer.write(chunk)
-            result.rows += rows
-            result.bytes += len(chunk)
-            if progress:
-                progress.advance(table.name, rows, len(chunk))
-        finish()
-        result.sha256 = digest.hexdigest()
-        if progress:
-            progress.table_done(table.name, result.rows, result.bytes)
-
-    def worker() -> None:
         try:
-            with source.reader() as reader:
-                with lock:
-                    readers.append(reader)
-                while not cancel.is_set():
+            for chunk, rows in reader.read(table, self.cancel, self.projections.get(table.name)):
+                digest.update(chunk)
+                out.write(chunk)
+                result.rows += rows
+                result.bytes += len(chunk)
+                if self.progress:
+                    self.progress.advance(table.name, rows, len(chunk))
+            # Before finish(): the writer may take the table as complete at once.
+            result.sha256 = digest.hexdigest()
+            out.finish()
+        finally:
+            out.close()
+        if self.progress:
+            self.progress.table_done(table.name, result.rows, result.bytes)
+
+    def _worker(self) -> None:
+        try:
+            with self.source.reader() as reader:
+                with self.lock:
+                    self.readers.append(reader)
+                while not self.cancel.is_set():
                     try:
-                        table = work.get_nowait()
+                        table = self.work.get_nowait()
                     except queue.Empty:
                         return
-                    export_one(reader, table)
+                    self._export_one(reader, table)
         except Cancelled:
             pass
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-            with lock:
-                errors.append(exc)
-            cancel.set()
-            for r in list(readers):
-                r.cancel()
+            with self.lock:
+                self.errors.append(exc)
+            self.stop()
 
-    threads = [threading.Thread(target=worker, name=f"sqlsnap-reader-{i}", daemon=True)
-               for i in range(jobs)]
-    for th in threads:
-        th.start()
-    try:
-        for th in threads:
+    def stop(self) -> None:
+        """Cancel every reader (their queries too) without waiting for them."""
+        self.cancel.set()
+        with self.lock:
+            readers = list(self.readers)
+        for r in readers:
+            r.cancel()
+
+    def check(self) -> None:
+        """Raise the first reader's error, if one failed."""
+        if self.errors:
+            exc = self.errors[0]
+            if isinstance(exc, OSError):
+                raise os_error(exc, getattr(exc, "filename", None) or "the output") from None
+            raise exc
+
+    def wait(self) -> None:
+        """Wait for every reader to end (interruptible by Ctrl-C), then raise any error."""
+        for th in self.threads:
             while th.is_alive():
                 th.join(0.2)
-    except KeyboardInterrupt:
-        cancel.set()
-        for r in list(readers):
-            r.cancel()
-        for th in threads:
+        self.check()
+
+    def abandon(self) -> None:
+        self.stop()
+        for th in self.threads:
             th.join(10)
+
+
+def _run_readers(readers_args: dict[str, Any], body: Callable[[_Readers], None]) -> None:
+    """Start the readers, run ``body`` (the writer) beside them, and wait for both; Ctrl-C or
+    any failure cancels the readers' queries."""
+    readers = _Readers(**readers_args)
+    try:
+        body(readers)
+        readers.wait()
+    except KeyboardInterrupt:
+        readers.abandon()
         raise Interrupted("interrupted; the export was abandoned and no file was left behind") from None
-    if errors:
-        exc = errors[0]
-        if isinstance(exc, OSError):
-            raise os_error(exc, getattr(exc, "filename", None) or "the output") from None
-        raise exc
+    except BaseException:
+        readers.abandon()
+        raise
+
+
+def _count_rows(source: Source, tables: Sequence[Table]) -> dict[str, int]:
+    """Exact row counts in the snapshot, for the metadata that precedes the rows."""
+    try:
+        with source.reader() as reader:
+            return {t.name: reader.count(t) for t in tables}
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted; the export was abandoned and no file was left behind") from None
+
+
+def _check_counts(counted: dict[str, int], results: dict[str, TableResult]) -> None:
+    for name, rows in counted.items():
+        if results[name].rows != rows:
+            raise SnapError(
+                f"table {name} changed during the export: {rows:,} rows counted in the snapshot, "
+                f"{results[name].rows:,} read; the source did not keep a consistent snapshot, so no "
+                "file was written", table=name)
 
 
 def _metadata(
@@ -273,18 +433,24 @@ def _metadata(
     environment: str | None,
     fmt: str,
     plan: Plan | None = None,
+    counted: dict[str, int] | None = None,
 ) -> dict[str, Any]:
+    """The metadata object. With ``counted`` (the document, written before its rows) the row
+    counts are those and the checksums are left to the document's end; else (JSON Lines,
+    whose manifest is written last) both come from ``results``."""
     meta_tables: dict[str, Any] = {}
+    rows = counted if counted is not None else {name: r.rows for name, r in results.items()}
     for t in tables:
         r = results[t.name]
         entry: dict[str, Any] = {
-            "rows": r.rows,
+            "rows": rows[t.name],
             "columns": [c.to_metadata() for c in t.columns],
             "primary_key": list(t.primary_key),
             "foreign_keys": [fk.to_metadata() for fk in t.foreign_keys],
             "excluded_columns": [],
-            "sha256": r.sha256,
         }
+        if counted is None:
+            entry["sha256"] = r.sha256
         if plan is not None:  # the columns, keys and exclusions as exported, with their rules
             entry.update(plan.table(t.name).metadata(t))
         if r.file:
@@ -304,7 +470,8 @@ def _metadata(
         "excluded_tables": excluded,
         "filters": {},
         "total_tables": len(tables),
-        "total_rows": sum(results[t.name].rows for t in tables),
+        "total_rows": sum(rows[t.name] for t in tables),
+        "checksums": {"algorithm": "sha256", "location": "end" if counted is not None else "tables"},
         # What was left out, masked and included on purpose; never the hash key.
         **({"policy": plan.metadata()} if plan is not None else {}),
     }
@@ -319,10 +486,13 @@ def _write_document(
     compression: str,
     metadata: dict[str, Any],
     order: Sequence[Table],
-    spools: dict[str, str],
+    channels: dict[str, _Channel],
+    readers: _Readers,
+    results: dict[str, TableResult],
     recipients: Sequence[Any] = (),
 ) -> tuple[int, str]:
-    """Assemble ``{"metadata": ..., "data": {...}}`` from the spools: one row per line.
+    """Write ``{"metadata": ..., "data": {...}, "checksums": {...}}`` as the rows arrive: one
+    row per line, tables in ``order``.
 
     Bytes go data -> compression -> age encryption (with ``recipients``) -> SHA-256 -> sink."""
     tee = HashingWriter(sink.fh)
@@ -336,19 +506,21 @@ def _write_document(
         out.write(b'{"metadata": ' + _encode_metadata(metadata) + b',\n"data": {')
         for i, table in enumerate(order):
             out.write((b"," if i else b"") + b"\n" + msgspec.json.encode(table.name) + b": [")
-            with open(spools[table.name], "rb") as fh:
-                pending = b""
-                while block := fh.read(COPY_BYTES):
-                    if pending:
-                        out.write(pending.replace(b"\n", b",\n"))
-                    else:
-                        out.write(b"\n")
-                    pending = block
-                if pending:
-                    # Rows never hold a raw newline (JSON escapes it), so each one ends a row.
-                    out.write(pending[:-1].replace(b"\n", b",\n") + b"\n")
-            out.write(b"]")
-        out.write(b"\n}}\n")
+            # Rows are JSON lines; in the document they are separated by ",\n". The last two
+            # bytes written so far are held back: at the table's end they are the ",\n" that
+            # must not follow the last row. (Spooled chunks may end inside a row.)
+            held = b""
+            for chunk in channels[table.name].chunks(readers.check):
+                piece = chunk.replace(b"\n", b",\n")
+                out.write(held or b"\n")
+                out.write(memoryview(piece)[:-2])
+                held = piece[-2:]
+            channels[table.name].release()
+            if held and held != b",\n":
+                raise SnapError(f"table {table.name}: the reader did not end its last row", table=table.name)
+            out.write(b"\n]" if held else b"]")
+        checksums = {"sha256": {t.name: results[t.name].sha256 for t in order}}
+        out.write(b"\n},\n\"checksums\": " + msgspec.json.encode(checksums) + b"\n}\n")
         out.close()
         if encrypting:
             encrypting.close()
@@ -452,6 +624,8 @@ def export(
 
         metadata_kw = dict(when=when, exported_by=exported_by or getpass.getuser(),
                            environment=environment, fmt=format, plan=the_plan)
+        readers_args: dict[str, Any] = dict(source=src, jobs=n_jobs, results=results, progress=progress,
+                                            projections=projections, cancel=threading.Event())
         if format == "jsonl":
             folder = AtomicDir(destination)
             try:
@@ -460,19 +634,12 @@ def export(
                 for t in order:
                     results[t.name].file = _table_filename(t.name, taken) + suffix
 
-                def open_table(table: Table) -> tuple[Any, Callable[[], None]]:
-                    fh = open(os.path.join(folder.tmp, results[table.name].file or ""), "xb")  # noqa: SIM115
-                    out = Compressed(fh, compression)
+                def open_table(table: Table) -> _TableFile:
+                    return _TableFile(os.path.join(folder.tmp, results[table.name].file or ""), compression)
 
-                    def finish() -> None:
-                        out.close()
-                        fh.flush()
-                        os.fsync(fh.fileno())
-                        fh.close()
-
-                    return out, finish
-
-                _run_tables(src, order, n_jobs, open_table, results, progress, projections)
+                # Largest first, so the longest table starts at once and the others fill in.
+                by_size = sorted(order, key=lambda t: -(t.estimated_rows or 0))
+                _run_readers(dict(readers_args, tables=by_size, open_table=open_table), lambda r: None)
                 metadata = _metadata(source_info, order, results, excluded, **metadata_kw)  # type: ignore[arg-type]
                 manifest = os.path.join(folder.tmp, "metadata.json")
                 with open(manifest, "xb") as fh:
@@ -487,22 +654,32 @@ def export(
             size = sum(os.path.getsize(os.path.join(destination, f)) for f in os.listdir(destination))
             sha256 = None
         else:
-            # Spools go beside a local file (same disk as the result), else to the temp folder.
-            workspace = _Workspace(None if destination == "-" or is_remote(destination) else destination)
+            counted = _count_rows(src, order)
+            metadata = _metadata(source_info, order, results, excluded, counted=counted,
+                                 **metadata_kw)  # type: ignore[arg-type]
+            # Spools (tables read ahead of the writer) go beside a local file, on the same disk
+            # as the result, else to the temp folder. An encrypted export never spools.
+            spool_dir = tempfile.gettempdir() if destination == "-" or is_remote(destination) else \
+                os.path.dirname(os.path.abspath(destination))
+            may_spool = n_jobs > 1 and not recipients
+            channels = {t.name: _Channel(spool_dir, readers_args["cancel"], may_spool) for t in order}
+            # With one reader, or none ahead of the writer, tables are read in document order;
+            # else largest first, so the longest table starts at once.
+            read_order = sorted(order, key=lambda t: -(t.estimated_rows or 0)) if may_spool else order
             sink: Any = None
+            written: tuple[int, str] = (0, "")
             try:
-                spools = {t.name: os.path.join(workspace.path, f"{i}.jsonl") for i, t in enumerate(order)}
-
-                def open_table(table: Table) -> tuple[Any, Callable[[], None]]:
-                    fh = open(spools[table.name], "xb")  # noqa: SIM115
-                    return fh, fh.close
-
-                _run_tables(src, order, n_jobs, open_table, results, progress, projections)
-                metadata = _metadata(source_info, order, results, excluded, **metadata_kw)  # type: ignore[arg-type]
-                # The snapshot is no longer needed: end it before the final copy.
-                src.close()
                 sink = target.sink()
-                size, sha256 = _write_document(sink, compression, metadata, order, spools, recipients)
+
+                def write(readers: _Readers) -> None:
+                    nonlocal written
+                    written = _write_document(sink, compression, metadata, order, channels, readers,
+                                              results, recipients)
+
+                _run_readers(dict(readers_args, tables=read_order, open_table=lambda t: channels[t.name]),
+                             write)
+                _check_counts(counted, results)
+                size, sha256 = written
                 sink.commit()
                 checksum_file = target.write_checksum(sha256)
             except OSError as exc:
@@ -514,7 +691,8 @@ def export(
                     sink.abort()
                 raise
             finally:
-                workspace.cleanup()
+                for ch in channels.values():
+                    ch.release()
     if progress:
         progress.finish()
     return ExportResult(

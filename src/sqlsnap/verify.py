@@ -8,8 +8,9 @@ decryption (with ``identities``) -> decompression (zstd or gzip, told by the mag
 - the layout of docs/format.md, exactly: metadata first, ``"data": {``, each table's
   ``"name": [`` line, one row per line, ``]``, ``}}`` and the end of the file;
 - every row line is one valid JSON object;
-- per table, the row count and the SHA-256 of the rows (as JSON lines) against
-  ``metadata.tables[name].rows`` / ``.sha256``; every table of the metadata is present, no
+- per table, the row count against ``metadata.tables[name].rows`` and the SHA-256 of the
+  rows (as JSON lines) against the document's closing ``"checksums"`` member (a JSON Lines
+  folder: ``metadata.tables[name].sha256``); every table of the metadata is present, no
   other; ``total_rows`` and ``total_tables``;
 - the file's SHA-256 against ``<name>.sha256`` when that file exists.
 
@@ -43,7 +44,9 @@ MAX_METADATA_BYTES = 256 << 20
 MAX_LISTED = 1000
 _PREFIX = b'{"metadata": '
 _DATA = b'"data": {'
-_END = b"}}"
+_DATA_END = b"},"
+_CHECKSUMS = b'"checksums": '
+_END = b"}"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -333,19 +336,24 @@ class _TableCheck:
         self.rows += 1
 
     def finish(self, last_line: int) -> None:
-        lines = f"lines {self.first_line}-{last_line}" if self.rows else f"line {self.first_line}"
+        self.lines = f"lines {self.first_line}-{last_line}" if self.rows else f"line {self.first_line}"
         expected = self.entry.get("rows")
         if self.rows != expected:
-            raise VerifyError(f"{self.where} table '{self.name}' ({lines}): {self.rows:,} rows, but the "
+            raise VerifyError(f"{self.where} table '{self.name}' ({self.lines}): {self.rows:,} rows, but the "
                               f"metadata says {expected}", path=self.where, table=self.name,
                               line=self.first_line)
-        if self.sha.hexdigest() != self.entry.get("sha256"):
-            raise VerifyError(f"{self.where} table '{self.name}' ({lines}): the rows do not match their "
-                              "SHA-256 in the metadata (the data was changed)", path=self.where,
+        if "sha256" in self.entry:
+            self.check_sha256(self.entry["sha256"], "the metadata")
+
+    def check_sha256(self, expected: Any, where_stored: str) -> None:
+        if self.sha.hexdigest() != expected:
+            raise VerifyError(f"{self.where} table '{self.name}' ({self.lines}): the rows do not match their "
+                              f"SHA-256 in {where_stored} (the data was changed)", path=self.where,
                               table=self.name, line=self.first_line)
 
 
-def _check_metadata(metadata: Any, where: str) -> dict[str, Any]:
+def _check_metadata(metadata: Any, where: str, *, sha256: bool = False) -> dict[str, Any]:
+    """The metadata's tables; ``sha256``: each table must carry its checksum (JSON Lines)."""
     if not isinstance(metadata, dict) or metadata.get("format") != "sqlsnap":
         raise VerifyError(f"{where}: the metadata does not say format \"sqlsnap\"", path=where)
     version = metadata.get("version")
@@ -357,9 +365,9 @@ def _check_metadata(metadata: Any, where: str) -> dict[str, Any]:
         raise VerifyError(f"{where}: the metadata has no tables object", path=where)
     for name, entry in tables.items():
         if not (isinstance(entry, dict) and isinstance(entry.get("rows"), int)
-                and isinstance(entry.get("sha256"), str)):
-            raise VerifyError(f"{where}: the metadata of table '{name}' lacks rows or sha256", path=where,
-                              table=name)
+                and (not sha256 or isinstance(entry.get("sha256"), str))):
+            raise VerifyError(f"{where}: the metadata of table '{name}' lacks rows"
+                              + (" or sha256" if sha256 else ""), path=where, table=name)
     return tables
 
 
@@ -433,10 +441,11 @@ def _check_document(lines: _Lines, where: str, integrity: bool, max_listed: int,
     fks = _ForeignKeys(tables, max_listed) if integrity else None
 
     # States: which lines may come next.
-    header_or_end, header, first_row, row, close, end, done = range(7)
+    header_or_end, header, first_row, row, close, end, checksums, closing, done = range(9)
     state = header_or_end
     table: _TableCheck | None = None
     counted: dict[str, int] = {}
+    finished: dict[str, _TableCheck] = {}
     for line in it:
         lineno += 1
         if lines.cut:
@@ -463,10 +472,21 @@ def _check_document(lines: _Lines, where: str, integrity: bool, max_listed: int,
             if fks:
                 fks.table_done(table.name)
             counted[table.name] = table.rows
+            finished[table.name] = table
             state = header if line == b"]," else end
             table = None
             continue
-        if state in (header_or_end, end) and line == _END:
+        if state in (header_or_end, end) and line == _DATA_END:
+            state = checksums
+            continue
+        if state == checksums:
+            _check_checksums(line, finished, where, lineno)
+            state = closing
+            continue
+        if state == closing:
+            if line != _END:
+                raise VerifyError(f"{where} line {lineno}: '}}' (the end of the document) was expected, "
+                                  f"found {line[:60]!r}", path=where, line=lineno)
             state = done
             continue
         if state in (header_or_end, header):
@@ -489,13 +509,14 @@ def _check_document(lines: _Lines, where: str, integrity: bool, max_listed: int,
                 if fks:
                     fks.table_done(name)
                 counted[name] = 0
+                finished[name] = table
                 table = None
                 state = header if shape == b": []," else end
             continue
         if state == done:
             raise VerifyError(f"{where} line {lineno}: unexpected content after the end of the document",
                               path=where, line=lineno)
-        raise VerifyError(f"{where} line {lineno}: '}}}}' (the end of the document) was expected, found "
+        raise VerifyError(f"{where} line {lineno}: '}},' (the end of the data) was expected, found "
                           f"{line[:60]!r}", path=where, line=lineno)
     if state != done:
         inside = f" inside table '{table.name}'" if table else ""
@@ -507,6 +528,23 @@ def _check_document(lines: _Lines, where: str, integrity: bool, max_listed: int,
     if fks:
         fks.finish()
     return fks
+
+
+def _check_checksums(line: bytes, finished: dict[str, _TableCheck], where: str, lineno: int) -> None:
+    """The closing ``"checksums": {"sha256": {table: hex}}`` line against the rows read."""
+    if not line.startswith(_CHECKSUMS):
+        raise VerifyError(f"{where} line {lineno}: the \"checksums\" member was expected after the data, "
+                          f"found {line[:60]!r}", path=where, line=lineno)
+    try:
+        sums = msgspec.json.decode(line[len(_CHECKSUMS):])["sha256"]
+    except (msgspec.DecodeError, TypeError, KeyError):
+        raise VerifyError(f"{where} line {lineno}: the checksums are not a JSON object with \"sha256\"",
+                          path=where, line=lineno) from None
+    if not isinstance(sums, dict) or set(sums) != set(finished):
+        raise VerifyError(f"{where} line {lineno}: the checksums do not name exactly the tables of the data",
+                          path=where, line=lineno)
+    for name, check in finished.items():
+        check.check_sha256(sums[name], f"the checksums (line {lineno})")
 
 
 def _plain_stream(source: Any, counter: _HashingReader, where: str, identities: Sequence[Any] | None,
@@ -624,7 +662,7 @@ def _verify_folder(folder: str, *, integrity: bool, max_listed: int) -> VerifyRe
                           path=folder) from None
     except msgspec.DecodeError as exc:
         raise VerifyError(f"{manifest} is not valid JSON ({exc})", path=manifest) from None
-    tables = _check_metadata(metadata, manifest)
+    tables = _check_metadata(metadata, manifest, sha256=True)
     fks = _ForeignKeys(tables, max_listed) if integrity else None
     result = VerifyResult(path=folder, layout="jsonl", sha256=None)
     counted: dict[str, int] = {}

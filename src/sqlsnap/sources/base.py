@@ -115,6 +115,10 @@ class TableReader(ABC):
         """Yield ``(chunk, rows)``: ``chunk`` holds ``rows`` complete JSON lines; with a
         ``projection``, each line holds its fields instead of every column as is."""
 
+    @abstractmethod
+    def count(self, table: Table) -> int:
+        """The table's exact number of rows in the snapshot (``read`` must yield as many)."""
+
     def cancel(self) -> None:  # noqa: B027 - optional hook
         """Interrupt a running query from another thread, if the driver can."""
 

@@ -278,6 +278,16 @@ class _MySQLReader(TableReader):
     def __init__(self, source: MySQLSource) -> None:
         self.source = source
 
+    def count(self, table: Table) -> int:
+        driver = self.source.driver
+        try:
+            with self.source._conn.cursor() as cur:
+                cur.execute(f"SELECT count(*) FROM {_quote(table.schema)}.{_quote(table.relname)}")
+                return int(cur.fetchone()[0])
+        except driver.Error as exc:
+            raise SnapError(f"counting the rows of table {table.name} failed: {mask(str(exc))}",
+                            table=table.name) from None
+
     def read(
         self, table: Table, cancel: threading.Event, projection: Projection | None = None
     ) -> Iterator[tuple[bytes, int]]:

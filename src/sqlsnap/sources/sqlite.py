@@ -160,6 +160,15 @@ class _SQLiteReader(TableReader):
         if self.source._conn is not None:
             self.source._conn.interrupt()
 
+    def count(self, table: Table) -> int:
+        assert self.source._conn is not None
+        try:
+            cur = self.source._conn.execute(f"SELECT count(*) FROM {_quote(table.relname)}")
+            return int(cur.fetchone()[0])
+        except sqlite3.Error as exc:
+            raise SnapError(f"counting the rows of table {table.name} failed: {exc}",
+                            table=table.name) from None
+
     def read(
         self, table: Table, cancel: threading.Event, projection: Projection | None = None
     ) -> Iterator[tuple[bytes, int]]:
