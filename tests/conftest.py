@@ -4,8 +4,10 @@ the real PostgreSQL or MariaDB of this machine, dropped afterwards."""
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,12 @@ PG_ADMIN_URL = os.environ.get("SQLSNAP_TEST_PG", "postgresql://postgres@127.0.0.
 MYSQL_HOST = os.environ.get("SQLSNAP_TEST_MYSQL_HOST", "127.0.0.1")
 MYSQL_PORT = int(os.environ.get("SQLSNAP_TEST_MYSQL_PORT", "3306"))
 MYSQL_USER = os.environ.get("SQLSNAP_TEST_MYSQL_USER", "root")
+
+
+#: The CLI and interpreter of the environment running the tests (never a fixed path: CI runs
+#: in a fresh clone, whose own .venv must be the one tested).
+PYTHON = sys.executable
+SQLSNAP = str(Path(sys.executable).with_name("sqlsnap"))
 
 
 def unique_name(prefix: str = "sqlsnap_t") -> str:

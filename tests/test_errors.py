@@ -15,10 +15,7 @@ from pathlib import Path
 import pytest
 
 from sqlsnap.errors import EXIT_CODES
-from tests.conftest import execute_script, pg_connect
-
-SQLSNAP = "/work/main/.venv/bin/sqlsnap"
-PYTHON = "/work/main/.venv/bin/python"
+from tests.conftest import PYTHON, SQLSNAP, execute_script, pg_connect
 
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -20,9 +20,7 @@ import zstandard
 
 import sqlsnap
 from sqlsnap.errors import NotFoundError, SnapError, UsageError
-from tests.conftest import execute_script
-
-SQLSNAP = "/work/main/.venv/bin/sqlsnap"
+from tests.conftest import SQLSNAP, execute_script
 
 
 def dialect(url: str) -> str:

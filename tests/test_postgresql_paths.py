@@ -12,11 +12,11 @@ import psycopg
 import pytest
 
 import sqlsnap
+from tests.conftest import SQLSNAP
 from tests.test_types_postgresql import BYTES, JSONS, SCHEMA, TEXTS
 
 pytestmark = pytest.mark.postgresql
 
-SQLSNAP = "/work/main/.venv/bin/sqlsnap"
 
 #: One table with a column of every type, several rows of hard values, plus the per-type
 #: tables of test_types_postgresql.
