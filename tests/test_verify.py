@@ -80,7 +80,7 @@ def test_intact_snapshots_pass(db: str, tmp_path: Path, suffix: str) -> None:
     path = export(db, tmp_path / f"app{suffix}")
     code, out, err = run("verify", str(path))
     assert code == 0, err
-    assert out == (f"OK {path}: 3 tables, {USERS + 510:,} rows, counts and checksums match the metadata; "
+    assert out == (f"OK {path}: 3 tables, {USERS + 510:,} rows, matching their counts and checksums; "
                    f"sha256 matches {path}.sha256\n")
     code, out, err = run("verify", str(path), "--json", "--integrity")
     assert code == 0, err
@@ -128,7 +128,8 @@ def test_flipped_byte_inside_a_value_breaks_the_table_checksum(db: str, tmp_path
     pos = data.index(b"user2222@example.com")
     path.write_bytes(data[:pos] + b"X" + data[pos + 1:])  # still valid JSON
     first = line_of(path, b'"users": [')
-    sums = next(i for i, line in enumerate(path.read_bytes().split(b"\n"), 1) if line.startswith(b'"checksums": '))
+    lines = path.read_bytes().split(b"\n")
+    sums = next(i for i, line in enumerate(lines, 1) if line.startswith(b'"checksums": '))
     message = fail(path)
     assert (f"table 'users' (lines {first}-{first + USERS}): the rows do not match their SHA-256 in the "
             f"checksums (line {sums}) (the data was changed)") in message

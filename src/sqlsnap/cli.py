@@ -408,9 +408,9 @@ def verify_cmd(location: str, identities: tuple[str, ...], integrity: bool, s3_e
 
     Streams the file (or s3:// object, or JSON Lines folder) in constant memory,
     decompressing and, with --identity, decrypting it; checks the layout, that every row is
-    valid JSON, the row counts and per-table SHA-256 against the metadata, and the file
-    against its .sha256 file. Prints OK, or the first problem with its table and line
-    (exit 7).
+    valid JSON, the row counts against the metadata, each table's SHA-256 against the
+    document's checksums, and the file against its .sha256 file. Prints OK, or the first
+    problem with its table and line (exit 7).
 
     \b
     Examples:
@@ -442,8 +442,8 @@ def verify_cmd(location: str, identities: tuple[str, ...], integrity: bool, s3_e
                        "check its content")
             return
         fks = "; foreign keys: no dangling value" if result.integrity_checked else ""
-        click.echo(f"OK {location}: {len(result.tables)} tables, {result.total_rows:,} rows, counts and "
-                   f"checksums match the metadata; {checksum}{fks}")
+        click.echo(f"OK {location}: {len(result.tables)} tables, {result.total_rows:,} rows, matching their "
+                   f"counts and checksums; {checksum}{fks}")
 
     _run(run)
 
