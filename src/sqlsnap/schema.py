@@ -49,5 +49,7 @@ class Table:
     foreign_keys: list[ForeignKey] = field(default_factory=list)
     #: The server's estimate, for planning and progress; exact counts come from the export.
     estimated_rows: int | None = None
+    #: The server's size on disk, to read the largest tables first (None where unknown).
+    estimated_bytes: int | None = None
     #: Source-specific details (type oids, column kinds) the source needs to read the table.
     details: Any = None

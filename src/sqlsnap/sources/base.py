@@ -148,6 +148,11 @@ class Source(ABC):
     def reader(self) -> AbstractContextManager[TableReader]:
         """A reader on the snapshot; sources with ``max_readers > 1`` open a new connection."""
 
+    def split(self, table: Table, parts: int) -> list[Table]:
+        """``table`` as up to ``parts`` disjoint ranges that readers may read side by side, in
+        the order their rows go in the snapshot; by default the table whole."""
+        return [table]
+
     @abstractmethod
     def close(self) -> None:
         """End the snapshot transaction (a rollback: nothing was ever written) and disconnect."""

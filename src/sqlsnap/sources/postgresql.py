@@ -22,6 +22,7 @@ their canonical text.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import select
 import threading
@@ -55,6 +56,10 @@ else:
             return bytes(data).decode()
 
 
+#: Tables at least this large (heap and TOAST, as the catalog estimates) are read in page
+#: ranges side by side when there are several readers: below it, reading whole tables side
+#: by side balances well.
+SPLIT_BYTES = 64 << 20
 #: Session settings that fix the text forms the conversions rely on.
 SESSION_OPTIONS = "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=iso_8601 -c extra_float_digits=1"
 
@@ -93,7 +98,7 @@ def _kind(typname: str, typtype: str) -> str:
         return typname
     if typname in _TEXT or typtype == "e":
         return "text"
-    if typname in ("bytea", "timestamp", "timestamptz", "inet"):
+    if typname in ("bytea", "timestamp", "timestamptz", "inet", "uuid"):
         return typname
     return "other"
 
@@ -116,8 +121,13 @@ def _plan_column(name: str, kind: str, element: str | None) -> _ColumnPlan:
     if kind == "timestamp":
         return _ColumnPlan(c, f"{c}::text", kind)
     if kind == "timestamptz":
-        # to_json gives ISO with 'T' and, with TimeZone=UTC, '+00:00'; the contract wants 'Z'.
-        return _ColumnPlan(f"replace(to_json({c}) #>> '{{}}', '+00:00', 'Z')", f"{c}::text", kind)
+        # to_json gives ISO with 'T' and, with TimeZone=UTC, '+00:00' (its only '+'); the
+        # contract wants 'Z'. Edited as json text and cast back: on 225k rows 227 ms against
+        # 294 ms for extracting the text with #>> (plain row_to_json: 155 ms).
+        return _ColumnPlan(f"replace(to_json({c})::text, '+00:00', 'Z')::json", f"{c}::text", kind)
+    if kind == "uuid":
+        # row_to_json already writes uuid's text; a cast would only cost time.
+        return _ColumnPlan(c, f"{c}::text", "other")
     if kind == "array":
         if element == "jsonb":
             return _ColumnPlan(f"{c}::jsonb[]", f"{c}::jsonb[]", kind, element)
@@ -230,6 +240,7 @@ class PostgresSource(Source):
         self._conn: Any = None
         self._snapshot: str | None = None
         self._version = ""
+        self._version_num = 0
 
     # -- connections -----------------------------------------------------------------------
 
@@ -256,6 +267,7 @@ class PostgresSource(Source):
         self._conn = self._connect()
         try:
             self._version = self._conn.execute("SHOW server_version").fetchone()[0].split()[0]
+            self._version_num = int(self._conn.execute("SHOW server_version_num").fetchone()[0])
             if self.max_readers > 1:
                 try:
                     self._snapshot = self._conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
@@ -307,11 +319,14 @@ class PostgresSource(Source):
         rows = cur.execute(
             """
             SELECT c.oid, n.nspname, c.relname, c.relkind, GREATEST(c.reltuples, -1)::bigint,
+                   c.relpages, (c.relpages + COALESCE(tc.relpages, 0))::bigint
+                   * current_setting('block_size')::int,
                    a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
                    t.typname, t.typtype, t.typcategory,
                    e.typname, e.typtype, bt.typname, bt.typtype, bt.typcategory, be.typname, be.typtype
             FROM pg_class c
             JOIN pg_namespace n ON n.oid = c.relnamespace
+            LEFT JOIN pg_class tc ON tc.oid = c.reltoastrelid
             LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
             LEFT JOIN pg_type t ON t.oid = a.atttypid
             LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
@@ -323,7 +338,7 @@ class PostgresSource(Source):
             (schemas,),
         ).fetchall()
         plans: dict[int, list[_ColumnPlan]] = {}
-        for (oid, nsp, rel, relkind, est, att, fmt, nullable_, tname, ttype, tcat,
+        for (oid, nsp, rel, relkind, est, pages, size, att, fmt, nullable_, tname, ttype, tcat,
              ename, etype, btname, bttype, btcat, bename, betype) in rows:
             if btname is not None:  # a domain: read it as its base type
                 tname, ttype, tcat, ename, etype = btname, bttype, btcat, bename, betype
@@ -333,7 +348,7 @@ class PostgresSource(Source):
                 # ONLY so that old-style inheritance children are not exported twice.
                 table = tables[oid] = Table(
                     display(nsp, rel), nsp, rel, [], estimated_rows=None if est < 0 else est,
-                    details={"only": relkind == "r"},
+                    estimated_bytes=size or None, details={"only": relkind == "r", "pages": pages},
                 )
                 plans[oid] = []
             if att is None:  # a table without columns (the LEFT JOIN keeps it): rows are {}
@@ -386,6 +401,24 @@ class PostgresSource(Source):
                 ForeignKey(tuple(cols), display(ref_nsp, ref_rel), tuple(ref_cols)))
         return list(tables.values())
 
+    def split(self, table: Table, parts: int) -> list[Table]:
+        """Ranges of the heap's pages (``ctid``), read by a TID range scan (PostgreSQL 14+).
+        The last range is left open, so the ranges cover the table whatever its size: the
+        page count is the catalog's estimate (``relpages``, which takes no lock), and only
+        balances the ranges; no row is missed or read twice."""
+        pages = table.details["pages"]
+        if (parts < 2 or self._version_num < 140000 or not table.details["only"]
+                or (table.estimated_bytes or 0) < SPLIT_BYTES or pages < parts):
+            return [table]
+        bounds = [pages * i // parts for i in range(1, parts)]
+        ranges = ([f"ctid < '({bounds[0]},0)'::tid"]
+                  + [f"ctid >= '({lo},0)'::tid AND ctid < '({hi},0)'::tid"
+                     for lo, hi in zip(bounds, bounds[1:])]
+                  + [f"ctid >= '({bounds[-1]},0)'::tid"])
+        share = (table.estimated_bytes or 0) // parts
+        return [dataclasses.replace(table, estimated_bytes=share, details={**table.details, "where": where})
+                for where in ranges]
+
     # -- reading ---------------------------------------------------------------------------
 
     @contextmanager
@@ -418,7 +451,8 @@ class _PostgresReader(TableReader):
 
     def _from(self, table: Table) -> str:
         only = "ONLY " if table.details["only"] else ""
-        return f"{only}{_quote(table.schema)}.{_quote(table.relname)}"
+        where = table.details.get("where")
+        return f"{only}{_quote(table.schema)}.{_quote(table.relname)}" + (f" WHERE {where}" if where else "")
 
     def read(
         self, table: Table, cancel: threading.Event, projection: Projection | None = None

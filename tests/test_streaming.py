@@ -1,0 +1,105 @@
+"""The document is written while the tables are read (sqlsnap/exporter.py): tables read ahead
+of the writer wait in spool files, large PostgreSQL tables are read in page ranges side by
+side, and none of it may change a byte of the data or let a wrong count through."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import sqlsnap
+from sqlsnap import exporter
+from sqlsnap.errors import SnapError
+from sqlsnap.sources import postgresql
+from tests.conftest import execute_script
+
+TABLES = {
+    "a_small": "SELECT g AS id, md5(g::text) AS t FROM generate_series(1, 50) g",
+    "b_wide": "SELECT g AS id, repeat(md5(g::text), 20) AS t, g * 1.5 AS n FROM generate_series(1, 3000) g",
+    "c_long": "SELECT g AS id, 'row ' || g AS t, now() - g * interval '1 minute' AS ts "
+              "FROM generate_series(1, 6000) g",
+    "d_empty": "SELECT 1 AS id WHERE false",
+}
+
+
+@pytest.fixture
+def pg_tables(pg_url: str) -> str:
+    execute_script(pg_url, [f"CREATE TABLE {name} AS {query}" for name, query in TABLES.items()]
+                   + ["ANALYZE"])
+    return pg_url
+
+
+def data_and_checksums(path: Path) -> tuple[bytes, Any]:
+    raw = path.read_bytes()
+    doc = json.loads(raw)
+    return raw[raw.index(b'\n"data": {'):], doc
+
+
+@pytest.mark.postgresql
+def test_split_tables_and_spools_write_the_same_bytes_as_one_reader(
+        pg_tables: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sqlsnap.export(pg_tables, str(tmp_path / "one.json"), jobs=1)
+    reference, ref_doc = data_and_checksums(tmp_path / "one.json")
+
+    # Every table above 0 bytes is split; spooled chunks are read back 1000 bytes at a time
+    # (so they end inside rows), and the writer's in-memory lead is one small chunk.
+    monkeypatch.setattr(postgresql, "SPLIT_BYTES", 0)
+    monkeypatch.setattr(exporter, "COPY_BYTES", 1000)
+    monkeypatch.setattr(exporter, "LIVE_BYTES", 2000)
+    parts: dict[str, int] = {}
+    split = postgresql.PostgresSource.split
+
+    def counting_split(self: Any, table: Any, n: int) -> Any:
+        pieces = split(self, table, n)
+        parts[table.name] = len(pieces)
+        return pieces
+
+    monkeypatch.setattr(postgresql.PostgresSource, "split", counting_split)
+    out = tmp_path / "three.json"
+    result = sqlsnap.export(pg_tables, str(out), jobs=3)
+    data, doc = data_and_checksums(out)
+
+    assert parts["b_wide"] == 3 and parts["c_long"] == 3  # the split really happened
+    assert data == reference  # rows, order, separators and checksums alike
+    assert doc["checksums"] == ref_doc["checksums"]
+    assert {name: t.rows for name, t in result.tables.items()} == {
+        "a_small": 50, "b_wide": 3000, "c_long": 6000, "d_empty": 0}
+    assert sqlsnap.verify(str(out)).ok
+
+
+@pytest.mark.postgresql
+def test_an_encrypted_export_never_spools(pg_tables: str, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("pyrage")
+    from pyrage import x25519
+
+    def no_spool(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an encrypted export wrote a spool file")
+
+    monkeypatch.setattr(exporter.tempfile, "TemporaryFile", no_spool)
+    identity = x25519.Identity.generate()
+    out = tmp_path / "x.json.age"
+    result = sqlsnap.export(pg_tables, str(out), jobs=3, encrypt_to=[str(identity.to_public())])
+    assert result.encrypted and result.total_rows == 9050
+    key = tmp_path / "key.txt"
+    key.write_text(str(identity) + "\n")
+    assert sqlsnap.verify(str(out), identities=[str(key)]).ok
+    assert exporter.tempfile is tempfile  # the patch was on the module the exporter uses
+
+
+def test_a_count_that_does_not_match_the_rows_fails_the_export(
+        sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The metadata's counts come first, before the rows: a reader that then streams another
+    number (a source that did not keep its snapshot) must fail the export, leaving nothing."""
+    execute_script(sqlite_url, ["CREATE TABLE t (id INTEGER)", "INSERT INTO t VALUES (1), (2), (3)"])
+    from sqlsnap.sources import sqlite
+
+    monkeypatch.setattr(sqlite._SQLiteReader, "count", lambda self, table: 4)
+    with pytest.raises(SnapError, match=r"table t changed during the export: 4 rows counted in the "
+                                        r"snapshot, 3 read"):
+        sqlsnap.export(sqlite_url, str(tmp_path / "x.json"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["source.db"]
