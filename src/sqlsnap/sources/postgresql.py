@@ -285,9 +285,16 @@ class PostgresSource(Source):
                 f"schema {', '.join(missing)} does not exist in database {self._conn.info.dbname}; "
                 "check --schema", schema=missing[0])
         default = schemas[0] if len(schemas) == 1 else "public"
+        several = len(schemas) > 1
+
+        def part(name: str) -> str:
+            # With several schemas a dot separates schema from table, so a name holding a dot
+            # (or a quote) is quoted as SQL quotes it: otherwise public."audit.events" and
+            # audit.events would both be audit.events, and one of them would be lost.
+            return _quote(name) if several and ("." in name or '"' in name) else name
 
         def display(nsp: str, rel: str) -> str:
-            return rel if nsp == default else f"{nsp}.{rel}"
+            return part(rel) if nsp == default else f"{part(nsp)}.{part(rel)}"
 
         tables: dict[int, Table] = {}
         rows = cur.execute(
