@@ -11,8 +11,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import sqlsnap
 
 
@@ -150,13 +148,21 @@ def test_json_declared_column(sqlite_url: str, tmp_path: Path) -> None:
     assert b'"j":{"b":[1,2.50,{"c":null}],"a":"x\\ny","small":0.0000001,"big":1e400}}' in raw
 
 
-@pytest.mark.xfail(strict=True, reason="in a JSON-declared column, invalid JSON text and the JSON string "
-                                       "holding the same text are both written as that string")
 def test_json_column_keeps_text_and_json_strings_apart(sqlite_url: str, tmp_path: Path) -> None:
+    markers = ['{"$base64": "AQ=="}', '{"$text": "x"}', '{"$text_base64": "/w=="}', '{"$json": 1}']
     run(sqlite_url, ["CREATE TABLE docs (id INTEGER PRIMARY KEY, j JSON)"],
-        {"INSERT INTO docs VALUES (?, ?)": [(1, "not json"), (2, '"not json"')]})
-    _, rows, _ = export_rows(sqlite_url, tmp_path, "docs")
+        {"INSERT INTO docs VALUES (?, ?)": [(1, "not json"), (2, '"not json"'), (3, b"\x01"),
+                                            *enumerate(markers, 4), (8, '{"$json": 1, "k": 2}')]})
+    raw, rows, _ = export_rows(sqlite_url, tmp_path, "docs")
     assert rows[1]["j"] != rows[2]["j"]
+    # Text that is not JSON is the string; a JSON string, and JSON that looks like a marker
+    # object, are wrapped in {"$json": ...} (docs/format.md, "SQLite").
+    assert rows[1]["j"] == "not json"
+    assert rows[2]["j"] == {"$json": "not json"}
+    assert rows[3]["j"] == {"$base64": "AQ=="}
+    assert [rows[i]["j"] for i in range(4, 8)] == [{"$json": json.loads(m)} for m in markers]
+    assert rows[8]["j"] == {"$json": 1, "k": 2}  # two keys: not a marker
+    assert b'{"id":2,"j":{"$json":"not json"}}' in raw
 
 
 def test_mixed_storage_classes_in_one_column(sqlite_url: str, tmp_path: Path) -> None:

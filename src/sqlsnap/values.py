@@ -64,6 +64,12 @@ def b64(value: bytes | bytearray | memoryview) -> str:
     return base64.b64encode(value).decode("ascii")
 
 
+def decode_json(value: str | bytes) -> Any:
+    """Parse a JSON document, keeping every digit (see ``_JSON_DECODER``); raises
+    ``msgspec.DecodeError`` when it is not JSON."""
+    return _JSON_DECODER.decode(value)
+
+
 def json_document(value: str | bytes) -> msgspec.Raw:
     """Re-encode a JSON document compactly on one line, keeping key order and every digit.
 
@@ -71,14 +77,6 @@ def json_document(value: str | bytes) -> msgspec.Raw:
     whitespace (MariaDB keeps the text as inserted).
     """
     return msgspec.Raw(ENCODER.encode(_JSON_DECODER.decode(value)))
-
-
-def is_json(value: str | bytes) -> bool:
-    try:
-        _JSON_DECODER.decode(value)
-    except msgspec.DecodeError:
-        return False
-    return True
 
 
 def identity(value: Any) -> Any:

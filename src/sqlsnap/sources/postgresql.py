@@ -15,9 +15,9 @@ Two ways to read a table, producing identical bytes (tests/test_postgresql_paths
   for numbers, JSON and dates so that no value passes through a lossy Python type.
 
 The per-column expressions turn PostgreSQL's JSON conventions into the format contract:
-timestamptz in UTC with ``Z``, bytea as base64 on one line, json as its normalized jsonb
-form (one line, so that JSON Lines stays one row a line), types without a JSON form as
-their canonical text.
+timestamptz in UTC with ``Z``, bytea as base64 on one line, json as its stored text with
+tabs and line breaks turned into spaces (one line, so that JSON Lines stays one row a line),
+types without a JSON form as their canonical text.
 """
 
 from __future__ import annotations
@@ -111,7 +111,13 @@ def _plan_column(name: str, kind: str, element: str | None) -> _ColumnPlan:
         # No cast: text would strip char(n) padding. Enums and citext load as str anyway.
         return _ColumnPlan(c, c, kind)
     if kind == "json":
-        return _ColumnPlan(f"{c}::jsonb", f"{c}::jsonb", "jsonb")
+        # Not through ::jsonb, which rejects \u0000 and reorders and collapses keys: the
+        # stored text itself, where tabs and line breaks can only be whitespace between
+        # tokens (json input rejects them raw inside strings), so turning them into spaces
+        # puts the value on one line and changes nothing else. The server path casts back
+        # to json so that row_to_json embeds the text as it is.
+        text = f"btrim(translate({c}::text, E'\\t\\n\\r', '   '))"
+        return _ColumnPlan(f"{text}::json", text, "jsonb")
     if kind == "inet":
         # inet's own output ('10.0.0.1'); a cast to text always adds the netmask ('10.0.0.1/32').
         return _ColumnPlan(f"abbrev({c})", f"abbrev({c})", "other")
@@ -311,9 +317,16 @@ class PostgresSource(Source):
                 f"schema {', '.join(missing)} does not exist in database {self._conn.info.dbname}; "
                 "check --schema", schema=missing[0])
         default = schemas[0] if len(schemas) == 1 else "public"
+        several = len(schemas) > 1
+
+        def part(name: str) -> str:
+            # With several schemas a dot separates schema from table, so a name holding a dot
+            # (or a quote) is quoted as SQL quotes it: otherwise public."audit.events" and
+            # audit.events would both be audit.events, and one of them would be lost.
+            return _quote(name) if several and ("." in name or '"' in name) else name
 
         def display(nsp: str, rel: str) -> str:
-            return rel if nsp == default else f"{nsp}.{rel}"
+            return part(rel) if nsp == default else f"{part(nsp)}.{part(rel)}"
 
         tables: dict[int, Table] = {}
         rows = cur.execute(

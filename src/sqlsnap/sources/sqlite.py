@@ -9,7 +9,9 @@ are, not by the declared type: integers and reals are numbers, text is a string,
 a base64 string in a column declared BLOB and ``{"$base64": ...}`` elsewhere, text in a
 BLOB column is ``{"$text": ...}``, and text that is not valid UTF-8 is
 ``{"$text_base64": ...}``. JSON-declared columns holding valid JSON are written as the JSON
-value. Nothing is lost and a reader can always tell which is which.
+value, inside ``{"$json": ...}`` when it is a string or looks like a marker object (text
+that is not JSON is the string it is). Nothing is lost and a reader can always tell which
+is which.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
+import msgspec
+
 from ..errors import NotFoundError, SnapError, UsageError
 from ..schema import Column, ForeignKey, Table
-from ..values import b64, float_value, is_json, json_document
+from ..values import ENCODER, b64, decode_json, float_value
 from .base import FETCH_ROWS, Cancelled, Projection, Source, TableReader, chunked_rows
 
 
@@ -41,6 +45,24 @@ def _text_factory(data: bytes) -> str | _InvalidText:
         return _InvalidText(data)
 
 
+#: The keys of the marker objects (docs/format.md, "SQLite").
+_MARKERS = frozenset({"$base64", "$text", "$text_base64", "$json"})
+
+
+def _json_value(value: str) -> Any:
+    """Text in a JSON-declared column: the JSON value, or the text itself if it is not JSON."""
+    try:
+        doc = decode_json(value)
+    except msgspec.DecodeError:
+        return value
+    # A string is how text that is not JSON is written, and a one-key object named like a
+    # marker reads as that marker: such values are wrapped so that each form reads back one
+    # way ('not json' is "not json", '"not json"' is {"$json": "not json"}).
+    if isinstance(doc, str) or (isinstance(doc, dict) and len(doc) == 1 and next(iter(doc)) in _MARKERS):
+        return {"$json": doc}
+    return msgspec.Raw(ENCODER.encode(doc))
+
+
 def _convert_value(value: Any, binary_column: bool, json_column: bool) -> Any:
     if value is None or isinstance(value, int):
         return value
@@ -51,9 +73,7 @@ def _convert_value(value: Any, binary_column: bool, json_column: bool) -> Any:
     if isinstance(value, str):
         if binary_column:
             return {"$text": value}
-        if json_column and is_json(value):
-            return json_document(value)
-        return value
+        return _json_value(value) if json_column else value
     return b64(value) if binary_column else {"$base64": b64(value)}
 
 
