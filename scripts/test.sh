@@ -42,5 +42,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test,mysqlclient]'
 
-# 4. The tests.
+# 4. The tests. Every server and tool is required: a missing one fails the run instead of
+# skipping its tests (tests/conftest.py).
+export SQLSNAP_REQUIRE_SERVERS="${SQLSNAP_REQUIRE_SERVERS:-1}"
 exec .venv/bin/python -m pytest "$@"

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from sqlsnap import demo
+from tests.conftest import unavailable
 
 #: The same overrides as conftest.py, so one setting points every test at other servers.
 PG_URL = os.environ.get("SQLSNAP_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -120,7 +121,7 @@ def _postgresql_database() -> Iterator[Any]:
     try:
         admin = psycopg.connect(f"{PG_URL}/postgres", autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
     except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {exc}")
+        unavailable(f"PostgreSQL not reachable at {PG_URL}: {exc}")
     name = _unique_name()
     with admin:
         admin.execute(f"CREATE DATABASE {name}")
@@ -137,7 +138,7 @@ def _mysql_database(driver_name: str) -> Iterator[Any]:
     try:
         admin = driver.connect(**MYSQL_SERVER, charset="utf8mb4", connect_timeout=CONNECT_TIMEOUT_S)
     except driver.OperationalError as exc:
-        pytest.skip(f"MariaDB/MySQL not reachable at {MYSQL_SERVER['host']}:{MYSQL_SERVER['port']}: {exc}")
+        unavailable(f"MariaDB/MySQL not reachable at {MYSQL_SERVER['host']}:{MYSQL_SERVER['port']}: {exc}")
     name = _unique_name()
     with closing(admin):
         with closing(admin.cursor()) as cur:

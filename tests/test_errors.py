@@ -197,6 +197,23 @@ def test_missing_driver(outdir: Path) -> None:
     assert os.listdir(outdir) == []
 
 
+def test_an_unexpected_error_is_one_line_without_a_traceback(small_sqlite: str, outdir: Path) -> None:
+    """A bug (any exception that is not a SnapError) still ends in one masked line, exit 1."""
+    code = ("import sqlsnap.exporter as e\n"
+            "def boom(*a, **k): raise RuntimeError('bug near postgresql://u:hunter2@db/x')\n"
+            "e._count_rows = boom\n"
+            "from sqlsnap.cli import main; main()")
+    args = [PYTHON, "-c", code, "export", small_sqlite, "-q", "-o", str(outdir / "x.json")]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    line = assert_one_error_line(proc, 1)
+    assert "internal error (RuntimeError: bug near" in line and "SQLSNAP_DEBUG=1" in line
+    assert "hunter2" not in proc.stderr
+    assert os.listdir(outdir) == []
+    debug = subprocess.run(args, capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "SQLSNAP_DEBUG": "1"})
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
 # -- interruption ----------------------------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 import sqlsnap
-from tests.conftest import PG_ADMIN_URL, unique_name
+from tests.conftest import PG_ADMIN_URL, unavailable, unique_name
 
 pytestmark = pytest.mark.postgresql
 
@@ -159,7 +159,7 @@ def types_db() -> Iterator[str]:
     try:
         admin = psycopg.connect(f"{PG_ADMIN_URL}/postgres", autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
+        unavailable(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
         try:

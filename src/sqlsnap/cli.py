@@ -7,6 +7,7 @@ closing summary go to stderr.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -135,6 +136,13 @@ def _run(fn: Callable[[], Any]) -> Any:
     except KeyboardInterrupt:
         _echo_err("Error: interrupted; the export was abandoned and no file was left behind")
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last net: a bug must not print a traceback
+        if os.environ.get("SQLSNAP_DEBUG") == "1":
+            raise
+        detail = mask(" ".join(str(exc).split()))[:300]
+        _echo_err(f"Error: internal error ({type(exc).__name__}: {detail}); nothing was left under the "
+                  "final name. Please report it; SQLSNAP_DEBUG=1 shows the traceback")
+        sys.exit(1)
 
 
 def _exit_codes_epilog() -> str:
