@@ -19,7 +19,7 @@ import click
 
 from . import __version__
 from .errors import EXIT_CODES, SnapError, UsageError
-from .exporter import DEFAULT_JOBS, ExportResult, export
+from .exporter import ExportResult, export
 from .schema import Table
 from .urls import mask, parse_url
 
@@ -228,7 +228,8 @@ def main() -> None:
 @click.option("--exclude-tables", "exclude_tables", multiple=True, metavar="GLOB",
               help="Leave out tables matching this glob (repeatable), e.g. 'debug_*'.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
-              help=f"Tables read in parallel (PostgreSQL only). Default: {DEFAULT_JOBS} (cores, at most 4).")
+              help="Readers side by side on one snapshot (PostgreSQL only): tables, and page ranges of "
+                   "large tables. Default: one per core, at most 4.")
 @click.option("--by", "exported_by", metavar="NAME", help="Recorded as exported_by. Default: the OS user.")
 @click.option("--environment", metavar="NAME", envvar="SQLSNAP_ENVIRONMENT",
               help="Recorded as environment, e.g. production. Env: SQLSNAP_ENVIRONMENT.")
