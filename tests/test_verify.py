@@ -122,6 +122,34 @@ def test_truncated_files(db: str, tmp_path: Path) -> None:
         assert "truncated" in message or "damaged" in message, message
 
 
+def legacy_copy(path: Path, out: Path) -> Path:
+    """The same snapshot as sqlsnap wrote it before the closing checksums member: each
+    table's SHA-256 in its metadata, and the data ended by '}}'."""
+    import msgspec
+
+    raw = path.read_bytes()
+    doc = json.loads(raw)
+    meta = doc["metadata"]
+    for name, digest in doc["checksums"]["sha256"].items():
+        meta["tables"][name]["sha256"] = digest
+    del meta["checksums"]
+    data = raw[raw.index(b'\n"data": {'):raw.rindex(b'\n},\n"checksums": ')]
+    out.write_bytes(b'{"metadata": ' + msgspec.json.format(msgspec.json.encode(meta), indent=2) + b","
+                    + data + b"\n}}\n")
+    return out
+
+
+def test_snapshots_written_before_the_checksums_member_still_verify(db: str, tmp_path: Path) -> None:
+    old = legacy_copy(export(db, tmp_path / "new.json"), tmp_path / "old.json")
+    assert json.loads(old.read_bytes())["data"]["companies"]  # still one valid document
+    code, out, err = run("verify", str(old), "--integrity")
+    assert code == 0, err
+    data = old.read_bytes()
+    pos = data.index(b"user2222@example.com")
+    old.write_bytes(data[:pos] + b"X" + data[pos + 1:])
+    assert "the rows do not match their SHA-256 in the metadata" in fail(old)
+
+
 def test_flipped_byte_inside_a_value_breaks_the_table_checksum(db: str, tmp_path: Path) -> None:
     path = export(db, tmp_path / "app.json")
     data = path.read_bytes()

@@ -22,7 +22,7 @@ SUFFIXES = {"zstd": ".zst", "gzip": ".gz", "none": ""}
 #: good (ECOSYSTEM.md section 7); gzip level 6 is gzip's usual default.
 ZSTD_LEVEL = 3
 GZIP_LEVEL = 6
-#: Copy buffer when assembling the document from the per-table spools.
+#: Read size of spooled table bytes on their way into the document (1 MiB: as CHUNK_BYTES).
 COPY_BYTES = 1 << 20
 
 
