@@ -565,13 +565,30 @@ class _Located:
         return self.name
 
 
+#: Every option name of every rule.
+_OPTION_NAMES = frozenset(opt for options in RULE_OPTIONS.values() for opt in options)
+
+
+def _missing_rule(path: tuple[str, ...], item: Mapping[str, Any]) -> bool:
+    """Whether ``item``, a table without a ``rule`` key, is one rule's options that forgot it
+    (``email = { length = 3 }``) rather than a table of rules (``[rules.users]``): it names a
+    column (``users.email``, not just ``users``) and holds an option whose value no rule
+    table could hold (``length = 3``, ``kind = "name"``; not ``kind = "hash"``, the rule of a
+    column named kind)."""
+    names_a_column = len(path) > 1 or "." in path[0]
+    return names_a_column and any(
+        key in _OPTION_NAMES and not isinstance(value, dict) and value not in RULES
+        for key, value in item.items())
+
+
 def _flatten_rules(
     value: Mapping[str, Any], path: tuple[str, ...] = ()
 ) -> Iterable[tuple[tuple[str, ...], Any]]:
     """``[rules.users] email = "fake"`` and ``"users.email" = "fake"`` both give
-    ``("users", "email") -> "fake"``; a table with a ``rule`` key is one rule's options."""
+    ``("users", "email") -> "fake"``; a table with a ``rule`` key is one rule's options, and
+    so is one that forgot it (:func:`_missing_rule`), for :func:`_parse_rule` to say so."""
     for key, item in value.items():
-        if isinstance(item, dict) and "rule" not in item:
+        if isinstance(item, dict) and "rule" not in item and not _missing_rule(path + (key,), item):
             yield from _flatten_rules(item, path + (key,))
         else:
             yield path + (key,), item
@@ -643,6 +660,13 @@ def _parse_rule(key: str, spec: Any, where: str, order: int) -> RuleSpec:
         rule, options = spec, {}
     elif isinstance(spec, dict):
         options = dict(spec)
+        if "rule" not in options:
+            fitting = [r for r in RULES if set(options) <= set(RULE_OPTIONS[r])]
+            written = ", ".join(f"{k} = \"{v}\"" if isinstance(v, str) else f"{k} = {v}"
+                                for k, v in options.items())
+            raise UsageError(f"{where}: the rule for {key!r} has options ({', '.join(options)}) but no "
+                             f"'rule' key; write \"{key}\" = {{ rule = "
+                             f"\"{fitting[0] if len(fitting) == 1 else 'RULE'}\", {written} }}")
         rule = options.pop("rule")
     else:
         raise UsageError(f"{where}: the rule for {key!r} must be a rule name (\"hash\") or a table "
