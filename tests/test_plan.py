@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -238,11 +239,52 @@ def docs_example_policy() -> str:
     return section[section.index("```toml\n") + 8: section.index("```\n", section.index("```toml"))]
 
 
-def test_docs_example_policy_anonymizes_the_demo_database(tmp_path: Path) -> None:
-    db = tmp_path / "demo.db"
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The database of `sqlsnap demo --no-export` (scale 1), built once for this module."""
+    db = tmp_path_factory.mktemp("demo") / "demo.db"
     conn = sqlite3.connect(db)
     demo.build(conn, "sqlite", 1)
     conn.close()
+    return db
+
+
+def docs_sample_plan() -> str:
+    doc = (ROOT / "docs" / "policy.md").read_text()
+    section = doc[doc.index("## The plan"):]
+    start = section.index("```\n") + 4
+    return section[start:section.index("```\n", start)]
+
+
+def test_docs_sample_plan_is_what_plan_prints(demo_db: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sample of docs/policy.md is a real run: its lines, between the `...` that mark what
+    it leaves out, are the output's lines in order, with <hostname> for the machine's name."""
+    (tmp_path / "sqlsnap.toml").write_text(docs_example_policy())
+    monkeypatch.chdir(tmp_path)
+    shown = CliRunner(env={HASH_KEY_ENV: KEY}).invoke(main, ["plan", f"sqlite:///{demo_db}"])
+    assert shown.exit_code == 0, shown.output
+    real = shown.stdout.splitlines()
+    real[0] = real[0].replace(f" on {socket.gethostname()} (", " on <hostname> (", 1)
+    chunks: list[list[str]] = [[]]
+    for line in docs_sample_plan().splitlines():
+        if line.strip() == "...":
+            chunks.append([])
+        else:
+            chunks[-1].append(line)
+    at = 0
+    for i, chunk in enumerate(chunks):
+        found = next((k for k in range(at, len(real) - len(chunk) + 1) if real[k:k + len(chunk)] == chunk),
+                     None)
+        assert found is not None and (found == 0 or i > 0), (
+            "docs/policy.md's sample plan is stale: these lines are not in the output of a real run, in "
+            "this order; run it again (see below the sample):\n" + "\n".join(chunk))
+        at = found + len(chunk)
+    assert not chunks[-1] or at == len(real), "the sample plan ends before the output does: end it with ..."
+
+
+def test_docs_example_policy_anonymizes_the_demo_database(demo_db: Path, tmp_path: Path) -> None:
+    db = demo_db
     people = sqlite3.connect(db).execute("SELECT full_name, email, phone FROM users").fetchall()
     (tmp_path / "sqlsnap.toml").write_text(docs_example_policy())
     url = f"sqlite:///{db}"
