@@ -189,10 +189,10 @@ FOLLOW_SCHEMA = [
     "CREATE TABLE users (id INTEGER PRIMARY KEY, email VARCHAR(100), full_name VARCHAR(100), "
     "phone VARCHAR(30), notes VARCHAR(200), password_hash VARCHAR(100), token_type VARCHAR(10))",
     "CREATE TABLE incidents (id INTEGER PRIMARY KEY, reported_by INTEGER, narrative VARCHAR(500), "
-    "FOREIGN KEY (reported_by) REFERENCES users (id))",
+    "occurred_on DATE, FOREIGN KEY (reported_by) REFERENCES users (id))",
     "CREATE TABLE debug_logs (id INTEGER PRIMARY KEY, message VARCHAR(100))",
     "INSERT INTO users VALUES (1, 'a@b.test', 'Ana Lima', '+1 555 0100', 'n', 'h', 'Bearer')",
-    "INSERT INTO incidents VALUES (1, 1, 'Ana slipped')",
+    "INSERT INTO incidents VALUES (1, 1, 'Ana slipped', '2024-03-01')",
     "INSERT INTO debug_logs VALUES (1, 'x')",
 ]
 
@@ -200,7 +200,9 @@ FOLLOW_SCHEMA = [
 def test_export_follows_exactly_the_plan_that_plan_prints(any_url: str, tmp_path: Path) -> None:
     execute_script(any_url, FOLLOW_SCHEMA)
     (tmp_path / "p.toml").write_text(
-        '[rules]\n"users.id" = "hash"\n"incidents.narrative" = { rule = "truncate", length = 3 }\n')
+        '[rules]\n"users.id" = "hash"\n"incidents.narrative" = { rule = "truncate", length = 3 }\n'
+        '"incidents.occurred_on" = { rule = "shift-dates", owner = "reported_by", max_days = 10 }\n'
+        '"users.token_type" = "keep"\n')
     options = ["--anonymize", "--exclude-tables", "debug_*", "--exclude-columns", "*.phone", "--policy",
                str(tmp_path / "p.toml"), "--include-secret", "users.password_hash"]
     runner = CliRunner(env={HASH_KEY_ENV: KEY})
@@ -219,14 +221,39 @@ def test_export_follows_exactly_the_plan_that_plan_prints(any_url: str, tmp_path
         assert [c["name"] for c in t["columns"]] == [c["name"] for c in exported["columns"]]
         assert [c["rule"] for c in t["columns"]] == [c.get("rule", "keep") for c in exported["columns"]]
         assert t["excluded_columns"] == exported["excluded_columns"]
+        # The options (defaults filled in) and the origin of each rule, as the plan shows them.
+        for column, recorded in zip(t["columns"], exported["columns"]):
+            where = (t["name"], column["name"])
+            if column["rule"] == "keep" and not column.get("secret"):
+                # A kept column records no rule, whatever kept it (users.token_type: p.toml).
+                assert not {"rule", "rule_options", "rule_origin", "secret"} & set(recorded), where
+                continue
+            # The metadata keeps same_as among the options; the plan beside them.
+            expected = dict(column["options"])
+            if "same_as" in column:
+                expected["same_as"] = column["same_as"]
+            assert recorded.get("rule_options", {}) == expected, (where, column, recorded)
+            assert recorded["rule_origin"] == column["origin"], (where, column, recorded)
+            assert recorded.get("secret", False) == column.get("secret", False), (where, column, recorded)
     assert plan["key_source"] == meta["policy"]["key_source"] == "SQLSNAP_HASH_KEY"
     users_plan = next(t for t in plan["tables"] if t["name"] == "users")
     users = {c["name"]: c for c in users_plan["columns"]}
     assert users["id"]["rule"] == "hash" and users["email"]["rule"] == "fake"
     assert users["password_hash"]["secret"] is True
+    # What the comparison above covered: defaulted options, each kind of origin.
+    incidents = {c["name"]: c for c in next(t for t in plan["tables"] if t["name"] == "incidents")["columns"]}
+    assert (users["email"]["options"], users["email"]["origin"]) == ({"kind": "email"}, "--anonymize: email")
+    policy = tmp_path / "p.toml"
+    assert (users["token_type"]["rule"], users["token_type"]["origin"]) == ("keep", f"{policy}, line 5")
+    assert users["password_hash"]["origin"] == "--include-secret"
+    assert incidents["narrative"]["options"] == {"length": 3}
+    assert (incidents["occurred_on"]["options"], incidents["occurred_on"]["origin"]) == (
+        {"owner": "reported_by", "max_days": 10}, f"{policy}, line 4")
+    assert (incidents["reported_by"]["same_as"], incidents["reported_by"]["origin"]) == (
+        "users.id", "foreign key to users.id")
     assert "Warning: secret column users.password_hash is exported" in done.stderr
     text = runner.invoke(main, ["plan", any_url, *options])
-    assert text.exit_code == 0 and "Tables left out: 1" in text.stdout
+    assert text.exit_code == 0 and "Tables left out: 1" in text.stdout, text.output
     assert re.search(r"hash +reported_by: hash \(as users.id\)", text.stdout)
 
 
