@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,34 @@ def test_render_shows_tables_rules_exclusions_and_notices() -> None:
             "information") in text
 
 
+def test_sqlite_tables_have_row_estimates(sqlite_url: str) -> None:
+    """From sqlite_stat1 once ANALYZE has run (stale, like any estimate), else counted."""
+    execute_script(sqlite_url, [
+        "CREATE TABLE parts (id INTEGER PRIMARY KEY, size INTEGER)",
+        "CREATE INDEX small_parts ON parts (size) WHERE size < 2",
+        "CREATE TABLE tags (name TEXT PRIMARY KEY) WITHOUT ROWID",
+        "CREATE TABLE empty (id INTEGER PRIMARY KEY)",
+        *(f"INSERT INTO parts VALUES ({i * 1000}, {i})" for i in range(1, 6)),
+        "INSERT INTO tags VALUES ('a'), ('b')",
+    ])
+
+    def estimates() -> dict[str, int | None]:
+        shown = CliRunner().invoke(main, ["plan", sqlite_url, "--json"])
+        assert shown.exit_code == 0, shown.output
+        return {t["name"]: t["estimated_rows"] for t in json.loads(shown.stdout)["tables"]}
+
+    # Counted: large ids (max(rowid) is 5000) and a table without rowid change nothing.
+    assert estimates() == {"empty": 0, "parts": 5, "tags": 2}
+    text = CliRunner().invoke(main, ["plan", sqlite_url]).stdout
+    assert "Tables to export: 3, about 7 rows" in text and "  parts (~5 rows)" in text
+    # ANALYZE's numbers, not a count: rows added since do not show; the partial index (1 row)
+    # does not lower the table's number; a table ANALYZE left out is counted.
+    execute_script(sqlite_url, ["ANALYZE", "INSERT INTO parts VALUES (9000, 9)", "DELETE FROM tags",
+                                "CREATE TABLE later (id INTEGER PRIMARY KEY)",
+                                "INSERT INTO later VALUES (1)"])
+    assert estimates() == {"empty": 0, "later": 1, "parts": 5, "tags": 2}
+
+
 # -- the export follows the plan -------------------------------------------------------------
 
 
@@ -160,10 +189,10 @@ FOLLOW_SCHEMA = [
     "CREATE TABLE users (id INTEGER PRIMARY KEY, email VARCHAR(100), full_name VARCHAR(100), "
     "phone VARCHAR(30), notes VARCHAR(200), password_hash VARCHAR(100), token_type VARCHAR(10))",
     "CREATE TABLE incidents (id INTEGER PRIMARY KEY, reported_by INTEGER, narrative VARCHAR(500), "
-    "FOREIGN KEY (reported_by) REFERENCES users (id))",
+    "occurred_on DATE, FOREIGN KEY (reported_by) REFERENCES users (id))",
     "CREATE TABLE debug_logs (id INTEGER PRIMARY KEY, message VARCHAR(100))",
     "INSERT INTO users VALUES (1, 'a@b.test', 'Ana Lima', '+1 555 0100', 'n', 'h', 'Bearer')",
-    "INSERT INTO incidents VALUES (1, 1, 'Ana slipped')",
+    "INSERT INTO incidents VALUES (1, 1, 'Ana slipped', '2024-03-01')",
     "INSERT INTO debug_logs VALUES (1, 'x')",
 ]
 
@@ -171,7 +200,9 @@ FOLLOW_SCHEMA = [
 def test_export_follows_exactly_the_plan_that_plan_prints(any_url: str, tmp_path: Path) -> None:
     execute_script(any_url, FOLLOW_SCHEMA)
     (tmp_path / "p.toml").write_text(
-        '[rules]\n"users.id" = "hash"\n"incidents.narrative" = { rule = "truncate", length = 3 }\n')
+        '[rules]\n"users.id" = "hash"\n"incidents.narrative" = { rule = "truncate", length = 3 }\n'
+        '"incidents.occurred_on" = { rule = "shift-dates", owner = "reported_by", max_days = 10 }\n'
+        '"users.token_type" = "keep"\n')
     options = ["--anonymize", "--exclude-tables", "debug_*", "--exclude-columns", "*.phone", "--policy",
                str(tmp_path / "p.toml"), "--include-secret", "users.password_hash"]
     runner = CliRunner(env={HASH_KEY_ENV: KEY})
@@ -190,14 +221,39 @@ def test_export_follows_exactly_the_plan_that_plan_prints(any_url: str, tmp_path
         assert [c["name"] for c in t["columns"]] == [c["name"] for c in exported["columns"]]
         assert [c["rule"] for c in t["columns"]] == [c.get("rule", "keep") for c in exported["columns"]]
         assert t["excluded_columns"] == exported["excluded_columns"]
+        # The options (defaults filled in) and the origin of each rule, as the plan shows them.
+        for column, recorded in zip(t["columns"], exported["columns"]):
+            where = (t["name"], column["name"])
+            if column["rule"] == "keep" and not column.get("secret"):
+                # A kept column records no rule, whatever kept it (users.token_type: p.toml).
+                assert not {"rule", "rule_options", "rule_origin", "secret"} & set(recorded), where
+                continue
+            # The metadata keeps same_as among the options; the plan beside them.
+            expected = dict(column["options"])
+            if "same_as" in column:
+                expected["same_as"] = column["same_as"]
+            assert recorded.get("rule_options", {}) == expected, (where, column, recorded)
+            assert recorded["rule_origin"] == column["origin"], (where, column, recorded)
+            assert recorded.get("secret", False) == column.get("secret", False), (where, column, recorded)
     assert plan["key_source"] == meta["policy"]["key_source"] == "SQLSNAP_HASH_KEY"
     users_plan = next(t for t in plan["tables"] if t["name"] == "users")
     users = {c["name"]: c for c in users_plan["columns"]}
     assert users["id"]["rule"] == "hash" and users["email"]["rule"] == "fake"
     assert users["password_hash"]["secret"] is True
+    # What the comparison above covered: defaulted options, each kind of origin.
+    incidents = {c["name"]: c for c in next(t for t in plan["tables"] if t["name"] == "incidents")["columns"]}
+    assert (users["email"]["options"], users["email"]["origin"]) == ({"kind": "email"}, "--anonymize: email")
+    policy = tmp_path / "p.toml"
+    assert (users["token_type"]["rule"], users["token_type"]["origin"]) == ("keep", f"{policy}, line 5")
+    assert users["password_hash"]["origin"] == "--include-secret"
+    assert incidents["narrative"]["options"] == {"length": 3}
+    assert (incidents["occurred_on"]["options"], incidents["occurred_on"]["origin"]) == (
+        {"owner": "reported_by", "max_days": 10}, f"{policy}, line 4")
+    assert (incidents["reported_by"]["same_as"], incidents["reported_by"]["origin"]) == (
+        "users.id", "foreign key to users.id")
     assert "Warning: secret column users.password_hash is exported" in done.stderr
     text = runner.invoke(main, ["plan", any_url, *options])
-    assert text.exit_code == 0 and "Tables left out: 1" in text.stdout
+    assert text.exit_code == 0 and "Tables left out: 1" in text.stdout, text.output
     assert re.search(r"hash +reported_by: hash \(as users.id\)", text.stdout)
 
 
@@ -210,11 +266,52 @@ def docs_example_policy() -> str:
     return section[section.index("```toml\n") + 8: section.index("```\n", section.index("```toml"))]
 
 
-def test_docs_example_policy_anonymizes_the_demo_database(tmp_path: Path) -> None:
-    db = tmp_path / "demo.db"
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The database of `sqlsnap demo --no-export` (scale 1), built once for this module."""
+    db = tmp_path_factory.mktemp("demo") / "demo.db"
     conn = sqlite3.connect(db)
     demo.build(conn, "sqlite", 1)
     conn.close()
+    return db
+
+
+def docs_sample_plan() -> str:
+    doc = (ROOT / "docs" / "policy.md").read_text()
+    section = doc[doc.index("## The plan"):]
+    start = section.index("```\n") + 4
+    return section[start:section.index("```\n", start)]
+
+
+def test_docs_sample_plan_is_what_plan_prints(demo_db: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sample of docs/policy.md is a real run: its lines, between the `...` that mark what
+    it leaves out, are the output's lines in order, with <hostname> for the machine's name."""
+    (tmp_path / "sqlsnap.toml").write_text(docs_example_policy())
+    monkeypatch.chdir(tmp_path)
+    shown = CliRunner(env={HASH_KEY_ENV: KEY}).invoke(main, ["plan", f"sqlite:///{demo_db}"])
+    assert shown.exit_code == 0, shown.output
+    real = shown.stdout.splitlines()
+    real[0] = real[0].replace(f" on {socket.gethostname()} (", " on <hostname> (", 1)
+    chunks: list[list[str]] = [[]]
+    for line in docs_sample_plan().splitlines():
+        if line.strip() == "...":
+            chunks.append([])
+        else:
+            chunks[-1].append(line)
+    at = 0
+    for i, chunk in enumerate(chunks):
+        found = next((k for k in range(at, len(real) - len(chunk) + 1) if real[k:k + len(chunk)] == chunk),
+                     None)
+        assert found is not None and (found == 0 or i > 0), (
+            "docs/policy.md's sample plan is stale: these lines are not in the output of a real run, in "
+            "this order; run it again (see below the sample):\n" + "\n".join(chunk))
+        at = found + len(chunk)
+    assert not chunks[-1] or at == len(real), "the sample plan ends before the output does: end it with ..."
+
+
+def test_docs_example_policy_anonymizes_the_demo_database(demo_db: Path, tmp_path: Path) -> None:
+    db = demo_db
     people = sqlite3.connect(db).execute("SELECT full_name, email, phone FROM users").fetchall()
     (tmp_path / "sqlsnap.toml").write_text(docs_example_policy())
     url = f"sqlite:///{db}"

@@ -54,6 +54,14 @@ def write(tmp_path: Path, text: str, name: str = "policy.toml") -> str:
     ('include_secrets = ["sessions.*"]\n', 1, "secrets are exported only when named exactly"),
     ('\n\n[rules.users]\nemail = "hashh"\n', 4, "unknown rule 'hashh' for 'users.email'"),
     ('[rules]\nusers.email = 3\n', 2, "must be a rule name"),
+    ('[rules.users]\nemail = {length = 3}\n', 2, "the rule for 'users.email' has options (length) but no "
+     "'rule' key; write \"users.email\" = { rule = \"truncate\", length = 3 }"),
+    ('[rules]\n\n"users.name" = { kind = "name" }\n', 3, "no 'rule' key; write \"users.name\" = "
+     "{ rule = \"fake\", kind = \"name\" }"),
+    ('[rules]\n"sessions.created_at" = "null"\n[rules.sessions.started_at]\nowner = "user_id"\n'
+     'max_days = 30\n', 3,
+     "no 'rule' key; write \"sessions.started_at\" = { rule = \"shift-dates\", owner = \"user_id\", "
+     "max_days = 30 }"),
 ])
 def test_policy_errors_name_the_line_and_the_fix(text: str, line: int, fragment: str) -> None:
     with pytest.raises(UsageError) as info:
@@ -61,6 +69,13 @@ def test_policy_errors_name_the_line_and_the_fix(text: str, line: int, fragment:
     message = str(info.value)
     assert message.startswith(f"sqlsnap.toml, line {line}: "), message
     assert fragment in message, message
+
+
+def test_columns_named_like_options_are_still_rules() -> None:
+    """A table without `rule` is a table of rules unless an option in it holds no rule name."""
+    policy = parse_policy('[rules.users]\nkind = "hash"\nlength = { rule = "null" }\n', "p.toml")
+    assert [(r.pattern.text, r.rule) for r in policy.rules] == [("users.kind", "hash"),
+                                                                ("users.length", "null")]
 
 
 def test_invalid_toml_reports_the_parsers_position() -> None:

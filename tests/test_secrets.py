@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,14 @@ from click.testing import CliRunner
 
 import sqlsnap
 from sqlsnap.cli import main
-from sqlsnap.policy import SECRET_SUFFIXES, SECRET_WORDS, secret_match
+from sqlsnap.policy import (
+    DESCRIPTOR_WORDS,
+    FLAG_WORDS,
+    NUMBER_WORDS,
+    SECRET_SUFFIXES,
+    SECRET_WORDS,
+    secret_match,
+)
 from tests.conftest import execute_script
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -35,6 +43,9 @@ SECRETS = {
     "api_clients.private_key": "PLANTEDprivateKEYMIIEvQ",
     "api_clients.otp_secret": "PLANTEDotpSECRETJBSWY3DP",
     "api_clients.salt": "PLANTEDsaltC0FFEE",
+    "api_clients.private_key_pem": "PLANTEDprivateKEYpemMIIEow",
+    "api_clients.refresh_tokens": "PLANTEDrefreshTOKENSlist1x",
+    "api_clients.pin_hash": "PLANTEDpinHASH7788",
 }
 PERSONAL = {
     "users.email": "wilhelmina.quackenbush@realmail.test",
@@ -48,7 +59,8 @@ PERSONAL = {
 #: Columns that only look secret: analysts need them, so they must be exported.
 LOOKALIKES = {"sessions": ["token_type"], "oauth_accounts": ["token_type"],
               "ai_request_logs": ["prompt_tokens", "completion_tokens", "total_tokens", "token_count"],
-              "api_clients": ["has_password", "token_expires_at"]}
+              "api_clients": ["has_password", "token_expires_at", "api_key_last4", "otp_enabled",
+                              "max_tokens"]}
 
 
 def schema(url: str) -> list[str]:
@@ -66,7 +78,8 @@ def schema(url: str) -> list[str]:
         "FOREIGN KEY (user_id) REFERENCES users (id))",
         "CREATE TABLE api_clients (id INTEGER PRIMARY KEY, name VARCHAR(50), client_secret VARCHAR(100), "
         "api_key VARCHAR(100), private_key VARCHAR(200), otp_secret VARCHAR(100), salt VARCHAR(50), "
-        "has_password BOOLEAN, token_expires_at DATE)",
+        f"has_password BOOLEAN, token_expires_at DATE, private_key_pem {text}, refresh_tokens {text}, "
+        "pin_hash VARCHAR(100), api_key_last4 VARCHAR(4), otp_enabled BOOLEAN, max_tokens INTEGER)",
         "CREATE TABLE ai_request_logs (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, "
         "prompt_tokens INTEGER, completion_tokens INTEGER, total_tokens INTEGER, token_count INTEGER, "
         "FOREIGN KEY (user_id) REFERENCES users (id))",
@@ -82,7 +95,8 @@ def schema(url: str) -> list[str]:
         f"'{s['oauth_accounts.refresh_token']}', '{s['oauth_accounts.id_token']}', 'Bearer')",
         f"INSERT INTO api_clients VALUES (1, 'billing', '{s['api_clients.client_secret']}', "
         f"'{s['api_clients.api_key']}', '{s['api_clients.private_key']}', '{s['api_clients.otp_secret']}', "
-        f"'{s['api_clients.salt']}', TRUE, '2030-01-01')",
+        f"'{s['api_clients.salt']}', TRUE, '2030-01-01', '{s['api_clients.private_key_pem']}', "
+        f"'[\"{s['api_clients.refresh_tokens']}\"]', '{s['api_clients.pin_hash']}', '9f8e', TRUE, 4096)",
         "INSERT INTO ai_request_logs VALUES (1, 1, 120, 80, 200, 200)",
     ]
 
@@ -234,6 +248,16 @@ def test_exclude_columns_and_tables_take_globs(planted: str, tmp_path: Path) -> 
     "API_KEY", "x-api-key",
     "private_key", "ssh_private_key", "secret_key", "signing_key", "otp_secret", "totp_secret", "mfa_secret",
     "otp", "recovery_codes", "backup_codes", "credentials", "connection_string", "security_answer",
+    # The term anywhere in the name, in the plural, with a version.
+    "pwd_hash", "password_hash_v2", "private_key_pem", "secret_hash", "otp_key", "totp_key", "mfa_seed",
+    "refresh_tokens", "access_tokens", "session_key", "recovery_key", "remember_digest",
+    "password_reset_digest", "reset_password_token", "encryption_key", "client_secret_v2",
+    "stripe_secret_key", "aws_secret_access_key", "bearer", "auth_token", "jwt", "passcode", "pin_hash",
+    "passwordV2", "password2", "api_keys", "tokens", "cvv2", "csrftoken", "mfa_key", "mfa_code",
+    "secret_answer", "password_hint", "cached_access_tokens", "password_history", "pin", "reset_digest",
+    "activation_digest",
+    # Errs on the safe side: a last word that is not known to describe the secret.
+    "pin_color", "token_symbol", "salt_rounds", "otp_required_for_login", "embedding_tokens",
 ])
 def test_deny_list_matches_secret_names(name: str) -> None:
     assert secret_match(name) is not None, name
@@ -245,13 +269,36 @@ def test_deny_list_matches_secret_names(name: str) -> None:
     "api_key_prefix", "password_changed_at", "password_updated_at", "has_password", "is_secret",
     "secret_question", "public_key",
     "salted", "basalt", "email", "name", "id", "keyword", "passenger", "compass", "bypass", "tokenizer",
+    "password_set", "secret_question_id", "expires_at", "api_key_last4", "key_id", "keyboard_layout",
+    "monkey", "bypass_cache", "otp_enabled", "mfa_enabled",
+    "input_tokens", "cached_tokens", "cache_read_input_tokens", "max_output_tokens", "prompt_tokens_details",
+    "token_ids", "token_scopes", "token_count_v2", "cache_key", "sort_key", "encryption_key_id",
+    "email_digest", "content_digest", "mfa_method", "requires_otp", "spin", "pinned_at",
 ])
 def test_deny_list_keeps_lookalikes(name: str) -> None:
     assert secret_match(name) is None, name
 
 
+@pytest.mark.parametrize(("name", "entry"), [
+    ("password_hash", "*passwordhash"), ("password_hash_v2", "*passwordhash"), ("refresh_tokens", "*tokens"),
+    ("reset_password_token", "*token"), ("pin_hash", "pin"), ("recovery_codes", "*recoverycodes"),
+])
+def test_deny_list_reports_the_last_term_found(name: str, entry: str) -> None:
+    assert secret_match(name) == entry
+
+
+def test_docs_examples_of_the_deny_list_hold() -> None:
+    text = (DOCS / "policy.md").read_text()
+    section = text[text.index("So these are secrets: "):text.index("Decisions on names")]
+    secrets, _, kept = section.partition("And these are kept: ")
+    for name in re.findall(r"`([^`]+)`", secrets):
+        assert secret_match(name) is not None, name
+    for name in re.findall(r"`([^`]+)`", kept):
+        assert secret_match(name) is None, name
+
+
 def test_docs_list_the_whole_deny_list() -> None:
     text = (DOCS / "policy.md").read_text()
     section = text[text.index("## The built-in deny-list"):text.index("## The plan")]
-    for entry in (*SECRET_SUFFIXES, *SECRET_WORDS):
+    for entry in (*SECRET_SUFFIXES, *SECRET_WORDS, *FLAG_WORDS, *DESCRIPTOR_WORDS, *NUMBER_WORDS):
         assert f"`{entry}`" in section, entry

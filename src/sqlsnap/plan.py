@@ -102,17 +102,24 @@ class ColumnPlan:
     #: ``users.id`` when this column takes that column's transform so that joins match.
     same_as: str | None = None
 
+    @property
+    def shown_options(self) -> dict[str, Any]:
+        """The options as the plan shows them and the metadata records them: without
+        ``owner_entity``, the plan's own note of whose dates a shift-dates moves (derived from
+        ``owner``, for the transform and the max_days check)."""
+        return {k: v for k, v in self.options.items() if k != "owner_entity"}
+
     def describe(self) -> str:
         """``fake (email)``, ``truncate (length 200)``, ``hash (as users.id)``."""
         details = [f"{k.replace('_', ' ')} {v}" if k not in ("kind", "as", "to") else str(v)
-                   for k, v in self.options.items() if k != "owner_entity"]
+                   for k, v in self.shown_options.items()]
         if self.same_as:
             details.append(f"as {self.same_as}")
         return self.rule + (f" ({', '.join(details)})" if details else "")
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "type": self.type, "rule": self.rule,
-                               "options": dict(self.options), "origin": self.origin}
+                               "options": self.shown_options, "origin": self.origin}
         if self.secret:
             out["secret"] = True
         if self.same_as:
@@ -134,7 +141,7 @@ class TablePlan:
         out = column.to_metadata()
         if plan.rule != "keep" or plan.secret:
             out["rule"] = plan.rule
-            options = {k: v for k, v in plan.options.items() if k != "owner_entity"}
+            options = plan.shown_options
             if plan.same_as:
                 options["same_as"] = plan.same_as
             if options:

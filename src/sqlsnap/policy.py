@@ -175,39 +175,89 @@ def name_words(name: str) -> list[str]:
 # The deny-list
 # --------------------------------------------------------------------------------------
 
-#: A column is a secret when its name, lower-cased with separators removed, ends with one of
-#: these (``access_token``, ``accessToken``, ``oauth_refresh_token``, ``hashed_password``,
-#: ``stripe_client_secret`` ...). Plurals that count things (``prompt_tokens``) and names
-#: that describe a secret without holding it (``token_type``, ``token_count``,
-#: ``password_changed_at``, ``api_key_id``) end otherwise, so they are kept.
+#: Secret terms that may be glued to the words before them: a name holds one when, joined
+#: without separators up to the end of one of its words, it ends with an entry
+#: (``access_token``, ``csrfToken``, ``hashed_password``, ``x-api-key``, ``stripe_client_secret``,
+#: and, the term standing anywhere, ``password_hash_v2``, ``private_key_pem``). Each entry
+#: also matches with an ``s`` added (``refresh_tokens``, ``recovery_codes``).
 SECRET_SUFFIXES = (
-    "password", "passwords", "passwd", "passphrase", "passcode",
+    "password", "passwd", "passphrase", "passcode",
     "passwordhash", "passhash", "pwhash", "passworddigest", "passwordsalt",
-    "secret", "secrets", "secretkey", "secretanswer", "securityanswer",
+    "secret", "secretkey", "secretanswer", "securityanswer",
     "token", "tokenhash", "apikey", "apikeyhash", "accesskey", "privatekey", "signingkey",
-    "encryptionkey", "masterkey", "licensekey",
-    "otpcode", "otpseed", "recoverycodes", "backupcodes",
-    "credential", "credentials", "connectionstring", "cookie",
+    "encryptionkey", "masterkey", "licensekey", "sessionkey", "recoverykey", "authkey", "hmackey",
+    "mfakey", "otpcode", "mfacode", "recoverycode", "backupcode", "otpseed", "mfaseed",
+    "rememberdigest", "resetdigest", "activationdigest",
+    "credential", "connectionstring", "cookie",
 )  # fmt: skip
-#: Secrets when they are the whole last word of the name (``salt``, ``user_salt``, ``otp``)
-#: but too short to match as a suffix (``basalt``, ``cwd``).
-SECRET_WORDS = ("salt", "pwd", "otp", "totp", "hotp", "pin", "cvv", "cvc", "cvv2", "dsn")
+#: Secrets when they are a whole word of the name (``salt``, ``pwd_hash``, ``otp_key``,
+#: ``jwt``), but too short to match glued to other words (``basalt``, ``cwd``, ``spin``).
+SECRET_WORDS = ("salt", "pwd", "otp", "totp", "hotp", "pin", "cvv", "cvc", "dsn", "jwt", "bearer")
 #: A first word that makes the column a flag about a secret, not the secret: ``has_password``.
-_FLAG_WORDS = frozenset({"has", "is", "needs", "requires", "uses"})
+FLAG_WORDS = frozenset({"has", "is", "needs", "requires", "uses"})
+#: A last word that describes the secret the name mentions, instead of holding it: its id,
+#: type, count, time, state (``token_type``, ``api_key_id``, ``password_changed_at``,
+#: ``otp_enabled``). Also in the plural (``token_ids``). Not ``hint`` (a password hint often
+#: spells the password) nor ``value``, ``hash``, ``history``: those hold the secret. A word
+#: missing here errs on the safe side: the column is left out, with its reason in the plan.
+DESCRIPTOR_WORDS = frozenset({
+    "id", "uuid", "type", "kind", "name", "label", "description", "prefix", "last", "scope", "version",
+    "format", "algorithm", "algo", "method", "provider", "policy", "strength", "question",
+    "count", "length", "size", "total", "max", "min", "limit", "used", "remaining", "attempt",
+    "at", "on", "in", "out", "by", "date", "time", "ts", "timestamp", "expires", "expiry", "expiration",
+    "ttl", "lifetime", "changed", "updated", "created", "issued", "rotated", "revoked", "sent", "verified",
+    "enabled", "disabled", "required", "set", "status", "state", "check", "consent", "accepted",
+    "url", "uri", "endpoint", "domain", "owner", "issuer", "ref", "arn",
+})  # fmt: skip
+#: A plural term right after one of these words counts things (``prompt_tokens``,
+#: ``total_tokens``, ``max_tokens``, ``cache_read_input_tokens``): the usage columns of LLM
+#: APIs. Only the word right before counts: ``cached_access_tokens`` is a secret.
+NUMBER_WORDS = frozenset({
+    "total", "max", "min", "num", "n", "avg", "sum", "used", "remaining", "billed", "estimated", "prompt",
+    "completion", "input", "output", "cached", "reasoning", "audio", "image", "prediction", "context",
+})  # fmt: skip
+#: A version word (``v2``, ``2``) is dropped, and so are digits ending a word (``password2``,
+#: ``api_key_last4``, ``cvv2``): they number a secret without changing what it is.
+_VERSION_WORD = re.compile(r"v?\d+")
+_TRAILING_DIGITS = re.compile(r"\d+$")
+_SUFFIXES_LONGEST_FIRST = sorted(SECRET_SUFFIXES, key=len, reverse=True)
+
+
+def _describes(word: str) -> bool:
+    return word in DESCRIPTOR_WORDS or (word.endswith("s") and word[:-1] in DESCRIPTOR_WORDS)
+
+
+def _term_at(joined: str, word: str, before: str | None) -> str | None:
+    """The secret term ending at ``word`` (``joined`` is the name up to it), or None."""
+    for entry in _SUFFIXES_LONGEST_FIRST:
+        for form in (entry + "s", entry):
+            if joined.endswith(form) and not (form != entry and word == form and before in NUMBER_WORDS):
+                return "*" + form
+    for entry in SECRET_WORDS:
+        for form in (entry + "s", entry):
+            if word == form and not (form != entry and before in NUMBER_WORDS):
+                return form
+    return None
 
 
 def secret_match(name: str) -> str | None:
-    """The deny-list entry ``name`` matches (``*token``, ``salt``), or None."""
-    words = name_words(name)
-    if not words or (words[0] in _FLAG_WORDS and len(words) > 1):
+    """The deny-list entry ``name`` matches (``*token``, ``*tokens``, ``salt``), or None.
+
+    Every word end of the name is tried, so a secret term matches wherever it stands
+    (``password_hash_v2``, ``private_key_pem``); the last one found is reported. The name
+    is no secret when it is a flag (``has_password``, ``is_secret``) or when its last word
+    describes the secret (``token_type``, ``password_changed_at``, ``api_key_id``).
+    """
+    words = [_TRAILING_DIGITS.sub("", w) for w in name_words(name) if not _VERSION_WORD.fullmatch(w)]
+    words = [w for w in words if w]
+    if not words or (words[0] in FLAG_WORDS and len(words) > 1) or _describes(words[-1]):
         return None
-    if words[-1] in SECRET_WORDS:
-        return words[-1]
-    joined = "".join(words)
-    for suffix in SECRET_SUFFIXES:
-        if joined.endswith(suffix):
-            return "*" + suffix
-    return None
+    found = None
+    joined = ""
+    for i, word in enumerate(words):
+        joined += word
+        found = _term_at(joined, word, words[i - 1] if i else None) or found
+    return found
 
 
 # --------------------------------------------------------------------------------------
@@ -515,13 +565,30 @@ class _Located:
         return self.name
 
 
+#: Every option name of every rule.
+_OPTION_NAMES = frozenset(opt for options in RULE_OPTIONS.values() for opt in options)
+
+
+def _missing_rule(path: tuple[str, ...], item: Mapping[str, Any]) -> bool:
+    """Whether ``item``, a table without a ``rule`` key, is one rule's options that forgot it
+    (``email = { length = 3 }``) rather than a table of rules (``[rules.users]``): it names a
+    column (``users.email``, not just ``users``) and holds an option whose value no rule
+    table could hold (``length = 3``, ``kind = "name"``; not ``kind = "hash"``, the rule of a
+    column named kind)."""
+    names_a_column = len(path) > 1 or "." in path[0]
+    return names_a_column and any(
+        key in _OPTION_NAMES and not isinstance(value, dict) and value not in RULES
+        for key, value in item.items())
+
+
 def _flatten_rules(
     value: Mapping[str, Any], path: tuple[str, ...] = ()
 ) -> Iterable[tuple[tuple[str, ...], Any]]:
     """``[rules.users] email = "fake"`` and ``"users.email" = "fake"`` both give
-    ``("users", "email") -> "fake"``; a table with a ``rule`` key is one rule's options."""
+    ``("users", "email") -> "fake"``; a table with a ``rule`` key is one rule's options, and
+    so is one that forgot it (:func:`_missing_rule`), for :func:`_parse_rule` to say so."""
     for key, item in value.items():
-        if isinstance(item, dict) and "rule" not in item:
+        if isinstance(item, dict) and "rule" not in item and not _missing_rule(path + (key,), item):
             yield from _flatten_rules(item, path + (key,))
         else:
             yield path + (key,), item
@@ -593,6 +660,13 @@ def _parse_rule(key: str, spec: Any, where: str, order: int) -> RuleSpec:
         rule, options = spec, {}
     elif isinstance(spec, dict):
         options = dict(spec)
+        if "rule" not in options:
+            fitting = [r for r in RULES if set(options) <= set(RULE_OPTIONS[r])]
+            written = ", ".join(f"{k} = \"{v}\"" if isinstance(v, str) else f"{k} = {v}"
+                                for k, v in options.items())
+            raise UsageError(f"{where}: the rule for {key!r} has options ({', '.join(options)}) but no "
+                             f"'rule' key; write \"{key}\" = {{ rule = "
+                             f"\"{fitting[0] if len(fitting) == 1 else 'RULE'}\", {written} }}")
         rule = options.pop("rule")
     else:
         raise UsageError(f"{where}: the rule for {key!r} must be a rule name (\"hash\") or a table "

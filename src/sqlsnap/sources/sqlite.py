@@ -143,6 +143,22 @@ class SQLiteSource(Source):
         names = [r[0] for r in conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
             "AND sql NOT LIKE 'CREATE VIRTUAL%' ORDER BY name")]
+        # Row estimates, for the plan and the progress bars. sqlite_stat1 (written by ANALYZE
+        # or PRAGMA optimize) when it has the table: free to read, possibly stale, like
+        # PostgreSQL's reltuples. Its row without an index counts the table and each index row
+        # starts with the rows that index covers (fewer for a partial one), so the largest
+        # number is the table's. Otherwise count(*): SQLite keeps no count, and max(rowid) is
+        # wrong after deletes, absurd when an INTEGER PRIMARY KEY holds large ids, and missing
+        # in WITHOUT ROWID tables. count(*) walks the table's smallest b-tree: about 70 ms for
+        # 2 million rows (330 MB) in the page cache, which the export's exact count then finds
+        # warm.
+        stats: dict[str, int] = {}
+        analyzed = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'")
+        if analyzed.fetchone():
+            for tbl, _idx, stat in conn.execute("SELECT tbl, idx, stat FROM sqlite_stat1"):
+                first = str(stat or "").split(" ", 1)[0]
+                if first.isdigit():
+                    stats[tbl] = max(stats.get(tbl, 0), int(first))
         tables = []
         for name in names:
             # table_xinfo, not table_info: generated columns (hidden 2 and 3) are columns too, as
@@ -163,7 +179,13 @@ class SQLiteSource(Source):
                         (r for r in conn.execute(f"PRAGMA table_info({_quote(ref)})") if r[5]),
                         key=lambda r: r[5])]
                 foreign_keys.append(ForeignKey(tuple(cols), ref, tuple(str(r) for r in refs)))
-            tables.append(Table(name, "main", name, columns, pk, foreign_keys,
+            estimated = stats.get(name)
+            if estimated is None:
+                try:
+                    estimated = int(conn.execute(f"SELECT count(*) FROM {_quote(name)}").fetchone()[0])
+                except sqlite3.Error:
+                    estimated = None  # an estimate only: the export's exact count reports the error
+            tables.append(Table(name, "main", name, columns, pk, foreign_keys, estimated_rows=estimated,
                                 details={"converters": [_converter(r[2] or "") for r in info]}))
         return tables
 
