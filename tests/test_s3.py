@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from sqlsnap.cli import main
+from sqlsnap.errors import ConnectError, Interrupted, SnapError
 from sqlsnap.sinks import s3 as s3mod
 
 from ._s3server import TEST_ENV, S3Process, S3Server, aws_env, free_port
@@ -225,7 +226,9 @@ def test_interrupt_during_upload_aborts_it(
 
 def test_server_dying_mid_upload_fails_clearly(big_db: str, small_parts: int,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server process crashes (exits) at the second part and never comes back."""
     aws_env(monkeypatch)
+    monkeypatch.setattr(s3mod, "ABORT_RETRY_SECONDS", 1.0)
     server = S3Process(die_at_part=2)
     try:
         import boto3
@@ -238,7 +241,37 @@ def test_server_dying_mid_upload_fails_clearly(big_db: str, small_parts: int,
     assert code == 6, err
     assert_one_line_error(err, f"cannot reach {server.endpoint} to upload s3://backups/app.json",
                           # The abort could not reach the dead server either: say what is left.
+                          "could not be aborted (EndpointConnectionError;",
                           "aws s3api abort-multipart-upload --bucket backups --key app.json --upload-id")
+
+
+@pytest.mark.parametrize("cause", [
+    Interrupted("interrupted; the export was abandoned and no file was left behind"),
+    ConnectError("lost the connection to the database server"),
+], ids=["ctrl-c", "source-error"])
+def test_abort_after_another_failure_says_what_is_left(cause: SnapError,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exporter calls abort() in its except blocks and drops what it returns: when the
+    store cannot be reached, abort() raises the error being handled with the note instead."""
+    aws_env(monkeypatch)
+    monkeypatch.setattr(s3mod, "ABORT_RETRY_SECONDS", 0.6)
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    sink = s3mod.S3Target("s3://backups/my dump.json", endpoint).sink()
+    sink.upload_id = "UPLOAD-1"  # as if the first part had been sent before the store went away
+    with pytest.raises(type(cause)) as raised:
+        try:
+            raise cause
+        except SnapError:
+            sink.abort()
+            raise
+    message = str(raised.value)
+    assert raised.value is not cause and message.startswith(cause.message.split(";")[0]), message
+    assert "no file was left behind" not in message
+    assert re.search(r"the unfinished multipart upload could not be aborted \(EndpointConnectionError; "
+                     r"[23] attempts in 1 s\); remove it with: aws s3api abort-multipart-upload --bucket "
+                     rf"backups --key 'my dump.json' --upload-id UPLOAD-1 --endpoint-url {endpoint}  ",
+                     message), message
+    sink.abort()  # nothing left to do: the exporter's second call
 
 
 def test_missing_bucket_fails_before_reading_the_database(s3: S3Server, small_db: str) -> None:
