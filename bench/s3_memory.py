@@ -13,15 +13,17 @@ byte, is not counted), then runs, each as a child process and in turn ``--repeat
 - ``sqlsnap export sqlite:///demo.db -o demo.json``               (the file reference)
 - ``sqlsnap export sqlite:///demo.db -o s3://bench/demo.json --s3-endpoint ...``
 
-and prints one line per scale: both peak RSS (median), their ratio, and the size of the
-document. Peak RSS comes from GNU time's ``%M`` when ``/usr/bin/time`` exists (``os.wait4``'s
-``ru_maxrss`` also counts this process's pre-exec memory; see bench/run.py), else from
-``os.wait4``.
+and prints one line per scale: both peak RSS (median), their difference (what the S3 sink
+costs), their ratio, and the size of the document; then the target line, PASS or FAIL:
+the S3 export's peak minus the file export's peak stays constant across scales, within 10%
+(largest minus smallest difference, over the smallest). Peak RSS comes from GNU time's
+``%M`` when ``/usr/bin/time`` exists (``os.wait4``'s ``ru_maxrss`` also counts this
+process's pre-exec memory; see bench/run.py), else from ``os.wait4``.
 
 What to expect: the S3 sink holds at most ``PARTS_IN_FLIGHT + 1`` parts of ``PART_BYTES``
 (3 x 8 MiB) plus boto3 itself (~25 MB of code and data, paid once), so the S3 peak is a
 constant above the file peak, and does not grow with the database: compare the scales.
-Exit code 0 always: this is a report, not a gate.
+Exit code 0 always (FAIL included): this is a report, not a gate.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The target: the S3 sink's cost (S3 peak minus file peak) varies by at most this fraction
+#: across scales, i.e. it is a constant, not a share of the database.
+CONSTANT_WITHIN = 0.10
 RSS_WRAPPER = "/usr/bin/time"
 SQLSNAP_MAIN = "from sqlsnap.cli import main; main(prog_name='sqlsnap')"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
@@ -145,12 +150,15 @@ def main() -> None:
                 s3_mb = statistics.median(r[0] for r in s3_runs)
                 row = {"scale": scale, "document_mb": round(size / 1e6, 1), "compression": opts.compress,
                        "file_peak_mb": round(file_mb, 1), "s3_peak_mb": round(s3_mb, 1),
-                       "ratio": round(s3_mb / file_mb, 2),
+                       "s3_extra_mb": round(s3_mb - file_mb, 1), "ratio": round(s3_mb / file_mb, 2),
                        "file_seconds": round(statistics.median(r[1] for r in file_runs), 2),
-                       "s3_seconds": round(statistics.median(r[1] for r in s3_runs), 2)}
+                       "s3_seconds": round(statistics.median(r[1] for r in s3_runs), 2),
+                       "file_runs_mb": [round(r[0], 1) for r in file_runs],
+                       "s3_runs_mb": [round(r[0], 1) for r in s3_runs]}
                 results.append(row)
                 print(f"s3_memory scale={scale} document={row['document_mb']} MB ({opts.compress}): "
-                      f"file {row['file_peak_mb']} MB, s3 {row['s3_peak_mb']} MB, ratio {row['ratio']} "
+                      f"file {row['file_peak_mb']} MB, s3 {row['s3_peak_mb']} MB "
+                      f"(+{row['s3_extra_mb']} MB), ratio {row['ratio']} "
                       f"(time {row['file_seconds']} s vs {row['s3_seconds']} s)", flush=True)
         finally:
             moto.kill()
@@ -160,8 +168,22 @@ def main() -> None:
             data = results[-1]["document_mb"] - results[0]["document_mb"]
             print(f"s3_memory growth: +{growth:.1f} MB of peak RSS for +{data:.1f} MB of document "
                   f"(file: +{results[-1]['file_peak_mb'] - results[0]['file_peak_mb']:.1f} MB)")
+        print_target(results)
         if opts.json_out:
             Path(opts.json_out).write_text(json.dumps(results, indent=2) + "\n")
+
+
+def print_target(results: list[dict[str, object]]) -> None:
+    """Print whether the S3 sink's cost (S3 peak minus file peak) is the same at every scale."""
+    extras = [float(r["s3_extra_mb"]) for r in results]  # type: ignore[arg-type]
+    listed = ", ".join(f"{e:.1f} MB at scale {r['scale']}" for e, r in zip(extras, results))
+    if len(extras) < 2 or min(extras) <= 0:
+        print(f"s3_memory target: S3 peak - file peak = {listed}: needs two scales or more (n/a)")
+        return
+    spread = (max(extras) - min(extras)) / min(extras)
+    verdict = "PASS" if spread <= CONSTANT_WITHIN else "FAIL"
+    print(f"s3_memory target: S3 peak - file peak = {listed}; spread {spread:.0%} "
+          f"(target <= {CONSTANT_WITHIN:.0%}): {verdict}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Exports to S3-compatible storage, against a real S3 HTTP server on loopback (moto's
 server mode; see tests/_s3server.py): multipart uploads read back byte for byte, and every
-way an upload can fail leaves nothing at the key and no open multipart upload."""
+way an upload can fail leaves nothing at the key and no open multipart upload, a server
+stopped mid-upload and back within the abort's retries included; when it never comes back
+(or Ctrl-C stops the retries), the error names the upload left and the command to remove it."""
 
 from __future__ import annotations
 
@@ -8,10 +10,14 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +26,10 @@ import pytest
 from click.testing import CliRunner
 
 from sqlsnap.cli import main
+from sqlsnap.errors import ConnectError, Interrupted, SnapError
 from sqlsnap.sinks import s3 as s3mod
 
-from ._s3server import TEST_ENV, S3Process, S3Server, aws_env, free_port
+from ._s3server import TEST_ENV, S3Process, S3Proxy, S3Server, aws_env, free_port
 
 pytest.importorskip("boto3")
 pytest.importorskip("moto")
@@ -93,11 +100,11 @@ def run(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def keys(server: S3Server, bucket: str) -> list[str]:
+def keys(server: S3Server | S3Process, bucket: str) -> list[str]:
     return [o["Key"] for o in server.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
 
 
-def open_uploads(server: S3Server, bucket: str) -> list[dict]:  # type: ignore[type-arg]
+def open_uploads(server: S3Server | S3Process, bucket: str) -> list[dict]:  # type: ignore[type-arg]
     return list(server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []))
 
 
@@ -225,12 +232,12 @@ def test_interrupt_during_upload_aborts_it(
 
 def test_server_dying_mid_upload_fails_clearly(big_db: str, small_parts: int,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server process crashes (exits) at the second part and never comes back."""
     aws_env(monkeypatch)
+    monkeypatch.setattr(s3mod, "ABORT_RETRY_SECONDS", 1.0)
     server = S3Process(die_at_part=2)
     try:
-        import boto3
-
-        boto3.session.Session().client("s3", endpoint_url=server.endpoint).create_bucket(Bucket="backups")
+        server.client().create_bucket(Bucket="backups")
         code, out, err = run("export", big_db, "-o", "s3://backups/app.json", "--s3-endpoint",
                              server.endpoint, "-q")
     finally:
@@ -238,7 +245,184 @@ def test_server_dying_mid_upload_fails_clearly(big_db: str, small_parts: int,
     assert code == 6, err
     assert_one_line_error(err, f"cannot reach {server.endpoint} to upload s3://backups/app.json",
                           # The abort could not reach the dead server either: say what is left.
+                          "could not be aborted (EndpointConnectionError;",
                           "aws s3api abort-multipart-upload --bucket backups --key app.json --upload-id")
+
+
+@pytest.mark.parametrize("cause", [
+    Interrupted("interrupted; the export was abandoned and no file was left behind"),
+    ConnectError("lost the connection to the database server"),
+], ids=["ctrl-c", "source-error"])
+def test_abort_after_another_failure_says_what_is_left(cause: SnapError,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exporter calls abort() in its except blocks and drops what it returns: when the
+    store cannot be reached, abort() raises the error being handled with the note instead."""
+    aws_env(monkeypatch)
+    monkeypatch.setattr(s3mod, "ABORT_RETRY_SECONDS", 0.6)
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    sink = s3mod.S3Target("s3://backups/my dump.json", endpoint).sink()
+    sink.upload_id = "UPLOAD-1"  # as if the first part had been sent before the store went away
+    with pytest.raises(type(cause)) as raised:
+        try:
+            raise cause
+        except SnapError:
+            sink.abort()
+            raise
+    message = str(raised.value)
+    assert raised.value is not cause and message.startswith(cause.message.split(";")[0]), message
+    assert "no file was left behind" not in message
+    assert re.search(r"the unfinished multipart upload could not be aborted \(EndpointConnectionError; "
+                     r"[23] attempts in 1 s\); remove it with: aws s3api abort-multipart-upload --bucket "
+                     rf"backups --key 'my dump.json' --upload-id UPLOAD-1 --endpoint-url {endpoint}  ",
+                     message), message
+    sink.abort()  # nothing left to do: the exporter's second call
+
+
+@pytest.fixture
+def moto_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Process]:
+    """moto's server in a process of its own, with a bucket ``backups``."""
+    aws_env(monkeypatch)
+    server = S3Process()
+    try:
+        server.client().create_bucket(Bucket="backups")
+        yield server
+    finally:
+        server.stop()
+
+
+def printed_upload_id(stderr: str) -> str:
+    found = re.search(r"--upload-id (\S+)", stderr)
+    assert found, stderr
+    return shlex.split(found[1])[0]
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "zstd+age"])
+def test_server_stopped_mid_upload_and_back_soon_leaves_nothing(
+        moto_process: S3Process, big_db: str, small_parts: int, encrypted: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The S3 server stops in the middle of an upload (at the second part) and is back 2 s
+    later with its state: the export fails, and its abort, retried until the server answers,
+    removes the upload.
+
+    How the server stops and comes back: moto keeps its state in the memory of its process,
+    so a moto killed and started again would have lost the upload and the bucket; the abort
+    would then answer NoSuchUpload (or NoSuchBucket) and this test would prove nothing. A real
+    store (MinIO, Ceph, S3) keeps unfinished uploads across a restart. So moto runs in its own
+    long-lived process, and the endpoint is a TCP proxy on loopback (``S3Proxy``) that owns the
+    port: stopping it closes the port and resets every open connection (the part being sent,
+    whose start the server has, included), which is all a client can see of a crashed server
+    (reset connections, then connection refused); starting it again listens on the same port
+    in front of the same state. Making moto itself refuse connections for a while would need
+    hooks into werkzeug's serving loop inside the server, and would not drop the requests in
+    flight the way the kernel does for a dead process.
+
+    One attempt per request (AWS_MAX_ATTEMPTS=1): the part that failed is not sent again once
+    the server is back, which would let the export succeed; what is tested is the abort.
+    """
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setattr(s3mod, "ABORT_RETRY_SECONDS", 20.0)  # ends the test if the server never answers
+    proxy = S3Proxy(moto_process.port, stop_at_part=2, restart_after=2.0)
+    name = "app.json.zst.age" if encrypted else "app.json"
+    extra = []
+    if encrypted:
+        extra = ["--encrypt-to", str(pytest.importorskip("pyrage").x25519.Identity.generate().to_public())]
+    try:
+        code, out, err = run("export", big_db, "-o", f"s3://backups/{name}", "--s3-endpoint", proxy.endpoint,
+                             "-q", *extra)
+        ended = time.monotonic()
+    finally:
+        proxy.close()
+    assert code == 6, err
+    assert proxy.stopped_at is not None and proxy.restarted_at is not None
+    assert_one_line_error(err, f"to upload s3://backups/{name}")
+    assert "could not be aborted" not in err and "abort-multipart-upload" not in err
+    # The server was down when the upload failed: the abort was retried until it was back.
+    assert ended > proxy.restarted_at
+    before = [line for generation, line in proxy.requests if generation == 1]
+    after = [line for generation, line in proxy.requests if generation == 2]
+    assert any(line.startswith("POST ") and "uploads" in line for line in before), before  # started
+    assert any("partNumber=2" in line for line in before), before  # stopped mid-upload
+    assert [line.split("?")[0] for line in after] == [f"DELETE /backups/{name}"], after  # the abort
+    assert keys(moto_process, "backups") == []
+    assert open_uploads(moto_process, "backups") == []
+
+
+def test_server_stopped_mid_upload_for_good_names_the_upload_left(
+        moto_process: S3Process, big_db: str, small_parts: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server stops mid-upload and does not come back within ABORT_RETRY_SECONDS: the
+    message names the upload left open and a command that removes it (checked by running it
+    once the server is back)."""
+    monkeypatch.setattr(s3mod, "ABORT_RETRY_SECONDS", 1.5)
+    proxy = S3Proxy(moto_process.port, stop_at_part=2)
+    try:
+        started = time.monotonic()
+        code, out, err = run("export", big_db, "-o", "s3://backups/dumps/app.json", "--s3-endpoint",
+                             proxy.endpoint, "-q")
+        seconds = time.monotonic() - started
+        assert code == 6, err
+        assert_one_line_error(err, "to upload s3://backups/dumps/app.json",
+                              "the unfinished multipart upload could not be aborted "
+                              "(EndpointConnectionError;",
+                              "aws s3api abort-multipart-upload --bucket backups --key dumps/app.json "
+                              "--upload-id ", f"--endpoint-url {proxy.endpoint}",
+                              "AbortIncompleteMultipartUpload")
+        attempts = int(re.search(r"; (\d+) attempts in \d+ s\)", err)[1])  # type: ignore[index]
+        assert attempts >= 2, err  # retried: 0.5 s later, then at the deadline (3 on a quiet machine)
+        assert 1.5 <= seconds < 15, seconds
+        # What the message says is left is there, and is all there is.
+        upload_id = printed_upload_id(err)
+        assert [(u["Key"], u["UploadId"]) for u in open_uploads(moto_process, "backups")] == [
+            ("dumps/app.json", upload_id)]
+        assert keys(moto_process, "backups") == []
+
+        proxy.start()  # the server is back: the printed command removes the upload
+        command = re.search(r"remove it with: (aws s3api .*?)  \(or set", err)[1]  # type: ignore[index]
+        if shutil.which("aws"):
+            subprocess.run(shlex.split(command), check=True, capture_output=True, timeout=60)
+        else:
+            moto_process.client().abort_multipart_upload(Bucket="backups", Key="dumps/app.json",
+                                                         UploadId=upload_id)
+        assert open_uploads(moto_process, "backups") == []
+    finally:
+        proxy.close()
+
+
+def test_ctrl_c_stops_the_abort_retries_at_once_and_says_what_is_left(
+        moto_process: S3Process, big_db: str, small_parts: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server stops mid-upload for good; Ctrl-C 2 s into the abort's 30 s of retries stops
+    them at once, and the message still names the upload left and the command to remove it."""
+    assert s3mod.ABORT_RETRY_SECONDS >= 30
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # the abort starts a few ms after the stop
+    proxy = S3Proxy(moto_process.port, stop_at_part=2)
+    running = threading.Lock()
+    running.acquire()
+    sent: list[float] = []
+
+    def ctrl_c() -> None:
+        if proxy.stopped.wait(60):
+            time.sleep(2.0)
+            if running.locked():
+                sent.append(time.monotonic())
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    helper = threading.Thread(target=ctrl_c, daemon=True)
+    helper.start()
+    try:
+        code, out, err = run("export", big_db, "-o", "s3://backups/app.json", "--s3-endpoint",
+                             proxy.endpoint, "-q")
+        ended = time.monotonic()
+        running.release()
+        helper.join()
+    finally:
+        proxy.close()
+    assert sent, err
+    assert code == 130, err
+    assert ended - sent[0] < 2.0  # at once: not the 28 s of retries left
+    assert_one_line_error(err, "to upload s3://backups/app.json",
+                          "the unfinished multipart upload was left open (its abort was interrupted after",
+                          "aws s3api abort-multipart-upload --bucket backups --key app.json --upload-id ")
+    upload_id = printed_upload_id(err)
+    assert [u["UploadId"] for u in open_uploads(moto_process, "backups")] == [upload_id]
 
 
 def test_missing_bucket_fails_before_reading_the_database(s3: S3Server, small_db: str) -> None:

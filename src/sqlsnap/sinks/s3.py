@@ -4,7 +4,9 @@ Writing uses boto3's low-level multipart API rather than ``upload_fileobj`` so t
 module owns every step: parts are buffered in memory (never on disk), uploaded by a small
 thread pool while the next part fills, and an upload that does not finish is aborted with
 ``AbortMultipartUpload``, so that nothing ever appears at the key unless it is complete
-(S3 makes an object visible only on ``CompleteMultipartUpload``).
+(S3 makes an object visible only on ``CompleteMultipartUpload``). The abort is retried while
+the store cannot be reached (``ABORT_RETRY_SECONDS``); when it still fails, the error says
+which upload is left and the command that removes it.
 
 Credentials come from boto3's usual chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
 ``AWS_PROFILE``, ``~/.aws/credentials``, instance roles...). Another provider is reached
@@ -18,14 +20,18 @@ messages that name the fix and never carry a credential.
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..errors import MissingDriverError, NotFoundError, OutputError, SnapError, UsageError
+from ..errors import Interrupted, MissingDriverError, NotFoundError, OutputError, SnapError, UsageError
+from ..output import os_error
 from ..urls import mask
 
 #: Parts are at least this big. S3 wants >= 5 MiB for every part but the last (moto enforces
@@ -43,6 +49,19 @@ EQUAL_PARTS = 5000
 PART_GROWTH_EVERY = 1000
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 120
+#: An upload that fails because the store went away (a crash, a restart, a network blip) is
+#: aborted as soon as the store answers again, for up to this many seconds: a MinIO or Ceph
+#: RGW restart takes a few seconds to ~20 s, so 30 s rides out a restart, not an outage.
+#: Ctrl-C (or SIGTERM) stops the retries at once. Tests lower it.
+ABORT_RETRY_SECONDS = 30.0
+#: Waits between attempts: 0.5, 1, 2, 4, 8, 8, ... s (the last one cut at the deadline), i.e.
+#: 9 attempts in 30 s; soon after a blip, and not hammering a store that is starting up.
+ABORT_FIRST_WAIT = 0.5
+ABORT_MAX_WAIT = 8.0
+#: Each abort attempt is one request (no botocore retries) with this connect and read timeout,
+#: so the retries end by ABORT_RETRY_SECONDS plus one attempt (at most 2 x 5 s) even against
+#: a host that drops packets (botocore's own 3 attempts x 10 s connect timeout would not).
+ABORT_ATTEMPT_TIMEOUT = 5.0
 INSTALL_HINT = "pip install 'sqlsnap[s3]'  (installs boto3)"
 
 #: The IAM permission each action needs, named in "access denied" messages.
@@ -88,8 +107,10 @@ def endpoint_from_env() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
-def make_client(endpoint_url: str | None = None) -> Any:
-    """A boto3 S3 client; custom endpoints get path-style addressing."""
+def make_client(endpoint_url: str | None = None, *, attempts: int | None = None,
+                timeout: float | None = None) -> Any:
+    """A boto3 S3 client; custom endpoints get path-style addressing. ``attempts`` and
+    ``timeout`` (connect and read) override botocore's retries and our timeouts."""
     try:
         import boto3
         from botocore.config import Config
@@ -97,7 +118,10 @@ def make_client(endpoint_url: str | None = None) -> Any:
         raise MissingDriverError(f"S3 support is not installed ({exc.name}); install it with: "
                                  f"{INSTALL_HINT}", dialect="s3") from None
     endpoint = endpoint_url or endpoint_from_env()
-    options: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT}
+    options: dict[str, Any] = {"connect_timeout": timeout or CONNECT_TIMEOUT,
+                               "read_timeout": timeout or READ_TIMEOUT}
+    if attempts is not None:
+        options["retries"] = {"total_max_attempts": attempts}  # wins over AWS_MAX_ATTEMPTS
     if endpoint:
         options["s3"] = {"addressing_style": "path"}
         # botocore >= 1.36 sends CRC32 checksums by default, which several S3-compatible
@@ -253,16 +277,16 @@ class S3Sink:
             while len(self._buffer) >= self._part_size():
                 self._send_part(self._part_size())
         except SnapError as exc:
-            # Abort at once, so the message can say whether anything was left behind.
-            raise self._with_abort_note(exc) from None
+            # Abort at once, so the message can say whether anything was left behind; but only
+            # on the main thread, the one Ctrl-C reaches, so that it can stop the abort's
+            # retries. An encrypted export writes here from age's thread: its error reaches the
+            # main thread, which then calls abort().
+            if threading.current_thread() is threading.main_thread():
+                raise self._with_abort_note(exc) from None
+            raise
 
     def _with_abort_note(self, exc: SnapError) -> SnapError:
-        note = self.abort()
-        if not note:
-            return exc
-        err = type(exc)(f"{exc.message}; {note}", **exc.fields)
-        err.transient = exc.transient
-        return err
+        return self._abort_upload(exc) or exc
 
     def _error(self, exc: BaseException, action: str = "upload") -> SnapError:
         return translate(exc, action, self.final, endpoint=self.endpoint, writing=True)
@@ -284,6 +308,8 @@ class S3Sink:
     def _send_part(self, size: int | None = None) -> None:
         """Send the first ``size`` bytes of the buffer as the next part (all of it if None)."""
         if self.upload_id is None:
+            if self._closed:  # aborted meanwhile (by the main thread): start no new upload
+                raise OutputError(f"the upload to {self.final} was already ended", path=self.final)
             self._start()
         assert self._pool is not None
         self._raise_failed_part()
@@ -302,17 +328,17 @@ class S3Sink:
             self._slots.release()
             raise self._failure
         try:
-            self._parts.append(self._pool.submit(self._upload_part, number, body))
+            self._parts.append(self._pool.submit(self._upload_part, self.upload_id, number, body))
         except BaseException:
             self._slots.release()
             raise
 
-    def _upload_part(self, number: int, body: bytearray) -> dict[str, Any]:
+    def _upload_part(self, upload_id: str | None, number: int, body: bytearray) -> dict[str, Any]:
         try:
             if self._failure is not None:
                 raise self._failure
             answer = self.client.upload_part(
-                Bucket=self.location.bucket, Key=self.location.key, UploadId=self.upload_id,
+                Bucket=self.location.bucket, Key=self.location.key, UploadId=upload_id,
                 PartNumber=number, Body=body)
             return {"PartNumber": number, "ETag": answer["ETag"]}
         except SnapError:
@@ -359,41 +385,121 @@ class S3Sink:
         finally:
             self._shutdown()
 
-    def abort(self) -> str | None:
+    def abort(self) -> None:
         """Abandon the upload so that nothing is left at the key.
 
-        Returns None when nothing is left behind, else a note for the user saying what could not
-        be cleaned up (the server is down, for instance)."""
+        Called from the exporter's ``except`` blocks, which drop what it returns: so when the
+        upload cannot be removed (the store stays unreachable for ABORT_RETRY_SECONDS, or
+        Ctrl-C stops the retries), this raises the error being handled with a note naming the
+        upload left behind and the command that removes it (an OutputError if none is)."""
+        err = self._abort_upload(sys.exc_info()[1])
+        if err is not None:
+            raise err from None
+
+    def _abort_upload(self, cause: BaseException | None) -> SnapError | None:
+        """Stop the parts and abort the upload, retrying while the store cannot be reached.
+
+        Returns None when nothing is left behind, else the error to raise instead of ``cause``:
+        ``cause`` with a note saying what is left and how to remove it."""
         self._closed = True
         self._buffer = bytearray()
-        if self._pool is not None:
-            # Parts still uploading could otherwise land after the abort (S3 docs).
-            for fut in self._parts:
-                fut.cancel()
-            self._pool.shutdown(wait=True)
+        # Taken first: a later call (the exporter's, after this one raised) has nothing to do.
         upload_id, self.upload_id = self.upload_id, None
-        if upload_id is None:
-            return None
+        attempts, started = 0, time.monotonic()
         try:
-            self.client.abort_multipart_upload(Bucket=self.location.bucket, Key=self.location.key,
-                                               UploadId=upload_id)
-        except Exception as exc:  # noqa: BLE001
-            code = ""
-            response = getattr(exc, "response", None)
-            if isinstance(response, dict):
-                code = str(response.get("Error", {}).get("Code", ""))
-            if code == "NoSuchUpload":
+            if self._pool is not None:
+                # Parts still uploading could otherwise land after the abort (S3 docs).
+                for fut in self._parts:
+                    fut.cancel()
+                self._pool.shutdown(wait=True)
+            if upload_id is None:
                 return None
-            return (f"the unfinished multipart upload could not be aborted ({type(exc).__name__}); "
-                    f"remove it with: aws s3api abort-multipart-upload --bucket {self.location.bucket} "
-                    f"--key {self.location.key} --upload-id {upload_id}  (or set a lifecycle rule "
-                    "AbortIncompleteMultipartUpload on the bucket)")
-        return None
+            client = self._abort_client()
+            deadline = started + ABORT_RETRY_SECONDS
+            delay = ABORT_FIRST_WAIT
+            while True:
+                attempts += 1
+                try:
+                    client.abort_multipart_upload(Bucket=self.location.bucket, Key=self.location.key,
+                                                  UploadId=upload_id)
+                    return None
+                except Exception as exc:  # noqa: BLE001
+                    code = _error_code(exc)
+                    if code == "NoSuchUpload":
+                        # Already gone: an earlier attempt went through but its answer was lost.
+                        return None
+                    if not self._worth_retrying(exc, code) or time.monotonic() >= deadline:
+                        failure = code or type(exc).__name__
+                        break
+                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, ABORT_MAX_WAIT)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop now, and say what is left
+            if upload_id is None:
+                raise
+            return self._left_behind(cause, upload_id, "was left open (its abort was interrupted "
+                                     + (f"after {_attempts(attempts)})" if attempts else "before it began)"),
+                                     interrupted=True)
+        tried = f"; {_attempts(attempts)} in {time.monotonic() - started:.0f} s" if attempts > 1 else ""
+        return self._left_behind(cause, upload_id, f"could not be aborted ({failure}{tried})")
+
+    def _abort_client(self) -> Any:
+        """A client making one attempt per request with short timeouts, so that the retries of
+        the abort keep to their deadline whatever AWS_MAX_ATTEMPTS says."""
+        try:
+            return make_client(self.endpoint, attempts=1, timeout=ABORT_ATTEMPT_TIMEOUT)
+        except SnapError:  # pragma: no cover - the same configuration made self.client
+            return self.client
+
+    def _worth_retrying(self, exc: BaseException, code: str) -> bool:
+        """The store could not be reached or is not serving yet (restarting, overloaded)."""
+        if translate(exc, "abort", self.final, endpoint=self.endpoint).transient:
+            return True
+        response = getattr(exc, "response", None)
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") \
+            if isinstance(response, dict) else None
+        return status in (500, 502, 503, 504) or code in ("SlowDown", "ServiceUnavailable", "RequestTimeout")
+
+    def _left_behind(self, cause: BaseException | None, upload_id: str, what: str, *,
+                     interrupted: bool = False) -> SnapError | None:
+        """``cause`` (the error that ended the export) with a note about the upload left open."""
+        command = (f"aws s3api abort-multipart-upload --bucket {shlex.quote(self.location.bucket)} "
+                   f"--key {shlex.quote(self.location.key)} --upload-id {shlex.quote(upload_id)}")
+        if self.endpoint:
+            command += f" --endpoint-url {shlex.quote(mask(self.endpoint))}"
+        note = (f"the unfinished multipart upload {what}; remove it with: {command}  (or set a "
+                "lifecycle rule AbortIncompleteMultipartUpload on the bucket)")
+        err: SnapError
+        if isinstance(cause, SnapError) and not isinstance(cause, Interrupted):
+            err = (Interrupted if interrupted else type(cause))(f"{cause.message}; {note}", **cause.fields)
+            err.transient = cause.transient
+        elif interrupted or isinstance(cause, KeyboardInterrupt | Interrupted):
+            err = Interrupted(f"interrupted; the export was abandoned and nothing is at {self.final}, "
+                              f"but {note}", path=self.final)
+        elif isinstance(cause, OSError):
+            err = OutputError(f"{os_error(cause, self.final).message}; {note}", path=self.final)
+        elif cause is None:
+            err = OutputError(f"{self.final}: {note}", path=self.final)
+        else:
+            # Not one of ours (a bug): keep its traceback, which shows the note.
+            cause.add_note(note)
+            return None
+        return err
 
     def _shutdown(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+def _attempts(n: int) -> str:
+    return f"{n} attempt" + ("" if n == 1 else "s")
+
+
+def _error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
 
 
 # -- reading, listing, deleting (verify, decrypt, prune) ----------------------------------
