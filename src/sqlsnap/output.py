@@ -53,7 +53,8 @@ class BackgroundSHA256:
     writer hashes every byte twice (per table and the whole file), about 0.6 s a GB each
     here. Blocks must not change once given (bytes, or views of bytes)."""
 
-    QUEUED = 8
+    #: Blocks of about a chunk (1 MiB) each: enough to keep the hashing thread busy.
+    QUEUED = 4
 
     def __init__(self) -> None:
         self._sha = hashlib.sha256()

@@ -24,10 +24,13 @@ from ..values import ENCODER, Converter
 #: (psycopg's copy buffer is 128 KiB; larger writes stopped helping at about 1 MiB) while a
 #: few chunks in flight per worker stay far below the 100 MB memory target.
 CHUNK_BYTES = 1 << 20
-#: Rows fetched per round trip on the row-by-row paths. Memory in flight is this times the
-#: row size (ECOSYSTEM.md: ~30 KB a row in flight for 3.4 KB rows at 10k rows), so keep it
-#: modest; 2000 rows costs no measurable speed against 10000.
+#: The most rows fetched at a time on the row-by-row paths; below it fetches are sized by
+#: bytes (``chunked_rows``). Memory in flight is rows times their size (ECOSYSTEM.md: ~30 KB
+#: a row in flight for 3.4 KB rows at 10k rows); 2000 rows costs no measurable speed
+#: against 10000.
 FETCH_ROWS = 2000
+#: The first fetch of a table whose row size is not known yet (see ``chunked_rows``).
+FIRST_FETCH_ROWS = 100
 
 
 @dataclass(frozen=True)
@@ -177,31 +180,44 @@ def encode_rows(
 
 
 def chunked_rows(
-    batches: Iterator[Sequence[Sequence[Any]]],
+    fetch: Callable[[int], Sequence[Sequence[Any]]],
     names: Sequence[str],
     converters: Sequence[Converter],
     cancel: threading.Event,
     projection: Projection | None = None,
 ) -> Iterator[tuple[bytes, int]]:
-    """Turn batches of driver rows into chunks of JSON lines of about CHUNK_BYTES.
+    """Fetch driver rows with ``fetch(n)`` (up to n rows; none at the end) and turn them into
+    chunks of JSON lines of about CHUNK_BYTES.
 
-    ``names`` and ``converters`` are the whole table's; with a ``projection`` the rows hold
-    only its ``reads`` columns, in that order."""
+    Rows in flight cost memory by their size, so the fetches are sized by bytes: the first
+    takes FIRST_FETCH_ROWS, each next one about a chunk at the bytes per row seen so far (at
+    most FETCH_ROWS). ``names`` and ``converters`` are the whole table's; with a
+    ``projection`` the rows hold only its ``reads`` columns, in that order."""
     if projection is None:
         def encode(batch: Any) -> bytes:
             return encode_rows(batch, names, converters)
     else:
         encode = projection.encoder(names, converters)
-    buf = bytearray()
-    count = 0
-    for batch in batches:
+    parts: list[bytes] = []
+    size = count = 0
+    seen_rows = seen_bytes = 0
+    n = FIRST_FETCH_ROWS
+    while True:
         if cancel.is_set():
             raise Cancelled
-        buf += encode(batch)
+        batch = fetch(n)
+        if not batch:
+            break
+        data = encode(batch)
+        parts.append(data)
+        size += len(data)
         count += len(batch)
-        if len(buf) >= CHUNK_BYTES:
-            yield bytes(buf), count
-            buf.clear()
-            count = 0
+        seen_rows += len(batch)
+        seen_bytes += len(data)
+        n = max(1, min(FETCH_ROWS, CHUNK_BYTES * seen_rows // max(1, seen_bytes)))
+        if size >= CHUNK_BYTES:
+            yield b"".join(parts), count
+            parts.clear()
+            size = count = 0
     if count:
-        yield bytes(buf), count
+        yield b"".join(parts), count

@@ -27,7 +27,7 @@ from ..schema import Column, ForeignKey, Table
 from ..urls import mask
 from ..values import b64, identity, json_document, nullable, number_token, text
 from . import missing_driver
-from .base import FETCH_ROWS, Cancelled, Projection, Source, TableReader, chunked_rows
+from .base import Cancelled, Projection, Source, TableReader, chunked_rows
 
 _INT = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"}
 _NUMBER = {"decimal", "numeric", "float", "double", "real", "double precision"}
@@ -302,14 +302,7 @@ class _MySQLReader(TableReader):
         try:
             cur.execute(f"SELECT {exprs} FROM {_quote(table.schema)}.{_quote(table.relname)}")
 
-            def batches() -> Iterator[Sequence[Any]]:
-                while True:
-                    batch = cur.fetchmany(FETCH_ROWS)
-                    if not batch:
-                        return
-                    yield batch
-
-            yield from chunked_rows(batches(), names, table.details["converters"], cancel, projection)
+            yield from chunked_rows(cur.fetchmany, names, table.details["converters"], cancel, projection)
         except driver.Error as exc:
             if cancel.is_set():
                 raise Cancelled from None

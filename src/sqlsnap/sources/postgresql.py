@@ -29,6 +29,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import msgspec
@@ -582,18 +583,13 @@ class _PostgresReader(TableReader):
         per_row = (table.estimated_bytes or 0) // max(1, table.estimated_rows or 0)
         fetch = max(100, min(FETCH_ROWS, CHUNK_BYTES // per_row)) if per_row else FETCH_ROWS
         with self.conn.cursor() as cur:
-            def batches() -> Iterator[list[Any]]:
-                batch: list[Any] = []
-                for row in cur.stream(f"SELECT {exprs} FROM {self._from(table)}", size=fetch):
-                    batch.append(row)
-                    if len(batch) >= fetch:
-                        yield batch
-                        batch = []
-                if batch:
-                    yield batch
+            rows = cur.stream(f"SELECT {exprs} FROM {self._from(table)}", size=fetch)
+
+            def take(n: int) -> list[Any]:
+                return list(islice(rows, n))
 
             # A table without columns selects NULL; zip() with no names makes each row {}.
-            yield from chunked_rows(batches(), names, converters, cancel, projection)
+            yield from chunked_rows(take, names, converters, cancel, projection)
 
 
 # -- projections (export policies) on the server-JSON path -----------------------------------

@@ -31,7 +31,7 @@ import msgspec
 from ..errors import NotFoundError, SnapError, UsageError
 from ..schema import Column, ForeignKey, Table
 from ..values import ENCODER, b64, decode_json, float_value
-from .base import FETCH_ROWS, Cancelled, Projection, Source, TableReader, chunked_rows
+from .base import Cancelled, Projection, Source, TableReader, chunked_rows
 
 
 class _InvalidText(bytes):
@@ -220,11 +220,7 @@ class _SQLiteReader(TableReader):
         try:
             cur = self.source._conn.execute(f"SELECT {cols} FROM {_quote(table.relname)}")
 
-            def batches() -> Iterator[list[Any]]:
-                while batch := cur.fetchmany(FETCH_ROWS):
-                    yield batch
-
-            yield from chunked_rows(batches(), [c.name for c in table.columns],
+            yield from chunked_rows(cur.fetchmany, [c.name for c in table.columns],
                                     table.details["converters"], cancel, projection)
         except sqlite3.Error as exc:
             if cancel.is_set():
