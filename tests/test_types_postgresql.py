@@ -115,6 +115,9 @@ SCHEMA = [
     " '(1.5,2)', '((0,0),(1,1))', '<a>x &amp; y</a>', ROW(1, 'x,y'), 'a fat cat'),"
     " (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'empty', NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
     "     NULL)",
+    "CREATE TABLE json_arrays (id int PRIMARY KEY, aj json[])",
+    "INSERT INTO json_arrays VALUES (1, ARRAY['{\"b\": 2}'::json, '[1, 2.50]', 'null', NULL]),"
+    " (2, '{}'), (3, NULL)",
 ]
 
 CONTROL = "".join(chr(i) for i in range(1, 32)) + "\x7f"
@@ -337,6 +340,13 @@ def test_json_and_jsonb_are_json_values(exported: Export) -> None:
     for line in data_lines(exported.raw, "jsons"):
         if load(line)["id"] != 3:
             assert b'"j":"' not in line and b'"jb":"' not in line, line
+
+
+def test_json_arrays_hold_json_values(exported: Export) -> None:
+    """json[] elements are JSON values, as jsonb[] ones are (docs/format.md), not strings."""
+    rows = exported.rows("json_arrays")
+    assert rows[1]["aj"] == [{"b": 2}, [1, "2.50"], None, None]  # numbers keep their digits
+    assert rows[2]["aj"] == [] and rows[3]["aj"] is None
 
 
 def test_arrays(exported: Export) -> None:

@@ -371,6 +371,8 @@ class PostgresSource(Source):
                 ekind = _kind(ename, etype)
                 if ename in ("bpchar", "inet"):
                     plan = _plan_column(att, f"{ename}_array", None)
+                elif ekind == "json":  # as jsonb[]: the elements are JSON values, each on one line
+                    plan = _plan_column(att, "array", "jsonb")
                 elif ekind in _NATIVE_ELEMENTS:
                     plan = _plan_column(att, "array", ekind)
                 else:
