@@ -8,12 +8,15 @@ any row is read (``SELECT count(*)``: the snapshot makes them exact, and a reade
 then streams a different number fails the export). The per-table SHA-256s, which only the
 finished rows can give, go in the document's last member, ``"checksums"``.
 
-Readers run ``jobs`` tables at a time. The table the writer is on passes from its reader to
-the writer in memory, a few chunks at a time; a table read ahead of the writer waits in an
-unlinked spool file (nothing is left on disk, even after a kill) until the writer reaches
-it. With one reader, tables are read in document order and nothing is spooled; an
-encrypted export never spools (no plaintext on disk), so its readers wait for the writer.
-The JSON Lines layout writes each table to its own file as it is read.
+``jobs`` readers share the snapshot, each reading a table or a page range of a large one
+(``Source.split``). The part the writer is on passes from its reader to the writer in
+memory, a few chunks at a time; a part read ahead of the writer waits in an unlinked spool
+file (nothing is left on disk, even after a kill) until the writer reaches it. With one
+reader, tables are read in document order and nothing is spooled; an encrypted export never
+spools (no plaintext on disk), so its readers wait for the writer. The writer sees each
+table's bytes in order, so it computes the per-table SHA-256s, on background threads, and
+the reader threads do nothing but drain the server. The JSON Lines layout writes each table
+to its own file as it is read.
 """
 
 from __future__ import annotations
