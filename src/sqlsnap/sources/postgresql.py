@@ -510,7 +510,9 @@ class _PostgresReader(TableReader):
         # Non-blocking: psycopg's pq wrapper holds the GIL inside libpq, so a blocking
         # PQgetCopyData/PQgetResult stalls every other thread while this one waits for the
         # server (two readers stalled each other, and Ctrl-C waited on a lock wait). Waiting
-        # in select() instead releases the GIL (bench/README.md, "where the time goes" 5).
+        # in select() instead releases the GIL (bench/README.md, "Reading: where the time
+        # goes"); it is the loop of psycopg's own copy generator (get_copy_data(1), wait for
+        # the socket, consume_input), without its per-row generator.
         pgconn = self.conn.pgconn
         copy_sql, splice = (self.server_sql(table), None) if projection is None else \
             _projected_copy(table, projection, self._from(table))
