@@ -50,6 +50,18 @@ def test_split_tables_and_spools_write_the_same_bytes_as_one_reader(
     monkeypatch.setattr(postgresql, "SPLIT_BYTES", 0)
     monkeypatch.setattr(exporter, "COPY_BYTES", 1000)
     monkeypatch.setattr(exporter, "LIVE_BYTES", 2000)
+    # Spools may hold 40 kB at once: readers ahead of the writer must wait, and not deadlock.
+    monkeypatch.setattr(exporter, "SPOOL_BYTES", 40_000)
+    monkeypatch.setattr(postgresql, "CHUNK_BYTES", 10_000)  # (one chunk may always go over)
+    most = [0]
+    acquire = exporter._SpoolBudget.acquire
+
+    def tracking_acquire(self: Any, n: int, gave_up: Any) -> bool:
+        got = acquire(self, n, gave_up)
+        most[0] = max(most[0], self.used)
+        return got
+
+    monkeypatch.setattr(exporter._SpoolBudget, "acquire", tracking_acquire)
     parts: dict[str, int] = {}
     split = postgresql.PostgresSource.split
 
@@ -64,6 +76,7 @@ def test_split_tables_and_spools_write_the_same_bytes_as_one_reader(
     data, doc = data_and_checksums(out)
 
     assert parts["b_wide"] == 3 and parts["c_long"] == 3  # the split really happened
+    assert 0 < most[0] <= 40_000 + 10_000 * 1.1  # spooled, within the budget (plus one chunk)
     assert data == reference  # rows, order, separators and checksums alike
     assert doc["checksums"] == ref_doc["checksums"]
     assert {name: t.rows for name, t in result.tables.items()} == {

@@ -25,7 +25,6 @@ import fnmatch
 import getpass
 import hashlib
 import os
-import queue
 import tempfile
 import threading
 import time
@@ -185,6 +184,46 @@ def _table_filename(name: str, taken: set[str]) -> str:
 LIVE_BYTES = 4 * CHUNK_BYTES
 
 
+#: The most bytes that parts read ahead of the writer may hold in spool files at once; a
+#: reader that would go over waits for the writer. Without a bound the readers spooled up
+#: to 600 MB of the benchmark's 1 GB document (largest-first reading: all of it). With two
+#: readers, 512 MiB cost no time there (6.26-6.31 s against 6.21-6.37 s); 256 MiB cost
+#: 0.4 s.
+SPOOL_BYTES = 512 << 20
+
+
+class _SpoolBudget:
+    """Bytes held in spool files, shared by every channel of an export, at most ``limit``.
+
+    Deadlock-free because parts are read in document order: the part the writer is on was
+    picked before every part after it, so its reader is live (never spools) and the writer
+    always moves on, releasing what it has written out."""
+
+    def __init__(self, limit: int, cancel: threading.Event) -> None:
+        self.limit = limit
+        self.cancel = cancel
+        self.used = 0
+        self.cond = threading.Condition()
+
+    def acquire(self, n: int, gave_up: Callable[[], bool]) -> bool:
+        """Reserve ``n`` bytes, waiting while over the limit; False (nothing reserved) if
+        ``gave_up()`` turns true meanwhile (the writer reached the channel)."""
+        with self.cond:
+            while self.used and self.used + n > self.limit:
+                if self.cancel.is_set():
+                    raise Cancelled
+                if gave_up():
+                    return False
+                self.cond.wait(0.2)
+            self.used += n
+            return True
+
+    def release(self, n: int) -> None:
+        with self.cond:
+            self.used -= n
+            self.cond.notify_all()
+
+
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
     view = memoryview(data)
     while view:
@@ -200,9 +239,11 @@ class _Channel:
     (unless ``may_spool`` is off: then it waits for the writer). Everything spooled comes
     out before anything passed in memory, so rows keep their order."""
 
-    def __init__(self, folder: str, cancel: threading.Event, may_spool: bool) -> None:
+    def __init__(self, folder: str, cancel: threading.Event, may_spool: bool,
+                 budget: _SpoolBudget | None = None) -> None:
         self.folder = folder
         self.cancel = cancel
+        self.budget = budget
         self.cond = threading.Condition()
         self.spool: Any = None
         self.spooled = 0  # bytes in the spool
@@ -215,8 +256,14 @@ class _Channel:
     # -- the reader's side ------------------------------------------------------------------
 
     def write(self, chunk: bytes) -> None:
+        # Room in the spool budget is waited for without the lock, which the writer needs to
+        # make this channel live; if it does meanwhile, the chunk goes in memory instead.
+        reserved = not self.live and self.budget is not None and \
+            self.budget.acquire(len(chunk), lambda: self.live)
         with self.cond:
             if self.live:
+                if reserved:
+                    self.budget.release(len(chunk))  # type: ignore[union-attr]
                 while self.queued >= LIVE_BYTES:
                     if self.cancel.is_set():
                         raise Cancelled
@@ -268,10 +315,12 @@ class _Channel:
         """The reader's end: nothing to release (the spool is the writer's to release)."""
 
     def release(self) -> None:
-        """The writer's end: drop the spool."""
+        """The writer's end: drop the spool (and its share of the budget)."""
         if self.spool is not None:
             self.spool.close()
             self.spool = None
+            if self.budget is not None:
+                self.budget.release(self.spooled)
 
 
 class _TableFile:
@@ -311,10 +360,17 @@ class _Part:
 
 
 class _Readers:
-    """Reader threads streaming ``parts`` through the sink that ``open_part`` gives, ``jobs``
-    at a time, in the order given; tables in ``projections`` are read through their
+    """Reader threads streaming ``parts`` (in document order) through the sink that
+    ``open_part`` gives, ``jobs`` at a time; tables in ``projections`` are read through their
     projection (the policy's columns and rules). Each table's rows and bytes are summed
-    into ``results`` when its last part is done."""
+    into ``results`` when its last part is done.
+
+    Which part a reader takes next (``pick``): ``"document"``, the next in document order, for
+    the document, whose writer takes the parts in that order (largest-first spooled all of
+    the benchmark's 1 GB: the writer's first tables are small ones that nobody read until the
+    large parts were done; document order spooled 600 MB, and is what makes the spool budget
+    deadlock-free); ``"largest"``, the largest left, for JSON Lines, which has no writer to
+    feed, so that the longest table starts at once."""
 
     def __init__(
         self,
@@ -326,17 +382,18 @@ class _Readers:
         progress: Progress | None,
         projections: dict[str, Projection] | None,
         cancel: threading.Event,
+        pick: str = "document",
     ) -> None:
         self.source = source
         self.open_part = open_part
+        self.pick = pick
         self.results = results
         self.progress = progress
         self.projections = projections or {}
         self.cancel = cancel
-        self.work: queue.Queue[_Part] = queue.Queue()
+        self.todo = list(parts)
         self.pending: dict[str, list[_Part]] = {}
         for part in parts:
-            self.work.put(part)
             self.pending.setdefault(part.name, []).append(part)
         self.errors: list[BaseException] = []
         self.readers: list[TableReader] = []
@@ -368,16 +425,21 @@ class _Readers:
         if last and self.progress:
             self.progress.table_done(part.name, result.rows, result.bytes)
 
+    def _next(self) -> _Part | None:
+        with self.lock:
+            if not self.todo:
+                return None
+            if self.pick == "document":
+                return self.todo.pop(0)
+            largest = max(range(len(self.todo)), key=lambda k: _size(self.todo[k].table))
+            return self.todo.pop(largest)
+
     def _worker(self) -> None:
         try:
             with self.source.reader() as reader:
                 with self.lock:
                     self.readers.append(reader)
-                while not self.cancel.is_set():
-                    try:
-                        part = self.work.get_nowait()
-                    except queue.Empty:
-                        return
+                while not self.cancel.is_set() and (part := self._next()) is not None:
                     self._export_one(reader, part)
         except Cancelled:
             pass
@@ -682,8 +744,9 @@ def export(
                     return _TableFile(os.path.join(folder.tmp, result.file or ""), compression, result)
 
                 # Largest first, so the longest table starts at once and the others fill in.
-                parts = [_Part(t.name, t) for t in sorted(order, key=_size, reverse=True)]
-                _run_readers(dict(readers_args, parts=parts, open_part=open_file), lambda r: None)
+                parts = [_Part(t.name, t) for t in order]
+                _run_readers(dict(readers_args, parts=parts, open_part=open_file, pick="largest"),
+                             lambda r: None)
                 metadata = _metadata(source_info, order, results, excluded, **metadata_kw)  # type: ignore[arg-type]
                 manifest = os.path.join(folder.tmp, "metadata.json")
                 with open(manifest, "xb") as fh:
@@ -711,12 +774,9 @@ def export(
             parts = [_Part(t.name, piece, i) for t in order
                      for i, piece in enumerate(src.split(t, n_jobs) if may_spool else [t])]
             channels: dict[str, list[_Channel]] = {t.name: [] for t in order}
+            budget = _SpoolBudget(SPOOL_BYTES, readers_args["cancel"])
             for part in parts:
-                channels[part.name].append(_Channel(spool_dir, readers_args["cancel"], may_spool))
-            # With one reader, or none ahead of the writer, tables are read in document order;
-            # else largest first, so the longest table starts at once.
-            if may_spool:
-                parts.sort(key=lambda p: _size(p.table), reverse=True)
+                channels[part.name].append(_Channel(spool_dir, readers_args["cancel"], may_spool, budget))
             sink: Any = None
             written: tuple[int, str] = (0, "")
             try:
@@ -727,7 +787,7 @@ def export(
                     written = _write_document(sink, compression, metadata, order, channels, readers,
                                               results, recipients)
 
-                _run_readers(dict(readers_args, parts=parts,
+                _run_readers(dict(readers_args, parts=parts, pick="document",
                                   open_part=lambda p: channels[p.name][p.index]), write)
                 _check_counts(counted, results)
                 size, sha256 = written
