@@ -165,6 +165,22 @@ def test_json_column_keeps_text_and_json_strings_apart(sqlite_url: str, tmp_path
     assert b'{"id":2,"j":{"$json":"not json"}}' in raw
 
 
+def test_infinities_and_text_spelled_like_them_stay_apart(sqlite_url: str, tmp_path: Path) -> None:
+    """A REAL column writes its infinities as the float contract does; text spelled the same
+    there is marked. Elsewhere text stays text, and an infinity is marked."""
+    run(sqlite_url, ["CREATE TABLE f (id INTEGER PRIMARY KEY, r DOUBLE PRECISION, n NUMERIC, t TEXT)"],
+        {"INSERT INTO f VALUES (?, ?, ?, ?)": [
+            (1, float("inf"), "Infinity", "Infinity"), (2, "Infinity", float("-inf"), "NaN"),
+            (3, "NaN", "NaN", float("inf")), (4, 1.5, 1.5, "1.5"),
+        ]})
+    _, rows, _ = export_rows(sqlite_url, tmp_path, "f")
+    assert [rows[i]["r"] for i in (1, 2, 3)] == ["Infinity", {"$text": "Infinity"}, {"$text": "NaN"}]
+    assert [rows[i]["n"] for i in (1, 2, 3)] == ["Infinity", {"$real": "-Infinity"}, "NaN"]
+    # TEXT affinity stores the float as the text SQLite prints for it.
+    assert [rows[i]["t"] for i in (1, 2, 3)] == ["Infinity", "NaN", "Inf"]
+    assert float(rows[4]["r"]) == 1.5 and float(rows[4]["n"]) == 1.5 and rows[4]["t"] == "1.5"
+
+
 def test_mixed_storage_classes_in_one_column(sqlite_url: str, tmp_path: Path) -> None:
     run(sqlite_url, ["CREATE TABLE mixed (id INTEGER PRIMARY KEY, m)"],
         {"INSERT INTO mixed VALUES (?, ?)": [
@@ -173,7 +189,7 @@ def test_mixed_storage_classes_in_one_column(sqlite_url: str, tmp_path: Path) ->
         ]})
     _, rows, doc = export_rows(sqlite_url, tmp_path, "mixed")
     assert [rows[i]["m"] for i in range(1, 10)] == \
-        [1, "1.5", "text", {"$base64": "qw=="}, None, "Infinity", 2**63 - 1, "12", "-0.0"]
+        [1, "1.5", "text", {"$base64": "qw=="}, None, {"$real": "Infinity"}, 2**63 - 1, "12", "-0.0"]
     assert isinstance(rows[2]["m"], Tok) and not isinstance(rows[8]["m"], Tok)
     assert doc["metadata"]["tables"]["mixed"]["columns"][1] == {"name": "m", "type": "", "nullable": True}
 

@@ -17,6 +17,7 @@ is which.
 from __future__ import annotations
 
 import getpass
+import math
 import os
 import socket
 import sqlite3
@@ -46,7 +47,9 @@ def _text_factory(data: bytes) -> str | _InvalidText:
 
 
 #: The keys of the marker objects (docs/format.md, "SQLite").
-_MARKERS = frozenset({"$base64", "$text", "$text_base64", "$json"})
+_MARKERS = frozenset({"$base64", "$text", "$text_base64", "$json", "$real"})
+#: What a REAL column writes for its infinities (float_value); text spelled the same is marked.
+_FLOAT_WORDS = frozenset({"Infinity", "-Infinity", "NaN"})
 
 
 def _json_value(value: str) -> Any:
@@ -63,15 +66,18 @@ def _json_value(value: str) -> Any:
     return msgspec.Raw(ENCODER.encode(doc))
 
 
-def _convert_value(value: Any, binary_column: bool, json_column: bool) -> Any:
+def _convert_value(value: Any, binary_column: bool, json_column: bool, real_column: bool = False) -> Any:
     if value is None or isinstance(value, int):
         return value
     if isinstance(value, float):
-        return float_value(value)
+        if real_column or math.isfinite(value):
+            return float_value(value)
+        # An infinity where the column is not REAL: "Infinity" would read as that text.
+        return {"$real": float_value(value)}
     if isinstance(value, _InvalidText):
         return {"$text_base64": b64(value)}
     if isinstance(value, str):
-        if binary_column:
+        if binary_column or (real_column and value in _FLOAT_WORDS):
             return {"$text": value}
         return _json_value(value) if json_column else value
     return b64(value) if binary_column else {"$base64": b64(value)}
@@ -81,9 +87,12 @@ def _converter(declared: str) -> Any:
     upper = declared.upper()
     binary = "BLOB" in upper
     json_column = "JSON" in upper
+    # SQLite's own rule for REAL affinity (its "Determination Of Column Affinity", in order).
+    real = (not any(w in upper for w in ("INT", "CHAR", "CLOB", "TEXT", "BLOB"))
+            and any(w in upper for w in ("REAL", "FLOA", "DOUB")))
 
     def convert(value: Any) -> Any:
-        return _convert_value(value, binary, json_column)
+        return _convert_value(value, binary, json_column, real)
 
     return convert
 
