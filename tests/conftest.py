@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -56,9 +57,10 @@ def unique_name(prefix: str = "sqlsnap_t") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """URL of a fresh, empty PostgreSQL database; dropped (with FORCE) after the test."""
+@contextmanager
+def pg_database(settings: Sequence[str] = ()) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database with ``ALTER DATABASE ... SET`` ``settings``; its
+    URL, dropped (with FORCE) at the end."""
     psycopg = pytest.importorskip("psycopg")
     name = unique_name()
     try:
@@ -68,9 +70,18 @@ def pg_url() -> Iterator[str]:
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
         try:
+            for setting in settings:
+                admin.execute(f'ALTER DATABASE "{name}" SET {setting}')
             yield f"{PG_ADMIN_URL}/{name}"
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """URL of a fresh, empty PostgreSQL database; dropped (with FORCE) after the test."""
+    with pg_database() as url:
+        yield url
 
 
 def pg_connect(url: str):  # type: ignore[no-untyped-def]

@@ -21,27 +21,10 @@ import pytest
 
 import sqlsnap
 import sqlsnap.sources.mysql as mysql_source
+from tests._numbers import Tok, decimals, load
 from tests.conftest import _mysql_admin, mysql_connect, unique_name
 
 pytestmark = pytest.mark.mysql
-
-
-class Tok(str):
-    """A JSON number with a fraction or an exponent, exactly as it is written in the file."""
-
-
-def load(raw: bytes) -> Any:
-    return json.loads(raw, parse_float=Tok)
-
-
-def decimals(value: Any) -> Any:
-    if isinstance(value, Tok):
-        return Decimal(value)
-    if isinstance(value, list):
-        return [decimals(v) for v in value]
-    if isinstance(value, dict):
-        return {k: decimals(v) for k, v in value.items()}
-    return value
 
 
 SCHEMA = [

@@ -23,28 +23,10 @@ from typing import Any
 import pytest
 
 import sqlsnap
-from tests.conftest import PG_ADMIN_URL, unavailable, unique_name
+from tests._numbers import Tok, decimals, load
+from tests.conftest import pg_database
 
 pytestmark = pytest.mark.postgresql
-
-
-class Tok(str):
-    """A JSON number with a fraction or an exponent, exactly as it is written in the file."""
-
-
-def load(raw: bytes) -> Any:
-    return json.loads(raw, parse_float=Tok)
-
-
-def decimals(value: Any) -> Any:
-    """``value`` with every Tok turned into a Decimal, to compare with parsed JSON."""
-    if isinstance(value, Tok):
-        return Decimal(value)
-    if isinstance(value, list):
-        return [decimals(v) for v in value]
-    if isinstance(value, dict):
-        return {k: decimals(v) for k, v in value.items()}
-    return value
 
 
 SCHEMA = [
@@ -157,33 +139,23 @@ class Export:
 
 @pytest.fixture(scope="module")
 def types_db() -> Iterator[str]:
-    psycopg = pytest.importorskip("psycopg")
-    name = unique_name()
-    try:
-        admin = psycopg.connect(f"{PG_ADMIN_URL}/postgres", autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        unavailable(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            for setting in ("timezone TO 'Asia/Tokyo'", "datestyle TO 'SQL, DMY'",
-                            "intervalstyle TO 'postgres_verbose'", "extra_float_digits TO -3",
-                            "bytea_output TO 'escape'"):
-                admin.execute(f'ALTER DATABASE "{name}" SET {setting}')
-            url = f"{PG_ADMIN_URL}/{name}"
-            with psycopg.connect(url, autocommit=True) as conn:
-                for stmt in SCHEMA:
-                    conn.execute(stmt)
-                for i, row in TEXTS.items():
-                    conn.execute("INSERT INTO texts VALUES (%s, %s, %s, %s)", (i, *row))
-                for i, text in JSONS.items():
-                    conn.execute("INSERT INTO jsons VALUES (%s, %s::json, %s::jsonb)", (i, text, text))
-                conn.execute("INSERT INTO jsons VALUES (7, '{\"k\": 1, \"k\": 2}', NULL), (8, NULL, NULL)")
-                for i, data in BYTES.items():
-                    conn.execute("INSERT INTO bytes VALUES (%s, %s)", (i, data))
-            yield url
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    import psycopg
+
+    # Session settings that differ from what the export needs: it must set its own.
+    settings = ("timezone TO 'Asia/Tokyo'", "datestyle TO 'SQL, DMY'", "intervalstyle TO 'postgres_verbose'",
+                "extra_float_digits TO -3", "bytea_output TO 'escape'")
+    with pg_database(settings) as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            for stmt in SCHEMA:
+                conn.execute(stmt)
+            for i, row in TEXTS.items():
+                conn.execute("INSERT INTO texts VALUES (%s, %s, %s, %s)", (i, *row))
+            for i, text in JSONS.items():
+                conn.execute("INSERT INTO jsons VALUES (%s, %s::json, %s::jsonb)", (i, text, text))
+            conn.execute("INSERT INTO jsons VALUES (7, '{\"k\": 1, \"k\": 2}', NULL), (8, NULL, NULL)")
+            for i, data in BYTES.items():
+                conn.execute("INSERT INTO bytes VALUES (%s, %s)", (i, data))
+        yield url
 
 
 @pytest.fixture(scope="module", params=["server_json", "portable"])

@@ -12,24 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlsnap
-
-
-class Tok(str):
-    """A JSON number with a fraction or an exponent, exactly as it is written in the file."""
-
-
-def load(raw: bytes) -> Any:
-    return json.loads(raw, parse_float=Tok)
-
-
-def decimals(value: Any) -> Any:
-    if isinstance(value, Tok):
-        return Decimal(value)
-    if isinstance(value, list):
-        return [decimals(v) for v in value]
-    if isinstance(value, dict):
-        return {k: decimals(v) for k, v in value.items()}
-    return value
+from tests._numbers import Tok, decimals, load
 
 
 def export_rows(url: str, tmp_path: Path, table: str) -> tuple[bytes, dict[int, dict[str, Any]], Any]:

@@ -1,0 +1,26 @@
+"""Reading exported JSON in tests without losing how a number was written."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+
+class Tok(str):
+    """A JSON number with a fraction or an exponent, exactly as it is written in the file."""
+
+
+def load(raw: bytes) -> Any:
+    return json.loads(raw, parse_float=Tok)
+
+
+def decimals(value: Any) -> Any:
+    """``value`` with every Tok turned into a Decimal, to compare with parsed JSON."""
+    if isinstance(value, Tok):
+        return Decimal(value)
+    if isinstance(value, list):
+        return [decimals(v) for v in value]
+    if isinstance(value, dict):
+        return {k: decimals(v) for k, v in value.items()}
+    return value
