@@ -13,7 +13,7 @@ import pytest
 
 import sqlsnap
 from tests.conftest import SQLSNAP
-from tests.test_types_postgresql import BYTES, JSONS, SCHEMA, TEXTS
+from tests.test_types_postgresql import fill_types
 
 pytestmark = pytest.mark.postgresql
 
@@ -74,14 +74,7 @@ MORE = [
 @pytest.fixture
 def all_types_url(pg_url: str) -> str:
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        for stmt in SCHEMA:
-            conn.execute(stmt)
-        for i, row in TEXTS.items():
-            conn.execute("INSERT INTO texts VALUES (%s, %s, %s, %s)", (i, *row))
-        for i, text in JSONS.items():
-            conn.execute("INSERT INTO jsons VALUES (%s, %s::json, %s::jsonb)", (i, text, text))
-        for i, data in BYTES.items():
-            conn.execute("INSERT INTO bytes VALUES (%s, %s)", (i, data))
+        fill_types(conn)
         conn.execute(EVERYTHING)
         for stmt in ROWS + MORE:
             conn.execute(stmt)

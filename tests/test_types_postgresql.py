@@ -146,16 +146,21 @@ def types_db() -> Iterator[str]:
                 "extra_float_digits TO -3", "bytea_output TO 'escape'")
     with pg_database(settings) as url:
         with psycopg.connect(url, autocommit=True) as conn:
-            for stmt in SCHEMA:
-                conn.execute(stmt)
-            for i, row in TEXTS.items():
-                conn.execute("INSERT INTO texts VALUES (%s, %s, %s, %s)", (i, *row))
-            for i, text in JSONS.items():
-                conn.execute("INSERT INTO jsons VALUES (%s, %s::json, %s::jsonb)", (i, text, text))
-            conn.execute("INSERT INTO jsons VALUES (7, '{\"k\": 1, \"k\": 2}', NULL), (8, NULL, NULL)")
-            for i, data in BYTES.items():
-                conn.execute("INSERT INTO bytes VALUES (%s, %s)", (i, data))
+            fill_types(conn)
         yield url
+
+
+def fill_types(conn: Any) -> None:
+    """Create SCHEMA's tables on a psycopg connection and load their rows."""
+    for stmt in SCHEMA:
+        conn.execute(stmt)
+    for i, row in TEXTS.items():
+        conn.execute("INSERT INTO texts VALUES (%s, %s, %s, %s)", (i, *row))
+    for i, text in JSONS.items():
+        conn.execute("INSERT INTO jsons VALUES (%s, %s::json, %s::jsonb)", (i, text, text))
+    conn.execute("INSERT INTO jsons VALUES (7, '{\"k\": 1, \"k\": 2}', NULL), (8, NULL, NULL)")
+    for i, data in BYTES.items():
+        conn.execute("INSERT INTO bytes VALUES (%s, %s)", (i, data))
 
 
 @pytest.fixture(scope="module", params=["server_json", "portable"])
