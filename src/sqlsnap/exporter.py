@@ -55,7 +55,7 @@ from .policy import Policy
 from .schema import Table
 from .sinks import expand_placeholders, is_remote, plain_name, prepare_destination
 from .sources import Source, make_source
-from .sources.base import Cancelled, Projection, TableReader
+from .sources.base import CHUNK_BYTES, Cancelled, Projection, TableReader
 from .urls import parse_url
 
 FORMATS = ("json", "jsonl")
@@ -180,9 +180,8 @@ def _table_filename(name: str, taken: set[str]) -> str:
 
 
 #: Bytes of the table the writer is on that its reader may hold in memory before it waits
-#: for the writer: enough to ride out the writer's pauses without memory growing (with
-#: 128 KiB chunks, 4 MiB gave 7.45-7.52 s for one reader, 512 KiB 7.76-7.92 s).
-LIVE_BYTES = 4 << 20
+#: for the writer: a few chunks, so reading and writing overlap without memory growing.
+LIVE_BYTES = 4 * CHUNK_BYTES
 
 
 #: The most bytes that parts read ahead of the writer may hold in spool files at once; a

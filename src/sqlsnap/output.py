@@ -26,9 +26,8 @@ ZSTD_LEVEL = 3
 #: against 1.02 s) and as small (97.3 MB).
 ZSTD_JOB_BYTES = 2 << 20
 GZIP_LEVEL = 6
-#: Read size of spooled table bytes on their way into the document: as a reader's chunk
-#: (sources/base.py CHUNK_BYTES), for the same reason (it stays in the CPU cache).
-COPY_BYTES = 128 << 10
+#: Read size of spooled table bytes on their way into the document (1 MiB: as CHUNK_BYTES).
+COPY_BYTES = 1 << 20
 
 
 class Writer(Protocol):
@@ -58,8 +57,8 @@ class BackgroundSHA256:
     writer hashes every byte twice (per table and the whole file), about 0.6 s a GB each
     here. Blocks must not change once given (bytes, or views of bytes)."""
 
-    #: Blocks of about a chunk (128 KiB) each: 2 MiB behind keeps the hashing thread busy.
-    QUEUED = 16
+    #: Blocks of about a chunk (1 MiB) each: enough to keep the hashing thread busy.
+    QUEUED = 4
 
     def __init__(self) -> None:
         self._sha = hashlib.sha256()

@@ -20,11 +20,10 @@ from ..schema import Table
 from ..urls import SourceURL
 from ..values import ENCODER, Converter
 
-#: Readers yield about this many bytes of JSON lines at a time. Small enough that a chunk
-#: stays in the CPU cache while the writer hashes, edits and writes it right after it was
-#: read: one reader exported the benchmark in 7.45-7.52 s with 128 KiB chunks against
-#: 8.17-8.98 s with 1 MiB (64 KiB: 7.82-8.38 s, 256 KiB: 7.68-8.12 s).
-CHUNK_BYTES = 128 << 10
+#: Readers yield about this many bytes of JSON lines at a time. 1 MiB keeps writes large
+#: (psycopg's copy buffer is 128 KiB; larger writes stopped helping at about 1 MiB) while a
+#: few chunks in flight per worker stay far below the 100 MB memory target.
+CHUNK_BYTES = 1 << 20
 #: The most rows fetched at a time on the row-by-row paths; below it fetches are sized by
 #: bytes (``chunked_rows``). Memory in flight is rows times their size (ECOSYSTEM.md: ~30 KB
 #: a row in flight for 3.4 KB rows at 10k rows); 2000 rows costs no measurable speed
