@@ -1,4 +1,4 @@
-"""Reading exported JSON in tests without losing how a number was written."""
+"""Reading exported documents in tests: numbers as they were written, and row lines."""
 
 from __future__ import annotations
 
@@ -24,3 +24,15 @@ def decimals(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: decimals(v) for k, v in value.items()}
     return value
+
+
+def data_lines(raw: bytes, table: str) -> list[bytes]:
+    """The row lines of ``table`` in the document, trailing commas removed."""
+    lines = raw.split(b"\n")
+    start = lines.index(json.dumps(table).encode() + b": [")
+    out = []
+    for line in lines[start + 1:]:
+        if line.startswith(b"]"):
+            break
+        out.append(line[:-1] if line.endswith(b",") else line)
+    return out

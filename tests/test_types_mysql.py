@@ -21,7 +21,7 @@ import pytest
 
 import sqlsnap
 import sqlsnap.sources.mysql as mysql_source
-from tests._numbers import Tok, decimals, load
+from tests._numbers import Tok, data_lines, decimals, load
 from tests.conftest import _mysql_admin, mysql_connect, unique_name
 
 pytestmark = pytest.mark.mysql
@@ -153,17 +153,6 @@ def exported(request: pytest.FixtureRequest, types_db: str,
         sqlsnap.export(types_db, str(out))
     raw = out.read_bytes()
     yield Export(raw, load(raw))
-
-
-def data_lines(raw: bytes, table: str) -> list[bytes]:
-    lines = raw.split(b"\n")
-    start = lines.index(json.dumps(table).encode() + b": [")
-    out = []
-    for line in lines[start + 1:]:
-        if line.startswith(b"]"):
-            break
-        out.append(line[:-1] if line.endswith(b",") else line)
-    return out
 
 
 def test_integers_including_bigint_unsigned_max(exported: Export) -> None:

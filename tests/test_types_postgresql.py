@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 import sqlsnap
-from tests._numbers import Tok, decimals, load
+from tests._numbers import Tok, data_lines, decimals, load
 from tests.conftest import pg_database
 
 pytestmark = pytest.mark.postgresql
@@ -178,18 +178,6 @@ def server_text(url: str, query: str) -> list[Any]:
 
     with psycopg.connect(url, autocommit=True, options="-c TimeZone=UTC") as conn:
         return list(conn.execute(query).fetchone())
-
-
-def data_lines(raw: bytes, table: str) -> list[bytes]:
-    """The row lines of ``table`` in the document, trailing commas removed."""
-    lines = raw.split(b"\n")
-    start = lines.index(json.dumps(table).encode() + b": [")
-    out = []
-    for line in lines[start + 1:]:
-        if line.startswith(b"]"):
-            break
-        out.append(line[:-1] if line.endswith(b",") else line)
-    return out
 
 
 def test_integers_including_int8_extremes(exported: Export) -> None:

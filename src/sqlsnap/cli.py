@@ -149,6 +149,25 @@ def _exit_codes_epilog() -> str:
     return "\b\nExit codes:\n" + EXIT_CODES_HELP
 
 
+def _apply(options: Sequence[Callable[..., Any]], fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate ``fn`` with ``options``, listed in --help in the order given."""
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _table_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Which tables are read, shared by export and plan."""
+    return _apply([
+        click.option("--schema", "schemas", multiple=True, metavar="NAME",
+                     help="PostgreSQL schema to export (repeatable). Default: public."),
+        click.option("--tables", "tables", multiple=True, metavar="GLOB",
+                     help="Export only tables matching this glob (repeatable)."),
+        click.option("--exclude-tables", "exclude_tables", multiple=True, metavar="GLOB",
+                     help="Leave out tables matching this glob (repeatable), e.g. 'debug_*'."),
+    ], fn)
+
+
 def _policy_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options that decide what leaves the database, shared by export and plan."""
     options = [
@@ -168,9 +187,7 @@ def _policy_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Key of hash, fake and shift-dates. Default: $SQLSNAP_HASH_KEY, then the "
                           "policy's hash_key_file."),
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    return _apply(options, fn)
 
 
 def _policy_kwargs(opts: dict[str, Any], quiet: bool) -> dict[str, Any]:
@@ -221,12 +238,7 @@ def main() -> None:
               help="json: one document. jsonl: a folder with <table>.jsonl files and metadata.json.")
 @click.option("--compress", type=click.Choice(["zstd", "gzip", "none"]),
               help="Compression; default from the output suffix (.zst, .gz), else none.")
-@click.option("--schema", "schemas", multiple=True, metavar="NAME",
-              help="PostgreSQL schema to export (repeatable). Default: public.")
-@click.option("--tables", "tables", multiple=True, metavar="GLOB",
-              help="Export only tables matching this glob (repeatable).")
-@click.option("--exclude-tables", "exclude_tables", multiple=True, metavar="GLOB",
-              help="Leave out tables matching this glob (repeatable), e.g. 'debug_*'.")
+@_table_options
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Readers side by side on one snapshot (PostgreSQL only): tables, and page ranges of "
                    "large tables. Default: one per core, at most 4.")
@@ -294,12 +306,7 @@ def export_cmd(source: str, output: str | None, fmt: str, compress: str | None, 
 
 @main.command(name="plan", epilog=_exit_codes_epilog())
 @click.argument("source")
-@click.option("--schema", "schemas", multiple=True, metavar="NAME",
-              help="PostgreSQL schema to export (repeatable). Default: public.")
-@click.option("--tables", "tables", multiple=True, metavar="GLOB",
-              help="Export only tables matching this glob (repeatable).")
-@click.option("--exclude-tables", "exclude_tables", multiple=True, metavar="GLOB",
-              help="Leave out tables matching this glob (repeatable), e.g. 'debug_*'.")
+@_table_options
 @_policy_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON on stdout.")
 def plan_cmd(source: str, schemas: tuple[str, ...], tables: tuple[str, ...], exclude_tables: tuple[str, ...],

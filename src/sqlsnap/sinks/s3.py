@@ -530,11 +530,11 @@ class S3Store:
             raise translate(exc, "read", self.url(key), endpoint=self.endpoint) from None
         return _Body(body, self, key)
 
-    def read_small(self, key: str, limit: int = 1 << 20) -> bytes | None:
-        """The object's bytes, or None when it does not exist."""
+    def _read(self, key: str, n: int, **ranged: str) -> bytes | None:
+        """Up to ``n`` bytes of the object, or None when it does not exist."""
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-            data: bytes = body.read(limit)
+            body = self.client.get_object(Bucket=self.bucket, Key=key, **ranged)["Body"]
+            data: bytes = body.read(n)
             body.close()
             return data
         except Exception as exc:  # noqa: BLE001
@@ -543,18 +543,13 @@ class S3Store:
                 return None
             raise err from None
 
+    def read_small(self, key: str, limit: int = 1 << 20) -> bytes | None:
+        """The object's bytes, or None when it does not exist."""
+        return self._read(key, limit)
+
     def read_head(self, key: str, n: int) -> bytes:
         """The first ``n`` bytes of the object (b"" when it is gone)."""
-        try:
-            body = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{n - 1}")["Body"]
-            data: bytes = body.read(n)
-            body.close()
-            return data
-        except Exception as exc:  # noqa: BLE001
-            err = translate(exc, "read", self.url(key), endpoint=self.endpoint)
-            if isinstance(err, NotFoundError):
-                return b""
-            raise err from None
+        return self._read(key, n, Range=f"bytes=0-{n - 1}") or b""
 
     def list(self, prefix: str) -> Iterator[S3Object]:
         """Objects directly under ``prefix`` (not in deeper "folders")."""

@@ -189,13 +189,17 @@ class SQLiteSource(Source):
                         key=lambda r: r[5])]
                 foreign_keys.append(ForeignKey(tuple(cols), ref, tuple(str(r) for r in refs)))
             estimated = stats.get(name)
+            counted = None
             if estimated is None:
                 try:
-                    estimated = int(conn.execute(f"SELECT count(*) FROM {_quote(name)}").fetchone()[0])
+                    estimated = counted = int(
+                        conn.execute(f"SELECT count(*) FROM {_quote(name)}").fetchone()[0])
                 except sqlite3.Error:
                     estimated = None  # an estimate only: the export's exact count reports the error
+            # A count taken here is in the export's read transaction: exact, so count() reuses it.
             tables.append(Table(name, "main", name, columns, pk, foreign_keys, estimated_rows=estimated,
-                                details={"converters": [_converter(r[2] or "") for r in info]}))
+                                details={"converters": [_converter(r[2] or "") for r in info],
+                                         "counted": counted}))
         return tables
 
     @contextmanager
@@ -213,6 +217,8 @@ class _SQLiteReader(TableReader):
 
     def count(self, table: Table) -> int:
         assert self.source._conn is not None
+        if table.details.get("counted") is not None:
+            return int(table.details["counted"])
         try:
             cur = self.source._conn.execute(f"SELECT count(*) FROM {_quote(table.relname)}")
             return int(cur.fetchone()[0])
