@@ -20,6 +20,7 @@ import click
 from . import __version__
 from .errors import EXIT_CODES, SnapError, UsageError
 from .exporter import ExportResult, export
+from .output import keep_chunk_memory
 from .schema import Table
 from .urls import mask, parse_url
 
@@ -226,6 +227,7 @@ def main() -> None:
     Start with:  sqlsnap demo
     Then:        sqlsnap export postgresql://user@host/db -o db.json
     """
+    keep_chunk_memory()
 
 
 @main.command(name="export", epilog=_exit_codes_epilog())
