@@ -57,12 +57,37 @@ else:
             return bytes(data).decode()
 
 
+def _c_reader() -> Any:
+    """sqlsnap._pgcopy bound to psycopg's libpq, or None: then COPY is read in Python.
+
+    The C reader is optional (setup.py); it cannot be used when psycopg runs without a libpq
+    of its own in this process that it can find (bind() says why)."""
+    try:
+        from .. import _pgcopy
+    except ImportError:
+        return None
+    try:
+        _pgcopy.bind()
+    except OSError:
+        return None
+    return _pgcopy
+
+
+_PGCOPY = None if _IMPORT_ERROR else _c_reader()
+
+
 #: Tables at least this large (heap and TOAST, as the catalog estimates) are read in page
 #: ranges side by side when there are several readers: below it, reading whole tables side
 #: by side balances well.
 SPLIT_BYTES = 64 << 20
-#: Session settings that fix the text forms the conversions rely on.
-SESSION_OPTIONS = "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=iso_8601 -c extra_float_digits=1"
+#: Session settings that fix the text forms the conversions rely on, and the row order: a
+#: scan of a large table joins one already running elsewhere mid-table unless
+#: synchronize_seqscans is off (as pg_dump sets it), so two exports of the same data would
+#: differ in order.
+SESSION_OPTIONS = (
+    "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=iso_8601 -c extra_float_digits=1"
+    " -c synchronize_seqscans=off"
+)
 
 _INT = {"int2", "int4", "int8", "oid"}
 _NUMBER = {"numeric", "float4", "float8"}
@@ -488,7 +513,7 @@ class _PostgresReader(TableReader):
                 table=table.name,
             ) from None
 
-    def server_sql(self, table: Table, projection: Projection | None = None) -> str:
+    def server_sql(self, table: Table, projection: Projection | None = None, binary: bool = False) -> str:
         if projection is not None:
             return _projected_copy(table, projection, self._from(table))[0]
         plans: list[_ColumnPlan] = table.details["plans"]
@@ -496,7 +521,7 @@ class _PostgresReader(TableReader):
         return (
             # "r.*" and not "r": a column named like the alias would win over the whole row.
             f"COPY (SELECT row_to_json(r.*) FROM (SELECT {cols} FROM {self._from(table)}) r) "
-            "TO STDOUT (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
+            + ("TO STDOUT (FORMAT binary)" if binary else _COPY_OPTIONS)
         )
 
     def _read_server_json(
@@ -514,13 +539,19 @@ class _PostgresReader(TableReader):
         # goes"); it is the loop of psycopg's own copy generator (get_copy_data(1), wait for
         # the socket, consume_input), without its per-row generator.
         pgconn = self.conn.pgconn
-        copy_sql, splice = (self.server_sql(table), None) if projection is None else \
+        # The C reader reads binary COPY: the same json text, which the server then sends
+        # without scanning it for CSV quoting (sqlsnap/_pgcopy.c).
+        in_c = projection is None and _PGCOPY is not None
+        copy_sql, splice = (self.server_sql(table, binary=in_c), None) if projection is None else \
             _projected_copy(table, projection, self._from(table))
         pgconn.send_query(copy_sql.encode())
         result = _get_result(pgconn)
         if result is None or result.status != pq.ExecStatus.COPY_OUT:
             self._drain(pgconn)
             raise psycopg.errors.DataError(_result_error(result))
+        if in_c:
+            yield from self._read_copy_in_c(table, pgconn, cancel)
+            return
         get_copy_data = pgconn.get_copy_data
         rows: list[Any] = []
         append = rows.append
@@ -551,6 +582,31 @@ class _PostgresReader(TableReader):
             raise psycopg.errors.DataError(_result_error(result))
         if rows:
             yield b"".join(rows), len(rows)
+
+    def _read_copy_in_c(
+        self, table: Table, pgconn: Any, cancel: threading.Event
+    ) -> Iterator[tuple[bytes, int]]:
+        """The loop above, in C (sqlsnap/_pgcopy.c): a chunk per call, read without the GIL."""
+        read_chunk, address, more = _PGCOPY.read_chunk, pgconn.pgconn_ptr, _PGCOPY.MORE
+        wait_ms = int(_WAIT_SECONDS * 1000)
+        while True:
+            status, data, rows = read_chunk(address, CHUNK_BYTES, wait_ms, True)
+            if rows:
+                yield data, rows
+            if status != more:
+                break
+            if cancel.is_set():
+                self.cancel()  # or the drain below reads the rest of the table
+                self._drain(pgconn)
+                raise Cancelled
+        if status == _PGCOPY.BAD:
+            self.cancel()
+            self._drain(pgconn)
+            raise psycopg.errors.DataError(f"unexpected binary COPY data from the server for {table.name}")
+        result = _get_result(pgconn)
+        self._drain(pgconn)
+        if result is None or result.status != pq.ExecStatus.COMMAND_OK:
+            raise psycopg.errors.DataError(_result_error(result))
 
     @staticmethod
     def _drain(pgconn: Any) -> None:

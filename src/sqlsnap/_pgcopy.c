@@ -1,0 +1,276 @@
+/*
+ * sqlsnap._pgcopy: read a PostgreSQL COPY TO STDOUT stream a chunk at a time, in C, without
+ * the GIL.
+ *
+ * The Python loop over psycopg's PGconn.get_copy_data() costs about 2 us per row (a call, a
+ * tuple and a bytes object for every row), and it holds the GIL meanwhile, so the reader and
+ * the writer of an export take turns on one core (bench/README.md, "A C reader for COPY").
+ * Here the same libpq calls (PQgetCopyData in async mode, poll() on the socket,
+ * PQconsumeInput) fill one bytes object of about a chunk, and Python sees one call per chunk.
+ *
+ * libpq is not linked: psycopg has already loaded one (psycopg-binary bundles its own, the
+ * pure-Python psycopg loads the system's), and its PGconn must be driven by that same library.
+ * bind() finds the one libpq loaded in this process and takes its functions from it; with
+ * none, or more than one, it fails and sqlsnap keeps its Python loop.
+ *
+ * This module is optional: when it cannot be built (no C compiler), sqlsnap works the same,
+ * only slower.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#ifndef __linux__
+#error "sqlsnap._pgcopy finds libpq with dl_iterate_phdr, which this build targets on Linux only"
+#endif
+
+/* dl_iterate_phdr needs _GNU_SOURCE, which Python.h (pyconfig.h) defines on Linux. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <link.h>
+#include <poll.h>
+#include <string.h>
+
+typedef struct pg_conn PGconn;
+
+static int (*pq_get_copy_data)(PGconn *, char **, int);
+static void (*pq_freemem)(void *);
+static int (*pq_consume_input)(PGconn *);
+static int (*pq_socket)(const PGconn *);
+static char libpq_path[4096];
+
+/* Results of read_chunk(), as its first item. */
+#define COPY_MORE 0  /* the chunk is full, or the wait timed out: call again */
+#define COPY_DONE 1  /* the COPY has ended: fetch its result with PQgetResult */
+#define COPY_ERROR 2 /* libpq reported an error: PQgetResult / PQerrorMessage say which */
+#define COPY_BAD 3   /* binary COPY data that is not one field a row: cancel the COPY */
+
+/* Binary COPY (FORMAT binary) of one json column: the server sends the column's text, like
+ * CSV, without scanning every byte for quotes to escape (about 10% less server CPU). Each
+ * CopyData message holds one row: int16 1 (fields), int32 n, n bytes. The file header
+ * (signature, int32 flags, int32 extension length, extension) rides with the first message,
+ * and the trailer (int16 -1) with the last. */
+static const char signature[11] = "PGCOPY\n\377\r\n\0";
+
+static uint32_t
+be32(const unsigned char *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* Find the field in one binary CopyData message: 1 and *start, *length for a row, 0 for a
+ * message without one (header or trailer only), -1 if the message is not what was asked. */
+static int
+binary_field(const char *message, Py_ssize_t n, Py_ssize_t *start, Py_ssize_t *length)
+{
+    const unsigned char *p = (const unsigned char *)message;
+    Py_ssize_t at = 0;
+    int found = 0;
+    while (at < n) {
+        if (n - at >= 19 && memcmp(p + at, signature, sizeof(signature)) == 0) {
+            uint32_t extension = be32(p + at + 15);
+            if (extension > (uint32_t)(n - at - 19))
+                return -1;
+            at += 19 + (Py_ssize_t)extension;
+        }
+        else if (n - at >= 2 && p[at] == 0xff && p[at + 1] == 0xff) {
+            at += 2; /* trailer */
+        }
+        else if (!found && n - at >= 6 && p[at] == 0 && p[at + 1] == 1) {
+            uint32_t size = be32(p + at + 2);
+            if (size > (uint32_t)(n - at - 6)) /* also a NULL (-1): never from row_to_json */
+                return -1;
+            *start = at + 6;
+            *length = (Py_ssize_t)size;
+            at += 6 + (Py_ssize_t)size;
+            found = 1;
+        }
+        else
+            return -1;
+    }
+    return found;
+}
+
+struct found {
+    int count;
+    char path[sizeof(libpq_path)];
+};
+
+static int
+find_libpq(struct dl_phdr_info *info, size_t size, void *data)
+{
+    struct found *found = data;
+    const char *name = info->dlpi_name;
+    const char *base;
+    (void)size;
+    if (name == NULL || name[0] == '\0')
+        return 0;
+    base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    if (strncmp(base, "libpq", 5) == 0 && (base[5] == '.' || base[5] == '-')) {
+        found->count++;
+        snprintf(found->path, sizeof(found->path), "%s", name);
+    }
+    return 0;
+}
+
+static PyObject *
+bind(PyObject *self, PyObject *noargs)
+{
+    struct found found = {0};
+    void *handle;
+    (void)self;
+    (void)noargs;
+    if (pq_get_copy_data != NULL)
+        return PyUnicode_DecodeFSDefault(libpq_path);
+    dl_iterate_phdr(find_libpq, &found);
+    if (found.count != 1) {
+        PyErr_Format(PyExc_OSError, "expected one libpq loaded in this process, found %d",
+                     found.count);
+        return NULL;
+    }
+    /* RTLD_NOLOAD: only a reference to the library psycopg already loaded, never another. */
+    handle = dlopen(found.path, RTLD_NOW | RTLD_NOLOAD);
+    if (handle == NULL) {
+        PyErr_Format(PyExc_OSError, "cannot open %s: %s", found.path, dlerror());
+        return NULL;
+    }
+    pq_freemem = (void (*)(void *))dlsym(handle, "PQfreemem");
+    pq_consume_input = (int (*)(PGconn *))dlsym(handle, "PQconsumeInput");
+    pq_socket = (int (*)(const PGconn *))dlsym(handle, "PQsocket");
+    pq_get_copy_data = (int (*)(PGconn *, char **, int))dlsym(handle, "PQgetCopyData");
+    if (!pq_freemem || !pq_consume_input || !pq_socket || !pq_get_copy_data) {
+        pq_get_copy_data = NULL;
+        PyErr_Format(PyExc_OSError, "%s lacks the COPY functions", found.path);
+        return NULL;
+    }
+    snprintf(libpq_path, sizeof(libpq_path), "%s", found.path);
+    return PyUnicode_DecodeFSDefault(libpq_path);
+}
+
+static PyObject *
+read_chunk(PyObject *self, PyObject *args)
+{
+    unsigned long long address;
+    Py_ssize_t target, size = 0, capacity, rows = 0;
+    int timeout_ms, binary, status = COPY_MORE, sock;
+    PGconn *conn;
+    PyObject *chunk;
+    char *row;
+    (void)self;
+
+    if (!PyArg_ParseTuple(args, "Knip:read_chunk", &address, &target, &timeout_ms, &binary))
+        return NULL;
+    if (pq_get_copy_data == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "call bind() first");
+        return NULL;
+    }
+    if (target < 1) {
+        PyErr_SetString(PyExc_ValueError, "target must be positive");
+        return NULL;
+    }
+    conn = (PGconn *)(uintptr_t)address;
+    /* Room for the target and the row that crosses it; a longer row grows the buffer. */
+    capacity = target + 64 * 1024;
+    chunk = PyBytes_FromStringAndSize(NULL, capacity);
+    if (chunk == NULL)
+        return NULL;
+
+    Py_BEGIN_ALLOW_THREADS
+    sock = pq_socket(conn);
+    for (;;) {
+        int n = pq_get_copy_data(conn, &row, 1);
+        if (n > 0) {
+            const char *line = row;
+            Py_ssize_t length = n;
+            if (binary) {
+                Py_ssize_t start = 0;
+                int field = binary_field(row, n, &start, &length);
+                if (field <= 0) {
+                    pq_freemem(row);
+                    if (field == 0)
+                        continue;
+                    status = COPY_BAD;
+                    break;
+                }
+                line = row + start;
+            }
+            /* A line: the row, and the newline that CSV sends and binary does not. */
+            if (size + length + 1 > capacity) {
+                int resized;
+                Py_ssize_t wanted = capacity * 2 > size + length + 1 ? capacity * 2 : size + length + 1;
+                Py_BLOCK_THREADS
+                resized = _PyBytes_Resize(&chunk, wanted);
+                Py_UNBLOCK_THREADS
+                if (resized < 0) { /* chunk is NULL and MemoryError is set */
+                    pq_freemem(row);
+                    status = -1;
+                    break;
+                }
+                capacity = wanted;
+            }
+            memcpy(PyBytes_AS_STRING(chunk) + size, line, (size_t)length);
+            size += length;
+            if (binary)
+                PyBytes_AS_STRING(chunk)[size++] = '\n';
+            pq_freemem(row);
+            rows++;
+            if (size >= target)
+                break;
+        }
+        else if (n == 0) {
+            /* Nothing buffered: wait for the server, then let libpq read what arrived. */
+            struct pollfd pfd = {.fd = sock, .events = POLLIN};
+            int ready = poll(&pfd, 1, timeout_ms);
+            if (ready == 0 || (ready < 0 && errno == EINTR))
+                break; /* back to Python, which looks at cancellation and calls again */
+            if (ready < 0 || !pq_consume_input(conn)) {
+                status = COPY_ERROR;
+                break;
+            }
+        }
+        else {
+            status = n == -1 ? COPY_DONE : COPY_ERROR;
+            break;
+        }
+    }
+    Py_END_ALLOW_THREADS
+
+    if (status < 0)
+        return NULL;
+    if (_PyBytes_Resize(&chunk, size) < 0)
+        return NULL;
+    return Py_BuildValue("(iNn)", status, chunk, rows);
+}
+
+static PyMethodDef methods[] = {
+    {"bind", bind, METH_NOARGS,
+     "bind() -> str\n\nFind the libpq loaded in this process and use its functions; return its path."},
+    {"read_chunk", read_chunk, METH_VARARGS,
+     "read_chunk(pgconn_ptr, target_bytes, timeout_ms, binary) -> (status, lines, rows)\n\n"
+     "Read COPY rows as lines until about target_bytes, the end of the COPY, an error, or a\n"
+     "wait of timeout_ms with nothing received. binary: the COPY is FORMAT binary of one\n"
+     "column, else one line a row (CSV of one column). status: MORE call again, DONE, ERROR\n"
+     "(libpq's), BAD (binary data not of one field a row)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_pgcopy", "Read PostgreSQL COPY output in chunks, without the GIL.",
+    -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__pgcopy(void)
+{
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddIntConstant(m, "MORE", COPY_MORE) < 0 ||
+        PyModule_AddIntConstant(m, "BAD", COPY_BAD) < 0 ||
+        PyModule_AddIntConstant(m, "DONE", COPY_DONE) < 0 ||
+        PyModule_AddIntConstant(m, "ERROR", COPY_ERROR) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
