@@ -9,9 +9,11 @@ then streams a different number fails the export). The per-table SHA-256s, which
 finished rows can give, go in the document's last member, ``"checksums"``.
 
 ``jobs`` readers share the snapshot, each reading a table or a page range of a large one
-(``Source.split``). The part the writer is on passes from its reader to the writer in
-memory, a few chunks at a time; a part read ahead of the writer waits in an unlinked spool
-file (nothing is left on disk, even after a kill) until the writer reaches it. With one
+(``Source.split``: parts of a few MB, taken in document order). The part the writer is on
+passes from its reader to the writer in memory, a few chunks at a time; a part read ahead
+of the writer waits in memory, up to a budget shared by all parts, and beyond it in an
+unlinked spool file (nothing is left on disk, even after a kill) until the writer reaches
+it. With one
 reader, tables are read in document order and nothing is spooled; an encrypted export never
 spools (no plaintext on disk), so its readers wait for the writer. The writer sees each
 table's bytes in order, so it computes the per-table SHA-256s, on background threads, and
@@ -184,6 +186,15 @@ def _table_filename(name: str, taken: set[str]) -> str:
 LIVE_BYTES = 4 * CHUNK_BYTES
 
 
+#: With several readers, every table at least twice this size (of storage, as the source
+#: estimates it) is read in parts of about this size (``Source.split``), taken in document
+#: order. Small parts keep what a reader reads ahead of the writer small enough to wait in
+#: memory: with halves of the largest table and whole other tables, 590 MB of the
+#: benchmark's 1 GB document went through spool files (bench/README.md, run F).
+PART_BYTES = 4 << 20
+#: The most bytes that parts read ahead of the writer may hold in memory at once, shared by
+#: every part; beyond it they go to spool files.
+AHEAD_BYTES = 24 << 20
 #: The most bytes that parts read ahead of the writer may hold in spool files at once; a
 #: reader that would go over waits for the writer. Without a bound the readers spooled up
 #: to 600 MB of the benchmark's 1 GB document (largest-first reading: all of it). With two
@@ -192,12 +203,13 @@ LIVE_BYTES = 4 * CHUNK_BYTES
 SPOOL_BYTES = 512 << 20
 
 
-class _SpoolBudget:
-    """Bytes held in spool files, shared by every channel of an export, at most ``limit``.
+class _Budget:
+    """Bytes held by parts read ahead of the writer (in memory, or in spool files), shared
+    by every channel of an export, at most ``limit``.
 
-    Deadlock-free because parts are read in document order: the part the writer is on was
-    picked before every part after it, so its reader is live (never spools) and the writer
-    always moves on, releasing what it has written out."""
+    Waiting for room is deadlock-free because parts are read in document order: the part the
+    writer is on was picked before every part after it, so its reader is live (never waits
+    here) and the writer always moves on, releasing what it has written out."""
 
     def __init__(self, limit: int, cancel: threading.Event) -> None:
         self.limit = limit
@@ -218,6 +230,14 @@ class _SpoolBudget:
             self.used += n
             return True
 
+    def try_acquire(self, n: int) -> bool:
+        """Reserve ``n`` bytes if there is room now."""
+        with self.cond:
+            if self.used + n > self.limit:
+                return False
+            self.used += n
+            return True
+
     def release(self, n: int) -> None:
         with self.cond:
             self.used -= n
@@ -232,19 +252,22 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
 
 
 class _Channel:
-    """One table's JSON lines on their way from its reader to the document writer.
+    """One part's JSON lines on their way from its reader to the document writer.
 
-    While the writer is on this table ("live"), chunks pass in memory, at most
-    ``LIVE_BYTES`` ahead of it. Before that, the reader appends them to a spool file
-    (unless ``may_spool`` is off: then it waits for the writer). Everything spooled comes
-    out before anything passed in memory, so rows keep their order."""
+    While the writer is on this part ("live"), chunks pass in memory, at most
+    ``LIVE_BYTES`` ahead of it. Before that, they wait in memory while the export's
+    read-ahead budget (``ahead``) has room, then in a spool file (unless ``may_spool`` is
+    off: then the reader waits for the writer). They come out in the order they went in:
+    memory, spool, then live."""
 
     def __init__(self, folder: str, cancel: threading.Event, may_spool: bool,
-                 budget: _SpoolBudget | None = None) -> None:
+                 budget: _Budget | None = None, ahead: _Budget | None = None) -> None:
         self.folder = folder
         self.cancel = cancel
         self.budget = budget
+        self.ahead_budget = ahead
         self.cond = threading.Condition()
+        self.ahead: deque[bytes] = deque()  # read ahead, held in memory
         self.spool: Any = None
         self.spooled = 0  # bytes in the spool
         self.taken = 0  # bytes of the spool the writer has taken
@@ -256,6 +279,14 @@ class _Channel:
     # -- the reader's side ------------------------------------------------------------------
 
     def write(self, chunk: bytes) -> None:
+        with self.cond:
+            # In memory while the read-ahead budget allows, and only until the first chunk
+            # spooled (the order). The budget's lock is only ever taken inside this one.
+            if not self.live and self.spool is None and self.ahead_budget is not None \
+                    and self.ahead_budget.try_acquire(len(chunk)):
+                self.ahead.append(chunk)
+                self.cond.notify_all()
+                return
         # Room in the spool budget is waited for without the lock, which the writer needs to
         # make this channel live; if it does meanwhile, the chunk goes in memory instead.
         reserved = not self.live and self.budget is not None and \
@@ -286,15 +317,19 @@ class _Channel:
     # -- the writer's side ------------------------------------------------------------------
 
     def chunks(self, check: Callable[[], None]) -> Iterator[bytes]:
-        """The table's bytes in order, until its reader has finished; ``check`` raises when
+        """The part's bytes in order, until its reader has finished; ``check`` raises when
         the export failed elsewhere."""
         while True:
             with self.cond:
                 while True:
+                    span = None
+                    if self.ahead:
+                        chunk = self.ahead.popleft()
+                        self.ahead_budget.release(len(chunk))  # type: ignore[union-attr]
+                        break
                     if self.taken < self.spooled:
                         span = (self.taken, min(COPY_BYTES, self.spooled - self.taken))
                         break
-                    span = None
                     if self.queue:
                         chunk = self.queue.popleft()
                         self.queued -= len(chunk)
@@ -302,7 +337,7 @@ class _Channel:
                         break
                     if self.done:
                         return
-                    self.live = True  # the spool is drained: from now on, chunks come in memory
+                    self.live = True  # all read ahead is drained: from now on, chunks come live
                     self.cond.wait(0.2)
                     check()
             if span is not None:
@@ -315,7 +350,12 @@ class _Channel:
         """The reader's end: nothing to release (the spool is the writer's to release)."""
 
     def release(self) -> None:
-        """The writer's end: drop the spool (and its share of the budget)."""
+        """The writer's end: drop what is held (and its share of the budgets)."""
+        with self.cond:
+            held = sum(len(c) for c in self.ahead)
+            self.ahead.clear()
+        if held:
+            self.ahead_budget.release(held)  # type: ignore[union-attr]
         if self.spool is not None:
             self.spool.close()
             self.spool = None
@@ -769,14 +809,15 @@ def export(
             spool_dir = tempfile.gettempdir() if destination == "-" or is_remote(destination) else \
                 os.path.dirname(os.path.abspath(destination))
             may_spool = n_jobs > 1 and not recipients
-            # With several readers, a large table is read in ranges side by side (the largest
+            # With several readers, large tables are read in parts side by side (the largest
             # table alone was 60% of the work: bench/README.md).
             parts = [_Part(t.name, piece, i) for t in order
-                     for i, piece in enumerate(src.split(t, n_jobs) if may_spool else [t])]
+                     for i, piece in enumerate(src.split(t, PART_BYTES) if may_spool else [t])]
             channels: dict[str, list[_Channel]] = {t.name: [] for t in order}
-            budget = _SpoolBudget(SPOOL_BYTES, readers_args["cancel"])
+            cancel = readers_args["cancel"]
+            budget, ahead = _Budget(SPOOL_BYTES, cancel), _Budget(AHEAD_BYTES, cancel)
             for part in parts:
-                channels[part.name].append(_Channel(spool_dir, readers_args["cancel"], may_spool, budget))
+                channels[part.name].append(_Channel(spool_dir, cancel, may_spool, budget, ahead))
             sink: Any = None
             written: tuple[int, str] = (0, "")
             try:

@@ -151,9 +151,10 @@ class Source(ABC):
     def reader(self) -> AbstractContextManager[TableReader]:
         """A reader on the snapshot; sources with ``max_readers > 1`` open a new connection."""
 
-    def split(self, table: Table, parts: int) -> list[Table]:
-        """``table`` as up to ``parts`` disjoint ranges that readers may read side by side, in
-        the order their rows go in the snapshot; by default the table whole."""
+    def split(self, table: Table, part_bytes: int) -> list[Table]:
+        """``table`` as disjoint ranges of about ``part_bytes`` of the table's storage each,
+        which readers may read side by side, in the order their rows go in the snapshot; by
+        default the table whole."""
         return [table]
 
     @abstractmethod

@@ -76,10 +76,6 @@ def _c_reader() -> Any:
 _PGCOPY = None if _IMPORT_ERROR else _c_reader()
 
 
-#: Tables at least this large (heap and TOAST, as the catalog estimates) are read in page
-#: ranges side by side when there are several readers: below it, reading whole tables side
-#: by side balances well.
-SPLIT_BYTES = 64 << 20
 #: Session settings that fix the text forms the conversions rely on, and the row order: a
 #: scan of a large table joins one already running elsewhere mid-table unless
 #: synchronize_seqscans is off (as pg_dump sets it), so two exports of the same data would
@@ -442,14 +438,16 @@ class PostgresSource(Source):
                 ForeignKey(tuple(cols), display(ref_nsp, ref_rel), tuple(ref_cols)))
         return list(tables.values())
 
-    def split(self, table: Table, parts: int) -> list[Table]:
-        """Ranges of the heap's pages (``ctid``), read by a TID range scan (PostgreSQL 14+).
-        The last range is left open, so the ranges cover the table whatever its size: the
-        page count is the catalog's estimate (``relpages``, which takes no lock), and only
-        balances the ranges; no row is missed or read twice."""
+    def split(self, table: Table, part_bytes: int) -> list[Table]:
+        """Ranges of the heap's pages (``ctid``) of about ``part_bytes`` each, read by a TID
+        range scan (PostgreSQL 14+); tables under two parts are read whole. The last range is
+        left open, so the ranges cover the table whatever its size: the page count is the
+        catalog's estimate (``relpages``, which takes no lock), and only sizes the ranges; no
+        row is missed or read twice."""
         pages = table.details["pages"]
-        if (parts < 2 or self._version_num < 140000 or not table.details["only"]
-                or (table.estimated_bytes or 0) < SPLIT_BYTES or pages < parts):
+        size = table.estimated_bytes or 0
+        parts = min(size // max(1, part_bytes), pages)
+        if parts < 2 or self._version_num < 140000 or not table.details["only"]:
             return [table]
         bounds = [pages * i // parts for i in range(1, parts)]
         ranges = ([f"ctid < '({bounds[0]},0)'::tid"]
@@ -457,7 +455,7 @@ class PostgresSource(Source):
                      for lo, hi in zip(bounds, bounds[1:])]
                   + [f"ctid >= '({bounds[-1]},0)'::tid"])
         rows = (table.estimated_rows or 0) // parts or None
-        share = (table.estimated_bytes or 0) // parts or None
+        share = size // parts or None
         return [dataclasses.replace(table, estimated_rows=rows, estimated_bytes=share,
                                     details={**table.details, "where": where})
                 for where in ranges]
