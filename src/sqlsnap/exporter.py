@@ -194,7 +194,7 @@ LIVE_BYTES = 4 * CHUNK_BYTES
 PART_BYTES = 4 << 20
 #: The most bytes that parts read ahead of the writer may hold in memory at once, shared by
 #: every part; beyond it they go to spool files.
-AHEAD_BYTES = 24 << 20
+AHEAD_BYTES = 16 << 20
 #: The most bytes that parts read ahead of the writer may hold in spool files at once; a
 #: reader that would go over waits for the writer. Without a bound the readers spooled up
 #: to 600 MB of the benchmark's 1 GB document (largest-first reading: all of it). With two

@@ -37,7 +37,7 @@ class Writer(Protocol):
 #: glibc's allocator, as tuned by keep_chunk_memory(): blocks up to this size come from the
 #: heap, and this much free memory may stay there before it is given back to the system.
 MALLOC_MMAP_BYTES = 8 << 20
-MALLOC_TRIM_BYTES = 32 << 20
+MALLOC_TRIM_BYTES = 8 << 20
 
 
 def keep_chunk_memory() -> bool:
@@ -46,9 +46,10 @@ def keep_chunk_memory() -> bool:
     An export allocates and frees a megabyte-sized bytes object for every chunk on its way
     from the database to the file. glibc gave each one fresh pages from the kernel (its
     threads' arenas trim the freed memory at once), and faulting those pages in cost about
-    a quarter of the client's CPU on the benchmark (1.2 s of sys time in 1 GB): with this
-    it fell from 2.0 s to 0.8 s (bench/README.md, run F). The memory kept is at most
-    MALLOC_TRIM_BYTES per arena, and the peak RSS grew by about 3 MB.
+    a quarter of the client's CPU on the benchmark: 1.2 s of sys time in 1 GB (2.0 s -> 0.8 s
+    with one reader, bench/README.md, run F). It also made the S3 sink's peak memory steady
+    (its 8 MiB part buffers are reused instead of mapped anew: bench/README.md, "S3 sink").
+    The memory kept is at most MALLOC_TRIM_BYTES per arena.
 
     Process-wide, so the CLI calls it and the library does not. A no-op without glibc, or
     when the user tuned malloc already (MALLOC_*_ or GLIBC_TUNABLES). True if applied."""
