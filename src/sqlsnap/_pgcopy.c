@@ -29,7 +29,6 @@
 #include <link.h>
 #include <poll.h>
 #include <string.h>
-#include <time.h>
 
 typedef struct pg_conn PGconn;
 
@@ -153,21 +152,20 @@ read_chunk(PyObject *self, PyObject *args)
 {
     unsigned long long address;
     Py_ssize_t target, size = 0, capacity, rows = 0;
-    int timeout_ms, binary, settle_us, status = COPY_MORE, sock;
+    int timeout_ms, binary, status = COPY_MORE, sock;
     PGconn *conn;
     PyObject *chunk;
     char *row;
     (void)self;
 
-    if (!PyArg_ParseTuple(args, "Knipi:read_chunk", &address, &target, &timeout_ms, &binary,
-                          &settle_us))
+    if (!PyArg_ParseTuple(args, "Knip:read_chunk", &address, &target, &timeout_ms, &binary))
         return NULL;
     if (pq_get_copy_data == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "call bind() first");
         return NULL;
     }
-    if (target < 1 || settle_us < 0 || settle_us >= 1000000) {
-        PyErr_SetString(PyExc_ValueError, "target must be positive, settle_us in [0, 1000000)");
+    if (target < 1) {
+        PyErr_SetString(PyExc_ValueError, "target must be positive");
         return NULL;
     }
     conn = (PGconn *)(uintptr_t)address;
@@ -220,20 +218,9 @@ read_chunk(PyObject *self, PyObject *args)
                 break;
         }
         else if (n == 0) {
-            /* Nothing buffered: let libpq read what has arrived. When nothing has, wait for the
-             * server, and then a little more (settle_us), so that one wake-up reads many of
-             * the server's 8 kB sends rather than one: the reader had caught up with the
-             * server, whose sends then wait in the socket's buffer meanwhile. A wake-up per
-             * send (poll, sleep, context switch) cost a tenth of the client's CPU. */
+            /* Nothing buffered: wait for the server, then let libpq read what arrived. */
             struct pollfd pfd = {.fd = sock, .events = POLLIN};
-            int ready = poll(&pfd, 1, 0);
-            if (ready == 0) {
-                ready = poll(&pfd, 1, timeout_ms);
-                if (ready > 0 && settle_us > 0) {
-                    struct timespec pause = {0, settle_us * 1000L};
-                    nanosleep(&pause, NULL);
-                }
-            }
+            int ready = poll(&pfd, 1, timeout_ms);
             if (ready == 0 || (ready < 0 && errno == EINTR))
                 break; /* back to Python, which looks at cancellation and calls again */
             if (ready < 0 || !pq_consume_input(conn)) {
@@ -259,13 +246,11 @@ static PyMethodDef methods[] = {
     {"bind", bind, METH_NOARGS,
      "bind() -> str\n\nFind the libpq loaded in this process and use its functions; return its path."},
     {"read_chunk", read_chunk, METH_VARARGS,
-     "read_chunk(pgconn_ptr, target_bytes, timeout_ms, binary, settle_us)\n"
-     "    -> (status, lines, rows)\n\n"
+     "read_chunk(pgconn_ptr, target_bytes, timeout_ms, binary) -> (status, lines, rows)\n\n"
      "Read COPY rows as lines until about target_bytes, the end of the COPY, an error, or a\n"
      "wait of timeout_ms with nothing received. binary: the COPY is FORMAT binary of one\n"
-     "column, else one line a row (CSV of one column). settle_us: after waiting for data,\n"
-     "wait this much more before reading it. status: MORE call again, DONE, ERROR (libpq's),\n"
-     "BAD (binary data not of one field a row)."},
+     "column, else one line a row (CSV of one column). status: MORE call again, DONE, ERROR\n"
+     "(libpq's), BAD (binary data not of one field a row)."},
     {NULL, NULL, 0, NULL},
 };
 

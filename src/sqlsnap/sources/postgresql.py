@@ -224,11 +224,6 @@ def _result_error(result: Any) -> str:
 
 #: The longest single wait in select(); the loop around it decides whether to wait again.
 _WAIT_SECONDS = 0.5
-#: The C reader, having waited for the server, waits this much longer before it reads, so
-#: that a wake-up reads tens of the server's 8 kB sends instead of one (bench/README.md, run
-#: F: the client's sys time fell by about a third). A Unix socket buffers about 200 kB, so
-#: the server waits only if it sends over 400 MB/s; a TCP connection buffers more.
-_SETTLE_US = 500
 
 
 def _wait_readable(pgconn: Any) -> None:
@@ -593,7 +588,7 @@ class _PostgresReader(TableReader):
         read_chunk, address, more = _PGCOPY.read_chunk, pgconn.pgconn_ptr, _PGCOPY.MORE
         wait_ms = int(_WAIT_SECONDS * 1000)
         while True:
-            status, data, rows = read_chunk(address, CHUNK_BYTES, wait_ms, True, _SETTLE_US)
+            status, data, rows = read_chunk(address, CHUNK_BYTES, wait_ms, True)
             if rows:
                 yield data, rows
             if status != more:
