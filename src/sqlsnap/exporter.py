@@ -13,12 +13,11 @@ finished rows can give, go in the document's last member, ``"checksums"``.
 passes from its reader to the writer in memory, a few chunks at a time; a part read ahead
 of the writer waits in memory, up to a budget shared by all parts, and beyond it in an
 unlinked spool file (nothing is left on disk, even after a kill) until the writer reaches
-it. With one
-reader, tables are read in document order and nothing is spooled; an encrypted export never
-spools (no plaintext on disk), so its readers wait for the writer. The writer sees each
-table's bytes in order, so it computes the per-table SHA-256s, on background threads, and
-the reader threads do nothing but drain the server. The JSON Lines layout writes each table
-to its own file as it is read.
+it. With one reader, tables are read in document order and nothing is spooled; an encrypted
+export never spools (no plaintext on disk), so its readers wait for the writer. The writer
+sees each table's bytes in order, so it computes the per-table SHA-256s, on background
+threads, and the reader threads do nothing but drain the server. The JSON Lines layout
+writes each table to its own file as it is read.
 """
 
 from __future__ import annotations

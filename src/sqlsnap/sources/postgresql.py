@@ -8,9 +8,11 @@ exactly the same data (ECOSYSTEM.md section 1).
 Two ways to read a table, producing identical bytes (tests/test_postgresql_paths.py):
 
 * server JSON (default): ``COPY (SELECT row_to_json(t) FROM (SELECT <expr> AS col ...) t)``.
-  The server builds each row's JSON; Python only moves bytes. COPY runs in CSV mode with a
-  quote and delimiter that never occur (JSON escapes every control character), because
-  text mode doubles every backslash in the JSON (ECOSYSTEM.md section 13).
+  The server builds each row's JSON; Python only moves bytes. The C reader
+  (``sqlsnap._pgcopy``, optional) reads it as binary COPY, without the GIL; without it, COPY
+  runs in CSV mode with a quote and delimiter that never occur (JSON escapes every control
+  character), read in Python, because text mode doubles every backslash in the JSON
+  (ECOSYSTEM.md section 13). Both give the same bytes.
 * portable: the same columns fetched as values and encoded by msgspec, with text loaders
   for numbers, JSON and dates so that no value passes through a lossy Python type.
 
