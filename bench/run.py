@@ -663,12 +663,20 @@ class Target:
 
 
 def ratio_target(name: str, summary: dict[str, dict[str, Any]], way: str, ref: str, limit: float) -> Target:
+    """Passes only if both the ratio of the medians and the ratio of the fastest runs meet the
+    limit; the value shown is the worse of the two. On a shared VM one slow run of the
+    reference carries its median (psql ran 9.7-13.5 s in one run of 2026-12-01), which would
+    pass a way that is not faster; the fastest runs are the least disturbed by other work."""
     a = summary.get(way, {}).get("wall_s")
     b = summary.get(ref, {}).get("wall_s")
     if a is None or b is None:
         missing = way if a is None else ref
         return Target(name, None, limit, "x", None, f"{missing} was not measured or failed")
-    return Target(name, a / b, limit, "x", a / b <= limit, f"{a:.2f} s / {b:.2f} s")
+    a_min, b_min = summary[way]["wall_min_s"], summary[ref]["wall_min_s"]
+    median, best = a / b, a_min / b_min
+    value = max(median, best)
+    return Target(name, value, limit, "x", value <= limit,
+                  f"medians {a:.2f} s / {b:.2f} s = {median:.2f}; fastest {a_min:.2f} s / {b_min:.2f} s = {best:.2f}")
 
 
 def check_targets(summary: dict[str, dict[str, Any]], ways: Sequence[Way]) -> list[Target]:
