@@ -189,11 +189,12 @@ LIVE_BYTES = 4 * CHUNK_BYTES
 #: estimates it) is read in parts of about this size (``Source.split``), taken in document
 #: order. Small parts keep what a reader reads ahead of the writer small enough to wait in
 #: memory: with halves of the largest table and whole other tables, 590 MB of the
-#: benchmark's 1 GB document went through spool files (bench/README.md, run F).
-PART_BYTES = 4 << 20
+#: benchmark's 1 GB document went through spool files; with 4 MB parts and 16 MiB ahead,
+#: none, but the peak RSS grew from 63 to 76 MB from scale 25 to 100 (bench/README.md).
+PART_BYTES = 2 << 20
 #: The most bytes that parts read ahead of the writer may hold in memory at once, shared by
 #: every part; beyond it they go to spool files.
-AHEAD_BYTES = 16 << 20
+AHEAD_BYTES = 8 << 20
 #: The most bytes that parts read ahead of the writer may hold in spool files at once; a
 #: reader that would go over waits for the writer. Without a bound the readers spooled up
 #: to 600 MB of the benchmark's 1 GB document (largest-first reading: all of it). With two
