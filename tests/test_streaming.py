@@ -6,6 +6,7 @@ through."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +147,23 @@ def test_a_count_that_does_not_match_the_rows_fails_the_export(
                                         r"snapshot, 3 read"):
         sqlsnap.export(sqlite_url, str(tmp_path / "x.json"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["source.db"]
+
+
+def test_keep_chunk_memory_applies_on_glibc_and_respects_the_users_tuning(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI lets glibc keep freed chunk memory (sqlsnap.output.keep_chunk_memory), unless
+    the user tuned malloc through the environment."""
+    import platform
+
+    from sqlsnap.output import keep_chunk_memory
+
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1048576")
+    assert keep_chunk_memory() is False
+    monkeypatch.delenv("GLIBC_TUNABLES")
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+    assert keep_chunk_memory() is False
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    for name in [k for k in os.environ if k.startswith("MALLOC_")]:
+        monkeypatch.delenv(name)
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert keep_chunk_memory() is True

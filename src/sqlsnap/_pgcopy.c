@@ -2,9 +2,10 @@
  * sqlsnap._pgcopy: read a PostgreSQL COPY TO STDOUT stream a chunk at a time, in C, without
  * the GIL.
  *
- * The Python loop over psycopg's PGconn.get_copy_data() costs about 2 us per row (a call, a
+ * The Python loop over psycopg's PGconn.get_copy_data() costs about 1 us per row (a call, a
  * tuple and a bytes object for every row), and it holds the GIL meanwhile, so the reader and
- * the writer of an export take turns on one core (bench/README.md, "A C reader for COPY").
+ * the writer of an export take turns (bench/README.md, "Between run D and run G": the
+ * export's user time went from 3.5 to 2.4 s for 1 GB).
  * Here the same libpq calls (PQgetCopyData in async mode, poll() on the socket,
  * PQconsumeInput) fill one bytes object of about a chunk, and Python sees one call per chunk.
  *
