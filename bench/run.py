@@ -675,8 +675,9 @@ def ratio_target(name: str, summary: dict[str, dict[str, Any]], way: str, ref: s
     a_min, b_min = summary[way]["wall_min_s"], summary[ref]["wall_min_s"]
     median, best = a / b, a_min / b_min
     value = max(median, best)
-    return Target(name, value, limit, "x", value <= limit,
-                  f"medians {a:.2f} s / {b:.2f} s = {median:.2f}; fastest {a_min:.2f} s / {b_min:.2f} s = {best:.2f}")
+    detail = (f"medians {a:.2f} s / {b:.2f} s = {median:.2f}; "
+              f"fastest {a_min:.2f} s / {b_min:.2f} s = {best:.2f}")
+    return Target(name, value, limit, "x", value <= limit, detail)
 
 
 def check_targets(summary: dict[str, dict[str, Any]], ways: Sequence[Way]) -> list[Target]:
