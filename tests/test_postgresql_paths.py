@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -154,10 +155,17 @@ def test_c_reader_and_python_reader_write_the_same_bytes(
 
     if postgresql._PGCOPY is None:
         pytest.skip("sqlsnap._pgcopy is not built")
-    in_c, in_python = tmp_path / "c.json", tmp_path / "python.json"
-    r1 = sqlsnap.export(all_types_url, str(in_c), jobs=1)
-    monkeypatch.setattr(postgresql, "_PGCOPY", None)
-    r2 = sqlsnap.export(all_types_url, str(in_python), jobs=1)
-    assert data_part(in_c) == data_part(in_python)
-    assert {t: r.sha256 for t, r in r1.tables.items()} == {t: r.sha256 for t, r in r2.tables.items()}
-    assert r1.tables["big"].rows == 5000 and r1.tables["everything"].rows == 6
+    # Plain, and anonymized: a policy's projection is read as CSV lines, in C too.
+    options: list[dict[str, Any]] = [{}, {"anonymize": True, "hash_key": "key-0123456789abcdef"}]
+    results = []
+    for i, extra in enumerate(options):
+        in_c, in_python = tmp_path / f"c{i}.json", tmp_path / f"python{i}.json"
+        with monkeypatch.context() as patch:
+            r1 = sqlsnap.export(all_types_url, str(in_c), jobs=1, **extra)
+            patch.setattr(postgresql, "_PGCOPY", None)
+            r2 = sqlsnap.export(all_types_url, str(in_python), jobs=1, **extra)
+        assert data_part(in_c) == data_part(in_python), extra
+        assert {t: r.sha256 for t, r in r1.tables.items()} == {t: r.sha256 for t, r in r2.tables.items()}
+        assert r1.tables["big"].rows == 5000 and r1.tables["everything"].rows == 6
+        results.append(data_part(in_c))
+    assert results[0] != results[1]  # the policy changed values: the projected path was read

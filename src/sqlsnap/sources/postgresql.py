@@ -539,18 +539,27 @@ class _PostgresReader(TableReader):
         # goes"); it is the loop of psycopg's own copy generator (get_copy_data(1), wait for
         # the socket, consume_input), without its per-row generator.
         pgconn = self.conn.pgconn
-        # The C reader reads binary COPY: the same json text, which the server then sends
-        # without scanning it for CSV quoting (sqlsnap/_pgcopy.c).
-        in_c = projection is None and _PGCOPY is not None
-        copy_sql, splice = (self.server_sql(table, binary=in_c), None) if projection is None else \
+        # The C reader reads the whole rows' json as binary COPY: the same text, which the
+        # server then sends without scanning it for CSV quoting (sqlsnap/_pgcopy.c). A
+        # policy's projection is read as CSV lines, in C too when it is there.
+        binary = projection is None and _PGCOPY is not None
+        copy_sql, splice = (self.server_sql(table, binary=binary), None) if projection is None else \
             _projected_copy(table, projection, self._from(table))
         pgconn.send_query(copy_sql.encode())
         result = _get_result(pgconn)
         if result is None or result.status != pq.ExecStatus.COPY_OUT:
             self._drain(pgconn)
             raise psycopg.errors.DataError(_result_error(result))
-        if in_c:
-            yield from self._read_copy_in_c(table, pgconn, cancel)
+        if _PGCOPY is not None:
+            chunks = self._read_copy_in_c(table, pgconn, cancel, binary)
+            if splice is None:
+                yield from chunks
+            else:
+                # One CSV line a row: JSON escapes every newline inside a field (splice).
+                for data, rows in chunks:
+                    lines = data.split(b"\n")
+                    lines.pop()  # after the last newline
+                    yield b"".join([splice(line + b"\n") for line in lines]), rows
             return
         get_copy_data = pgconn.get_copy_data
         rows: list[Any] = []
@@ -584,13 +593,15 @@ class _PostgresReader(TableReader):
             yield b"".join(rows), len(rows)
 
     def _read_copy_in_c(
-        self, table: Table, pgconn: Any, cancel: threading.Event
+        self, table: Table, pgconn: Any, cancel: threading.Event, binary: bool
     ) -> Iterator[tuple[bytes, int]]:
-        """The loop above, in C (sqlsnap/_pgcopy.c): a chunk per call, read without the GIL."""
+        """The Python loop of _read_server_json, in C (sqlsnap/_pgcopy.c): a chunk of lines
+        per call, read without the GIL; ``binary``: the COPY is FORMAT binary of one column,
+        else CSV."""
         read_chunk, address, more = _PGCOPY.read_chunk, pgconn.pgconn_ptr, _PGCOPY.MORE
         wait_ms = int(_WAIT_SECONDS * 1000)
         while True:
-            status, data, rows = read_chunk(address, CHUNK_BYTES, wait_ms, True)
+            status, data, rows = read_chunk(address, CHUNK_BYTES, wait_ms, binary)
             if rows:
                 yield data, rows
             if status != more:
