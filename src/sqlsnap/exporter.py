@@ -400,17 +400,16 @@ class _Part:
 
 
 class _Readers:
-    """Reader threads streaming ``parts`` (in document order) through the sink that
-    ``open_part`` gives, ``jobs`` at a time; tables in ``projections`` are read through their
-    projection (the policy's columns and rules). Each table's rows and bytes are summed
-    into ``results`` when its last part is done.
+    """Reader threads streaming ``parts`` through the sink that ``open_part`` gives, ``jobs``
+    at a time, each taking the next part in the order given; tables in ``projections`` are
+    read through their projection (the policy's columns and rules). Each table's rows and
+    bytes are summed into ``results`` when its last part is done.
 
-    Which part a reader takes next (``pick``): ``"document"``, the next in document order, for
-    the document, whose writer takes the parts in that order (largest-first spooled all of
-    the benchmark's 1 GB: the writer's first tables are small ones that nobody read until the
-    large parts were done; document order spooled 600 MB, and is what makes the spool budget
-    deadlock-free); ``"largest"``, the largest left, for JSON Lines, which has no writer to
-    feed, so that the longest table starts at once."""
+    The callers' orders: document order for the document, whose writer takes the parts in
+    that order (largest-first spooled all of the benchmark's 1 GB: the writer's first tables
+    are small ones that nobody read until the large parts were done; document order is what
+    makes the spool budget deadlock-free); largest first for JSON Lines, which has no writer
+    to feed, so that the longest table starts at once."""
 
     def __init__(
         self,
@@ -422,16 +421,14 @@ class _Readers:
         progress: Progress | None,
         projections: dict[str, Projection] | None,
         cancel: threading.Event,
-        pick: str = "document",
     ) -> None:
         self.source = source
         self.open_part = open_part
-        self.pick = pick
         self.results = results
         self.progress = progress
         self.projections = projections or {}
         self.cancel = cancel
-        self.todo = list(parts)
+        self.todo = deque(parts)
         self.pending: dict[str, list[_Part]] = {}
         for part in parts:
             self.pending.setdefault(part.name, []).append(part)
@@ -467,12 +464,7 @@ class _Readers:
 
     def _next(self) -> _Part | None:
         with self.lock:
-            if not self.todo:
-                return None
-            if self.pick == "document":
-                return self.todo.pop(0)
-            largest = max(range(len(self.todo)), key=lambda k: _size(self.todo[k].table))
-            return self.todo.pop(largest)
+            return self.todo.popleft() if self.todo else None
 
     def _worker(self) -> None:
         try:
@@ -784,9 +776,8 @@ def export(
                     return _TableFile(os.path.join(folder.tmp, result.file or ""), compression, result)
 
                 # Largest first, so the longest table starts at once and the others fill in.
-                parts = [_Part(t.name, t) for t in order]
-                _run_readers(dict(readers_args, parts=parts, open_part=open_file, pick="largest"),
-                             lambda r: None)
+                parts = [_Part(t.name, t) for t in sorted(order, key=_size, reverse=True)]
+                _run_readers(dict(readers_args, parts=parts, open_part=open_file), lambda r: None)
                 metadata = _metadata(source_info, order, results, excluded, **metadata_kw)  # type: ignore[arg-type]
                 manifest = os.path.join(folder.tmp, "metadata.json")
                 with open(manifest, "xb") as fh:
@@ -828,7 +819,7 @@ def export(
                     written = _write_document(sink, compression, metadata, order, channels, readers,
                                               results, recipients)
 
-                _run_readers(dict(readers_args, parts=parts, pick="document",
+                _run_readers(dict(readers_args, parts=parts,  # in document order
                                   open_part=lambda p: channels[p.name][p.index]), write)
                 _check_counts(counted, results)
                 size, sha256 = written
