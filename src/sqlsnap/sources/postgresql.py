@@ -559,7 +559,7 @@ class _PostgresReader(TableReader):
                 for data, rows in chunks:
                     lines = data.split(b"\n")
                     lines.pop()  # after the last newline
-                    yield b"".join([splice(line + b"\n") for line in lines]), rows
+                    yield b"".join([splice(line) for line in lines]), rows
             return
         get_copy_data = pgconn.get_copy_data
         rows: list[Any] = []
@@ -570,12 +570,11 @@ class _PostgresReader(TableReader):
             if nbytes > 0:
                 # One join per chunk: growing a bytearray row by row copied every byte again
                 # at each reallocation.
-                append(data if splice is None else splice(data))
+                append(data if splice is None else splice(bytes(data)[:-1]))
                 size += nbytes
                 if size >= CHUNK_BYTES:
                     if cancel.is_set():
-                        self.cancel()  # or the drain below reads the rest of the table
-                        self._drain(pgconn)
+                        self._abandon_copy(pgconn)
                         raise Cancelled
                     yield b"".join(rows), len(rows)
                     rows.clear()
@@ -585,10 +584,7 @@ class _PostgresReader(TableReader):
                 pgconn.consume_input()
             else:
                 break
-        result = _get_result(pgconn)
-        self._drain(pgconn)
-        if result is None or result.status != pq.ExecStatus.COMMAND_OK:
-            raise psycopg.errors.DataError(_result_error(result))
+        self._end_copy(pgconn)
         if rows:
             yield b"".join(rows), len(rows)
 
@@ -607,15 +603,23 @@ class _PostgresReader(TableReader):
             if status != more:
                 break
             if cancel.is_set():
-                self.cancel()  # or the drain below reads the rest of the table
-                self._drain(pgconn)
+                self._abandon_copy(pgconn)
                 raise Cancelled
         if status == _PGCOPY.BAD:
-            self.cancel()
-            self._drain(pgconn)
+            self._abandon_copy(pgconn)
             raise psycopg.errors.DataError(f"unexpected binary COPY data from the server for {table.name}")
-        result = _get_result(pgconn)
+        self._end_copy(pgconn)
+
+    def _abandon_copy(self, pgconn: Any) -> None:
+        """Cancel the COPY on the server, or the drain would read the rest of the table."""
+        self.cancel()
         self._drain(pgconn)
+
+    @classmethod
+    def _end_copy(cls, pgconn: Any) -> None:
+        """After the COPY's last row: its result, which must say it succeeded."""
+        result = _get_result(pgconn)
+        cls._drain(pgconn)
         if result is None or result.status != pq.ExecStatus.COMMAND_OK:
             raise psycopg.errors.DataError(_result_error(result))
 
@@ -702,8 +706,8 @@ def _field(plan: _ColumnPlan, ref: str) -> tuple[str, Any]:
 
 
 def _projected_copy(table: Table, projection: Projection, from_: str) -> tuple[str, Any]:
-    """The COPY statement for ``projection``, and the per-row splice function (None when the
-    server's rows are final)."""
+    """The COPY statement for ``projection``, and the per-row splice function, from one CSV
+    row without its newline to one JSON line (None when the server's rows are final)."""
     plans: list[_ColumnPlan] = table.details["plans"]
     cols = table.columns
     if not any(c.transform for c in projection.columns):
@@ -764,10 +768,10 @@ def _projected_copy(table: Table, projection: Projection, from_: str) -> tuple[s
     sql_ = (f"COPY (SELECT {', '.join(fields)} FROM (SELECT {inner} FROM {from_}) r "
             f"{' '.join(laterals)}) {_COPY_OPTIONS}")
 
-    def splice(data: Any) -> bytes:
-        # Each row ends with a newline; JSON escapes control characters, so \x02 only ever
+    def splice(line: bytes) -> bytes:
+        # One row, without its newline; JSON escapes control characters, so \x02 only ever
         # separates fields and no field is ever quoted.
-        parts = bytes(data)[:-1].split(b"\x02")
+        parts = line.split(b"\x02")
         return b"{" + b",".join([op(parts) for op in ops]) + b"}\n"
 
     return sql_, splice
