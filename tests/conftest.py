@@ -30,7 +30,7 @@ SQLSNAP = str(Path(sys.executable).with_name("sqlsnap"))
 REQUIRE = os.environ.get("SQLSNAP_REQUIRE_SERVERS") == "1"
 #: What the suite needs when REQUIRE is set: Python modules, and commands on PATH.
 REQUIRED_MODULES = ("psycopg", "pymysql", "boto3", "moto", "pyrage", "zstandard", "jsonschema", "hypothesis")
-REQUIRED_COMMANDS = ("age", "age-keygen", "sha256sum")
+REQUIRED_COMMANDS = ("age", "age-keygen", "sha256sum", "xxh128sum")
 
 
 def unavailable(reason: str) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import xxhash
 import zstandard
 
 import sqlsnap
@@ -121,7 +122,7 @@ def test_empty_tables_are_empty_arrays(any_url: str, tmp_path: Path) -> None:
     raw, doc, result = export_doc(any_url, tmp_path / "out.json")
     assert doc["data"] == {"empty_a": [], "empty_b": [], "full_c": [{"id": 1}]}
     assert doc["metadata"]["tables"]["empty_a"]["rows"] == 0
-    assert doc["checksums"]["sha256"]["empty_a"] == hashlib.sha256(b"").hexdigest()
+    assert doc["checksums"]["xxh128"]["empty_a"] == xxhash.xxh3_128(b"").hexdigest()
     assert b'"empty_a": []' in raw
     assert result.tables["empty_b"].rows == 0
 
@@ -543,7 +544,7 @@ def test_jsonl_folder(any_url: str, tmp_path: Path) -> None:
     for name, table in meta["tables"].items():
         assert table["file"] == f"{name}.jsonl"
         raw = (folder / table["file"]).read_bytes()
-        assert hashlib.sha256(raw).hexdigest() == table["sha256"] == doc["checksums"]["sha256"][name]
+        assert xxhash.xxh3_128(raw).hexdigest() == table["xxh128"] == doc["checksums"]["xxh128"][name]
         rows = [json.loads(line) for line in raw.splitlines()]
         assert rows == doc["data"][name], name
         assert len(rows) == table["rows"]

@@ -3,12 +3,13 @@ one row per line, checksums that match the rows."""
 
 from __future__ import annotations
 
-import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 import jsonschema
 import pytest
+import xxhash
 
 import sqlsnap
 from tests.conftest import execute_script
@@ -37,8 +38,8 @@ def test_metadata_validates_against_the_published_schema(exported: tuple[str, Pa
     doc = json.loads(out.read_bytes())
     jsonschema.validate(doc["metadata"], SCHEMA)
     assert list(doc) == ["metadata", "data", "checksums"]
-    assert list(doc["checksums"]["sha256"]) == list(doc["data"]) == list(doc["metadata"]["tables"])
-    assert doc["metadata"]["checksums"] == {"algorithm": "sha256", "location": "end"}
+    assert list(doc["checksums"]["xxh128"]) == list(doc["data"]) == list(doc["metadata"]["tables"])
+    assert doc["metadata"]["checksums"] == {"algorithm": "xxh128", "location": "end"}
     assert doc["metadata"]["total_rows"] == 5
 
 
@@ -52,9 +53,9 @@ def test_one_row_per_line_and_checksums_match(exported: tuple[str, Path]) -> Non
         rows = lines[start + 1: start + 1 + meta["rows"]] if meta["rows"] else []
         row_lines = [r[:-1] if r.endswith(",") else r for r in rows]
         assert [json.loads(r) for r in row_lines] == doc["data"][table]
-        digest = hashlib.sha256("".join(r + "\n" for r in row_lines).encode()).hexdigest()
-        assert digest == doc["checksums"]["sha256"][table], table
-        assert "sha256" not in meta  # the document's rows come after its metadata: see "checksums"
+        digest = xxhash.xxh3_128("".join(r + "\n" for r in row_lines).encode()).hexdigest()
+        assert digest == doc["checksums"]["xxh128"][table], table
+        assert "xxh128" not in meta  # the document's rows come after its metadata: see "checksums"
     # Parents before children.
     assert list(doc["data"]).index("parent") < list(doc["data"]).index("child")
 
@@ -68,5 +69,9 @@ def test_jsonl_layout_matches_the_document(exported: tuple[str, Path], tmp_path:
     doc = json.loads(out.read_bytes())
     for table, entry in meta["tables"].items():
         data = (folder / entry["file"]).read_bytes()
-        assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+        assert xxhash.xxh3_128(data).hexdigest() == entry["xxh128"]
+        # The checksum is the one xxhash's own tool prints for the file.
+        printed = subprocess.run(["xxh128sum", entry["file"]], cwd=folder, capture_output=True, text=True,
+                                 check=True).stdout
+        assert printed == f"{entry['xxh128']}  {entry['file']}\n"
         assert [json.loads(line) for line in data.splitlines()] == doc["data"][table]

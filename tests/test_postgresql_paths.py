@@ -101,7 +101,7 @@ def test_document_data_is_byte_identical(all_types_url: str, tmp_path: Path) -> 
         for la, lb in zip(a.split(b"\n"), b.split(b"\n")):
             assert la == lb
     assert a == b
-    assert {t: r.sha256 for t, r in r1.tables.items()} == {t: r.sha256 for t, r in r2.tables.items()}
+    assert {t: r.checksum for t, r in r1.tables.items()} == {t: r.checksum for t, r in r2.tables.items()}
     doc = json.loads(server.read_bytes())
     # The comparison covered real data: every table, with the rows expected.
     assert doc["metadata"]["tables"]["everything"]["rows"] == 6
@@ -165,7 +165,7 @@ def test_c_reader_and_python_reader_write_the_same_bytes(
             patch.setattr(postgresql, "_PGCOPY", None)
             r2 = sqlsnap.export(all_types_url, str(in_python), jobs=1, **extra)
         assert data_part(in_c) == data_part(in_python), extra
-        assert {t: r.sha256 for t, r in r1.tables.items()} == {t: r.sha256 for t, r in r2.tables.items()}
+        assert {t: r.checksum for t, r in r1.tables.items()} == {t: r.checksum for t, r in r2.tables.items()}
         assert r1.tables["big"].rows == 5000 and r1.tables["everything"].rows == 6
         results.append(data_part(in_c))
     assert results[0] != results[1]  # the policy changed values: the projected path was read

@@ -4,6 +4,7 @@ the table and line where it is; intact files pass in every layout and compressio
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import re
 import sqlite3
@@ -125,13 +126,19 @@ def test_truncated_files(db: str, tmp_path: Path) -> None:
 def legacy_copy(path: Path, out: Path) -> Path:
     """The same snapshot as sqlsnap wrote it before the closing checksums member: each
     table's SHA-256 in its metadata, and the data ended by '}}'."""
+
     import msgspec
 
     raw = path.read_bytes()
     doc = json.loads(raw)
     meta = doc["metadata"]
-    for name, digest in doc["checksums"]["sha256"].items():
-        meta["tables"][name]["sha256"] = digest
+    lines = raw.split(b"\n")
+    for name, entry in meta["tables"].items():
+        rows = []
+        if entry["rows"]:
+            start = lines.index(json.dumps(name).encode() + b": [") + 1
+            rows = [line.rstrip(b",") for line in lines[start:start + entry["rows"]]]
+        entry["sha256"] = hashlib.sha256(b"".join(r + b"\n" for r in rows)).hexdigest()
     del meta["checksums"]
     data = raw[raw.index(b'\n"data": {'):raw.rindex(b'\n},\n"checksums": ')]
     out.write_bytes(b'{"metadata": ' + msgspec.json.format(msgspec.json.encode(meta), indent=2) + b","
@@ -150,6 +157,45 @@ def test_snapshots_written_before_the_checksums_member_still_verify(db: str, tmp
     assert "the rows do not match their SHA-256 in the metadata" in fail(old)
 
 
+def sha256_copy(path: Path, out: Path) -> Path:
+    """The same snapshot as sqlsnap wrote it before XXH3-128: SHA-256s per table, named so in
+    the metadata and in the closing checksums member."""
+    raw = path.read_bytes()
+    doc = json.loads(raw)
+    lines = raw.split(b"\n")
+    sums = {}
+    for name, entry in doc["metadata"]["tables"].items():
+        rows = []
+        if entry["rows"]:
+            start = lines.index(json.dumps(name).encode() + b": [") + 1
+            rows = [line.rstrip(b",") for line in lines[start:start + entry["rows"]]]
+        sums[name] = hashlib.sha256(b"".join(r + b"\n" for r in rows)).hexdigest()
+    head, tail = raw.split(b'\n"checksums": ')
+    assert head.count(b'"algorithm": "xxh128"') == 1
+    out.write_bytes(head.replace(b'"algorithm": "xxh128"', b'"algorithm": "sha256"')
+                    + b'\n"checksums": ' + json.dumps({"sha256": sums}).encode() + b"\n}\n")
+    return out
+
+
+def test_snapshots_with_sha256_table_checksums_still_verify(db: str, tmp_path: Path) -> None:
+    old = sha256_copy(export(db, tmp_path / "new.json"), tmp_path / "old.json")
+    code, out, err = run("verify", str(old))
+    assert code == 0, err
+    data = old.read_bytes()
+    pos = data.index(b"user2222@example.com")
+    old.write_bytes(data[:pos] + b"X" + data[pos + 1:])
+    message = fail(old)
+    assert "table 'users'" in message and "the rows do not match their SHA-256 in the checksums" in message
+
+
+def test_an_unknown_checksum_algorithm_asks_for_a_newer_sqlsnap(db: str, tmp_path: Path) -> None:
+    path = export(db, tmp_path / "app.json")
+    path.write_bytes(path.read_bytes().replace(b'"algorithm": "xxh128"', b'"algorithm": "blake9"', 1))
+    message = fail(path)
+    assert "the checksum algorithm 'blake9' is not one this sqlsnap reads (xxh128, sha256); upgrade sqlsnap" \
+        in message, message
+
+
 def test_flipped_byte_inside_a_value_breaks_the_table_checksum(db: str, tmp_path: Path) -> None:
     path = export(db, tmp_path / "app.json")
     data = path.read_bytes()
@@ -159,7 +205,7 @@ def test_flipped_byte_inside_a_value_breaks_the_table_checksum(db: str, tmp_path
     lines = path.read_bytes().split(b"\n")
     sums = next(i for i, line in enumerate(lines, 1) if line.startswith(b'"checksums": '))
     message = fail(path)
-    assert (f"table 'users' (lines {first}-{first + USERS}): the rows do not match their SHA-256 in the "
+    assert (f"table 'users' (lines {first}-{first + USERS}): the rows do not match their XXH3-128 in the "
             f"checksums (line {sums}) (the data was changed)") in message
     assert "also differs from app.json.sha256" in message
 
@@ -250,7 +296,7 @@ def test_jsonl_folder(db: str, tmp_path: Path) -> None:
     assert f"users.jsonl table 'users' (lines 1-{USERS - 1}): {USERS - 1:,} rows" in fail(plain)
     gz = folder.with_name("app-gzip") / "tickets.jsonl.gz"
     gz.write_bytes(gzip.compress(gzip.decompress(gz.read_bytes()).replace(b"ticket", b"tickex", 1)))
-    assert "table 'tickets'" in fail(folder.with_name("app-gzip")) and "SHA-256" in fail(
+    assert "table 'tickets'" in fail(folder.with_name("app-gzip")) and "XXH3-128" in fail(
         folder.with_name("app-gzip"))
 
 

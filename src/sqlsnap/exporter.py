@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import fnmatch
 import getpass
-import hashlib
 import os
 import tempfile
 import threading
@@ -43,8 +42,9 @@ from .errors import Interrupted, NotFoundError, SnapError, UsageError
 from .output import (
     COPY_BYTES,
     SUFFIXES,
+    TABLE_CHECKSUM,
+    TABLE_CHECKSUMS,
     AtomicDir,
-    BackgroundSHA256,
     Compressed,
     HashingWriter,
     WritebackFile,
@@ -82,8 +82,9 @@ class TableResult:
     rows: int = 0
     #: Bytes of the table's JSON lines (uncompressed).
     bytes: int = 0
-    #: SHA-256 of the table's rows as JSON lines, each ended by a newline.
-    sha256: str = ""
+    #: The table's checksum (``TABLE_CHECKSUM``: XXH3-128) of its rows as JSON lines, each
+    #: ended by a newline.
+    checksum: str = ""
     file: str | None = None
 
 
@@ -369,7 +370,7 @@ class _TableFile:
 
     def __init__(self, path: str, compression: str, result: TableResult) -> None:
         self.result = result
-        self.digest = hashlib.sha256()
+        self.digest = TABLE_CHECKSUMS[TABLE_CHECKSUM]()
         self.fh = WritebackFile(path)
         self.out = Compressed(self.fh, compression)
 
@@ -378,7 +379,7 @@ class _TableFile:
         self.out.write(chunk)
 
     def finish(self) -> None:
-        self.result.sha256 = self.digest.hexdigest()
+        self.result.checksum = self.digest.hexdigest()
         self.out.close()
         self.fh.flush()
         os.fsync(self.fh.fileno())
@@ -575,7 +576,7 @@ def _metadata(
             "excluded_columns": [],
         }
         if counted is None:
-            entry["sha256"] = r.sha256
+            entry[TABLE_CHECKSUM] = r.checksum
         if plan is not None:  # the columns, keys and exclusions as exported, with their rules
             entry.update(plan.table(t.name).metadata(t))
         if r.file:
@@ -596,7 +597,7 @@ def _metadata(
         "filters": {},
         "total_tables": len(tables),
         "total_rows": sum(rows[t.name] for t in tables),
-        "checksums": {"algorithm": "sha256", "location": "end" if counted is not None else "tables"},
+        "checksums": {"algorithm": TABLE_CHECKSUM, "location": "end" if counted is not None else "tables"},
         # What was left out, masked and included on purpose; never the hash key.
         **({"policy": plan.metadata()} if plan is not None else {}),
     }
@@ -618,7 +619,7 @@ def _write_document(
 ) -> tuple[int, str]:
     """Write ``{"metadata": ..., "data": {...}, "checksums": {...}}`` as the rows arrive: one
     row per line, tables in ``order``, each from its parts' ``channels`` in turn. The
-    per-table SHA-256s are computed here, where each table's bytes pass in order (its parts
+    per-table checksums are computed here, where each table's bytes pass in order (its parts
     are read side by side), so that the reader threads do nothing but drain the server.
 
     Bytes go data -> compression -> age encryption (with ``recipients``) -> SHA-256 -> sink."""
@@ -629,7 +630,6 @@ def _write_document(
 
         encrypting = Encrypting(tee, recipients)
     out = Compressed(encrypting or tee, compression)
-    digests: list[BackgroundSHA256] = []
     try:
         out.write(b'{"metadata": ' + _encode_metadata(metadata) + b',\n"data": {')
         for i, table in enumerate(order):
@@ -638,8 +638,7 @@ def _write_document(
             # bytes written so far are held back: at the table's end they are the ",\n" that
             # must not follow the last row. (Spooled chunks may end inside a row.)
             held = b""
-            digest = BackgroundSHA256()
-            digests.append(digest)
+            digest = TABLE_CHECKSUMS[TABLE_CHECKSUM]()
             for channel in channels[table.name]:
                 for chunk in channel.chunks(readers.check):
                     digest.update(chunk)
@@ -648,11 +647,11 @@ def _write_document(
                     out.write(memoryview(piece)[:-2])
                     held = piece[-2:]
                 channel.release()
-            results[table.name].sha256 = digest.hexdigest()
+            results[table.name].checksum = digest.hexdigest()
             if held and held != b",\n":
                 raise SnapError(f"table {table.name}: the reader did not end its last row", table=table.name)
             out.write(b"\n]" if held else b"]")
-        checksums = {"sha256": {t.name: results[t.name].sha256 for t in order}}
+        checksums = {TABLE_CHECKSUM: {t.name: results[t.name].checksum for t in order}}
         out.write(b"\n},\n\"checksums\": " + msgspec.json.encode(checksums) + b"\n}\n")
         out.close()
         if encrypting:
@@ -663,8 +662,6 @@ def _write_document(
         raise
     finally:
         tee.close()
-        for d in digests:
-            d.close()
     return tee.bytes, tee.sha256.hexdigest()
 
 

@@ -8,10 +8,10 @@ decryption (with ``identities``) -> decompression (zstd or gzip, told by the mag
 - the layout of docs/format.md, exactly: metadata first, ``"data": {``, each table's
   ``"name": [`` line, one row per line, ``]``, ``}}`` and the end of the file;
 - every row line is one valid JSON object;
-- per table, the row count against ``metadata.tables[name].rows`` and the SHA-256 of the
-  rows (as JSON lines) against the document's closing ``"checksums"`` member (a JSON Lines
-  folder: ``metadata.tables[name].sha256``); every table of the metadata is present, no
-  other; ``total_rows`` and ``total_tables``;
+- per table, the row count against ``metadata.tables[name].rows`` and the checksum of the
+  rows (as JSON lines; the algorithm ``metadata.checksums`` names) against the document's
+  closing ``"checksums"`` member (a JSON Lines folder: ``metadata.tables[name].xxh128``);
+  every table of the metadata is present, no other; ``total_rows`` and ``total_tables``;
 - the file's SHA-256 against ``<name>.sha256`` when that file exists.
 
 With ``integrity=True`` every foreign-key value is also looked up among the parent table's
@@ -34,6 +34,7 @@ from typing import Any
 import msgspec
 
 from .errors import SnapError, UsageError, VerifyError
+from .output import TABLE_CHECKSUMS
 from .sinks import is_s3, open_input, read_sidecar
 
 #: Read size through the layers; also the unit of memory besides the longest row.
@@ -308,16 +309,22 @@ _RAW = msgspec.json.Decoder(msgspec.Raw)
 _ROW = msgspec.json.Decoder(dict)
 
 
-class _TableCheck:
-    """Row lines of one table: JSON validity, count, SHA-256."""
+#: How a message names each per-table checksum algorithm.
+_CHECKSUM_NAMES = {"xxh128": "XXH3-128", "sha256": "SHA-256"}
 
-    def __init__(self, name: str, entry: dict[str, Any], first_line: int, where: str) -> None:
+
+class _TableCheck:
+    """Row lines of one table: JSON validity, count, checksum (``algorithm``)."""
+
+    def __init__(self, name: str, entry: dict[str, Any], first_line: int, where: str,
+                 algorithm: str) -> None:
         self.name = name
         self.entry = entry
         self.first_line = first_line
         self.where = where
         self.rows = 0
-        self.sha = hashlib.sha256()
+        self.algorithm = algorithm
+        self.digest = TABLE_CHECKSUMS[algorithm]()
 
     def row(self, row: bytes, lineno: int, fks: _ForeignKeys | None) -> None:
         if not row.startswith(b"{"):
@@ -332,8 +339,8 @@ class _TableCheck:
             raise VerifyError(f"{self.where} line {lineno} (table '{self.name}', row {self.rows + 1}): "
                               f"not valid JSON ({exc})", path=self.where, table=self.name,
                               line=lineno) from None
-        self.sha.update(row)
-        self.sha.update(b"\n")
+        self.digest.update(row)
+        self.digest.update(b"\n")
         self.rows += 1
 
     def finish(self, last_line: int) -> None:
@@ -343,18 +350,19 @@ class _TableCheck:
             raise VerifyError(f"{self.where} table '{self.name}' ({self.lines}): {self.rows:,} rows, but the "
                               f"metadata says {expected}", path=self.where, table=self.name,
                               line=self.first_line)
-        if "sha256" in self.entry:
-            self.check_sha256(self.entry["sha256"], "the metadata")
+        if self.algorithm in self.entry:
+            self.check_digest(self.entry[self.algorithm], "the metadata")
 
-    def check_sha256(self, expected: Any, where_stored: str) -> None:
-        if self.sha.hexdigest() != expected:
+    def check_digest(self, expected: Any, where_stored: str) -> None:
+        if self.digest.hexdigest() != expected:
             raise VerifyError(f"{self.where} table '{self.name}' ({self.lines}): the rows do not match their "
-                              f"SHA-256 in {where_stored} (the data was changed)", path=self.where,
-                              table=self.name, line=self.first_line)
+                              f"{_CHECKSUM_NAMES[self.algorithm]} in {where_stored} (the data was changed)",
+                              path=self.where, table=self.name, line=self.first_line)
 
 
-def _check_metadata(metadata: Any, where: str, *, sha256: bool = False) -> dict[str, Any]:
-    """The metadata's tables; ``sha256``: each table must carry its checksum (JSON Lines)."""
+def _check_metadata(metadata: Any, where: str, *, in_tables: bool = False) -> tuple[dict[str, Any], str]:
+    """The metadata's tables and its per-table checksum algorithm; ``in_tables``: each table
+    must carry its checksum (JSON Lines)."""
     if not isinstance(metadata, dict) or metadata.get("format") != "sqlsnap":
         raise VerifyError(f"{where}: the metadata does not say format \"sqlsnap\"", path=where)
     version = metadata.get("version")
@@ -364,12 +372,18 @@ def _check_metadata(metadata: Any, where: str, *, sha256: bool = False) -> dict[
     tables = metadata.get("tables")
     if not isinstance(tables, dict):
         raise VerifyError(f"{where}: the metadata has no tables object", path=where)
+    # Files written before the checksums member (same format version) kept SHA-256s.
+    checksums = metadata.get("checksums", {"algorithm": "sha256"})
+    algorithm = checksums.get("algorithm") if isinstance(checksums, dict) else None
+    if algorithm not in TABLE_CHECKSUMS:
+        raise VerifyError(f"{where}: the checksum algorithm {algorithm!r} is not one this sqlsnap reads "
+                          f"({', '.join(TABLE_CHECKSUMS)}); upgrade sqlsnap", path=where)
     for name, entry in tables.items():
         if not (isinstance(entry, dict) and isinstance(entry.get("rows"), int)
-                and (not sha256 or isinstance(entry.get("sha256"), str))):
+                and (not in_tables or isinstance(entry.get(algorithm), str))):
             raise VerifyError(f"{where}: the metadata of table '{name}' lacks rows"
-                              + (" or sha256" if sha256 else ""), path=where, table=name)
-    return tables
+                              + (f" or {algorithm}" if in_tables else ""), path=where, table=name)
+    return tables, algorithm
 
 
 def _check_totals(metadata: dict[str, Any], counted: dict[str, int], where: str) -> None:
@@ -438,7 +452,7 @@ def _check_document(lines: _Lines, where: str, integrity: bool, max_listed: int,
     except msgspec.DecodeError as exc:
         raise VerifyError(f"{where}: the metadata (lines 1-{lineno - 1}) is not valid JSON ({exc})",
                           path=where, line=1) from None
-    tables = _check_metadata(metadata, where)
+    tables, algorithm = _check_metadata(metadata, where)
     fks = _ForeignKeys(tables, max_listed) if integrity else None
 
     # States: which lines may come next.
@@ -487,7 +501,7 @@ def _check_document(lines: _Lines, where: str, integrity: bool, max_listed: int,
             state = done
             continue
         if state == checksums:
-            _check_checksums(line, finished, where, lineno)
+            _check_checksums(line, finished, algorithm, where, lineno)
             state = closing
             continue
         if state == closing:
@@ -508,7 +522,7 @@ def _check_document(lines: _Lines, where: str, integrity: bool, max_listed: int,
             if name not in tables:
                 raise VerifyError(f"{where} line {lineno}: table '{name}' is not in the metadata",
                                   path=where, table=name, line=lineno)
-            table = _TableCheck(name, tables[name], lineno, where)
+            table = _TableCheck(name, tables[name], lineno, where, algorithm)
             if shape == b": [":
                 state = first_row
             else:
@@ -537,21 +551,22 @@ def _check_document(lines: _Lines, where: str, integrity: bool, max_listed: int,
     return fks
 
 
-def _check_checksums(line: bytes, finished: dict[str, _TableCheck], where: str, lineno: int) -> None:
-    """The closing ``"checksums": {"sha256": {table: hex}}`` line against the rows read."""
+def _check_checksums(line: bytes, finished: dict[str, _TableCheck], algorithm: str, where: str,
+                     lineno: int) -> None:
+    """The closing ``"checksums": {algorithm: {table: hex}}`` line against the rows read."""
     if not line.startswith(_CHECKSUMS):
         raise VerifyError(f"{where} line {lineno}: the \"checksums\" member was expected after the data, "
                           f"found {line[:60]!r}", path=where, line=lineno)
     try:
-        sums = msgspec.json.decode(line[len(_CHECKSUMS):])["sha256"]
+        sums = msgspec.json.decode(line[len(_CHECKSUMS):])[algorithm]
     except (msgspec.DecodeError, TypeError, KeyError):
-        raise VerifyError(f"{where} line {lineno}: the checksums are not a JSON object with \"sha256\"",
+        raise VerifyError(f"{where} line {lineno}: the checksums are not a JSON object with \"{algorithm}\"",
                           path=where, line=lineno) from None
     if not isinstance(sums, dict) or set(sums) != set(finished):
         raise VerifyError(f"{where} line {lineno}: the checksums do not name exactly the tables of the data",
                           path=where, line=lineno)
     for name, check in finished.items():
-        check.check_sha256(sums[name], f"the checksums (line {lineno})")
+        check.check_digest(sums[name], f"the checksums (line {lineno})")
 
 
 def _plain_stream(source: Any, counter: _HashingReader, where: str, identities: Sequence[Any] | None,
@@ -669,7 +684,7 @@ def _verify_folder(folder: str, *, integrity: bool, max_listed: int) -> VerifyRe
                           path=folder) from None
     except msgspec.DecodeError as exc:
         raise VerifyError(f"{manifest} is not valid JSON ({exc})", path=manifest) from None
-    tables = _check_metadata(metadata, manifest, sha256=True)
+    tables, algorithm = _check_metadata(metadata, manifest, in_tables=True)
     fks = _ForeignKeys(tables, max_listed) if integrity else None
     result = VerifyResult(path=folder, layout="jsonl", sha256=None)
     counted: dict[str, int] = {}
@@ -684,7 +699,7 @@ def _verify_folder(folder: str, *, integrity: bool, max_listed: int) -> VerifyRe
         try:
             hashing = _HashingReader(raw)
             stream, _ = _plain_stream(hashing, hashing, path, None, result)
-            check = _TableCheck(name, entry, 1, path)
+            check = _TableCheck(name, entry, 1, path, algorithm)
             lines = _Lines(stream)
             lineno = 0
             use_fks = fks if fks and fks.wants(name) else None
