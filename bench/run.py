@@ -35,6 +35,7 @@ is the raw read without JSON, with two connections.
 from __future__ import annotations
 
 import argparse
+import compileall
 import hashlib
 import importlib.util
 import json
@@ -159,7 +160,10 @@ def locate_sqlsnap(freeze_into: Path | None) -> Sqlsnap:
     """The sqlsnap importable by this interpreter (sqlsnap's venv), frozen if asked.
 
     Frozen: the package is copied into ``freeze_into`` and run from there with PYTHONPATH,
-    so every round measures the same code even while the working tree is being edited.
+    so every round measures the same code even while the working tree is being edited. The
+    copy is byte-compiled, as ``pip install`` compiles an installed package: with
+    PYTHONDONTWRITEBYTECODE set (these machines set it), every run would otherwise compile
+    sqlsnap's source again, 0.1 s of each run.
     """
     spec = importlib.util.find_spec("sqlsnap")
     if spec is None or spec.origin is None:
@@ -172,6 +176,7 @@ def locate_sqlsnap(freeze_into: Path | None) -> Sqlsnap:
         return Sqlsnap(argv, {}, str(package), code_digest(package))
     frozen = freeze_into / "sqlsnap"
     shutil.copytree(package, frozen, ignore=shutil.ignore_patterns("__pycache__"))
+    compileall.compile_dir(frozen, quiet=1)
     sys.path.insert(0, str(freeze_into))  # sqlsnap.demo.table_row_counts from the same code
     return Sqlsnap((sys.executable, "-c", SQLSNAP_MAIN), {"PYTHONPATH": str(freeze_into)},
                    f"{package} (frozen copy)", code_digest(frozen))
