@@ -146,6 +146,30 @@ def test_c_reader_is_built_and_bound() -> None:
     assert "libpq" in postgresql._PGCOPY.bind()
 
 
+def test_c_reader_refuses_binary_copy_that_is_not_one_field_a_row(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The C reader reads binary COPY of one json column. Rows of two fields (a server that
+    sent something else) fail the export with one line, cancel the COPY, leave no file."""
+    from sqlsnap.sources import postgresql
+
+    if postgresql._PGCOPY is None:
+        pytest.skip("sqlsnap._pgcopy is not built")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int)")
+        conn.execute("INSERT INTO t SELECT generate_series(1, 3)")
+    # Two fields a row, with rows still to come when the first one is refused.
+    two_fields = ("COPY (SELECT '{}'::json, g FROM generate_series(1, 2000000) g) "
+                  "TO STDOUT (FORMAT binary)")
+    monkeypatch.setattr(postgresql._PostgresReader, "server_sql",
+                        lambda self, table, projection=None, binary=False: two_fields)
+    out = tmp_path / "out.json"
+    with pytest.raises(sqlsnap.SnapError, match=r"^reading table t failed: unexpected binary COPY data "
+                                                r"from the server for t$"):
+        sqlsnap.export(pg_url, str(out), jobs=1)
+    assert os.listdir(tmp_path) == []
+
+
 def test_c_reader_and_python_reader_write_the_same_bytes(
     all_types_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
