@@ -10,6 +10,7 @@ import re
 import sqlite3
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -123,22 +124,29 @@ def test_truncated_files(db: str, tmp_path: Path) -> None:
         assert "truncated" in message or "damaged" in message, message
 
 
-def legacy_copy(path: Path, out: Path) -> Path:
-    """The same snapshot as sqlsnap wrote it before the closing checksums member: each
-    table's SHA-256 in its metadata, and the data ended by '}}'."""
-
-    import msgspec
-
-    raw = path.read_bytes()
-    doc = json.loads(raw)
-    meta = doc["metadata"]
+def table_sha256s(raw: bytes, tables: dict[str, Any]) -> dict[str, str]:
+    """Each table's SHA-256 of its rows as JSON lines, as sqlsnap computed them before
+    XXH3-128, from a document's row lines."""
     lines = raw.split(b"\n")
-    for name, entry in meta["tables"].items():
+    sums = {}
+    for name, entry in tables.items():
         rows = []
         if entry["rows"]:
             start = lines.index(json.dumps(name).encode() + b": [") + 1
             rows = [line.rstrip(b",") for line in lines[start:start + entry["rows"]]]
-        entry["sha256"] = hashlib.sha256(b"".join(r + b"\n" for r in rows)).hexdigest()
+        sums[name] = hashlib.sha256(b"".join(r + b"\n" for r in rows)).hexdigest()
+    return sums
+
+
+def legacy_copy(path: Path, out: Path) -> Path:
+    """The same snapshot as sqlsnap wrote it before the closing checksums member: each
+    table's SHA-256 in its metadata, and the data ended by '}}'."""
+    import msgspec
+
+    raw = path.read_bytes()
+    meta = json.loads(raw)["metadata"]
+    for name, digest in table_sha256s(raw, meta["tables"]).items():
+        meta["tables"][name]["sha256"] = digest
     del meta["checksums"]
     data = raw[raw.index(b'\n"data": {'):raw.rindex(b'\n},\n"checksums": ')]
     out.write_bytes(b'{"metadata": ' + msgspec.json.format(msgspec.json.encode(meta), indent=2) + b","
@@ -161,16 +169,8 @@ def sha256_copy(path: Path, out: Path) -> Path:
     """The same snapshot as sqlsnap wrote it before XXH3-128: SHA-256s per table, named so in
     the metadata and in the closing checksums member."""
     raw = path.read_bytes()
-    doc = json.loads(raw)
-    lines = raw.split(b"\n")
-    sums = {}
-    for name, entry in doc["metadata"]["tables"].items():
-        rows = []
-        if entry["rows"]:
-            start = lines.index(json.dumps(name).encode() + b": [") + 1
-            rows = [line.rstrip(b",") for line in lines[start:start + entry["rows"]]]
-        sums[name] = hashlib.sha256(b"".join(r + b"\n" for r in rows)).hexdigest()
-    head, tail = raw.split(b'\n"checksums": ')
+    sums = table_sha256s(raw, json.loads(raw)["metadata"]["tables"])
+    head, _ = raw.split(b'\n"checksums": ')
     assert head.count(b'"algorithm": "xxh128"') == 1
     out.write_bytes(head.replace(b'"algorithm": "xxh128"', b'"algorithm": "sha256"')
                     + b'\n"checksums": ' + json.dumps({"sha256": sums}).encode() + b"\n}\n")
