@@ -280,6 +280,25 @@ def test_missing_file(tmp_path: Path) -> None:
     assert code == 4 and "does not exist" in err
 
 
+def test_jsonl_folders_with_sha256_table_checksums_still_verify(db: str, tmp_path: Path) -> None:
+    """A manifest written before XXH3-128: "algorithm": "sha256" and tables[name].sha256."""
+    folder = tmp_path / "app-jsonl"
+    export(db, folder, "--format", "jsonl")
+    manifest = folder / "metadata.json"
+    meta = json.loads(manifest.read_bytes())
+    meta["checksums"]["algorithm"] = "sha256"
+    for entry in meta["tables"].values():
+        del entry["xxh128"]
+        entry["sha256"] = hashlib.sha256((folder / entry["file"]).read_bytes()).hexdigest()
+    manifest.write_text(json.dumps(meta, indent=2))
+    code, out, err = run("verify", str(folder))
+    assert code == 0, err
+    users = folder / "users.jsonl"
+    users.write_bytes(users.read_bytes().replace(b"user2222@example.com", b"userX222@example.com"))
+    message = fail(folder)
+    assert "users.jsonl table 'users'" in message and "do not match their SHA-256 in the metadata" in message
+
+
 def test_jsonl_folder(db: str, tmp_path: Path) -> None:
     folder = tmp_path / "app-jsonl"
     for compress in ("none", "gzip"):
