@@ -629,6 +629,7 @@ def summarize(runs: Sequence[Run], ways: Sequence[Way], scale: int) -> dict[str,
             "peak_rss_mb": statistics.median(r.peak_rss_mb for r in good),
             "peak_rss_max_mb": max(r.peak_rss_mb for r in good),
             "output_bytes": statistics.median(r.output_bytes for r in good),
+            "wall_by_round": {r.round: r.wall_s for r in good},
         }
     psql_wall = summary.get(WAY_PSQL, {}).get("wall_s")
     for s in summary.values():
@@ -671,7 +672,9 @@ def ratio_target(name: str, summary: dict[str, dict[str, Any]], way: str, ref: s
     """Passes only if both the ratio of the medians and the ratio of the fastest runs meet the
     limit; the value shown is the worse of the two. On a shared VM one slow run of the
     reference carries its median (psql ran 9.7-13.5 s in one run of 2026-12-01), which would
-    pass a way that is not faster; the fastest runs are the least disturbed by other work."""
+    pass a way that is not faster; the fastest runs are the least disturbed by other work.
+    The ratios of the runs of one round (run minutes apart) are shown too, for information:
+    they follow the host's load as it drifts."""
     a = summary.get(way, {}).get("wall_s")
     b = summary.get(ref, {}).get("wall_s")
     if a is None or b is None:
@@ -682,6 +685,11 @@ def ratio_target(name: str, summary: dict[str, dict[str, Any]], way: str, ref: s
     value = max(median, best)
     detail = (f"medians {a:.2f} s / {b:.2f} s = {median:.2f}; "
               f"fastest {a_min:.2f} s / {b_min:.2f} s = {best:.2f}")
+    mine, theirs = summary[way]["wall_by_round"], summary[ref]["wall_by_round"]
+    paired = [mine[k] / theirs[k] for k in sorted(mine) if k in theirs]
+    if paired:
+        detail += (f"; paired by round {', '.join(f'{p:.2f}' for p in paired)} "
+                   f"(median {statistics.median(paired):.2f})")
     return Target(name, value, limit, "x", value <= limit, detail)
 
 
