@@ -5,8 +5,8 @@ Flow (DESIGN.md): source -> plan -> writer -> codec -> checksum tee -> sink.
 The document is written front to back while the tables are read. Its metadata comes first
 and holds the exact row count of every table, so those are counted in the snapshot before
 any row is read (``SELECT count(*)``: the snapshot makes them exact, and a reader that
-then streams a different number fails the export). The per-table SHA-256s, which only the
-finished rows can give, go in the document's last member, ``"checksums"``.
+then streams a different number fails the export). The per-table checksums (XXH3-128),
+which only the finished rows can give, go in the document's last member, ``"checksums"``.
 
 ``jobs`` readers share the snapshot, each reading a table or a page range of a large one
 (``Source.split``: parts of a few MB, taken in document order). The part the writer is on
@@ -15,9 +15,9 @@ of the writer waits in memory, up to a budget shared by all parts, and beyond it
 unlinked spool file (nothing is left on disk, even after a kill) until the writer reaches
 it. With one reader, tables are read in document order and nothing is spooled; an encrypted
 export never spools (no plaintext on disk), so its readers wait for the writer. The writer
-sees each table's bytes in order, so it computes the per-table SHA-256s, on background
-threads, and the reader threads do nothing but drain the server. The JSON Lines layout
-writes each table to its own file as it is read.
+sees each table's bytes in order, so it computes the per-table checksums (and the file's
+SHA-256, on a background thread), and the reader threads do nothing but drain the server.
+The JSON Lines layout writes each table to its own file as it is read.
 """
 
 from __future__ import annotations
