@@ -199,7 +199,7 @@ def test_missing_driver(outdir: Path) -> None:
 
 def test_an_unexpected_error_is_one_line_without_a_traceback(small_sqlite: str, outdir: Path) -> None:
     """A bug (any exception that is not a SnapError) still ends in one masked line, exit 1."""
-    code = ("import sqlsnap.exporter as e\n"
+    code = ("import sqlsnap.exporter.job as e\n"
             "def boom(*a, **k): raise RuntimeError('bug near postgresql://u:hunter2@db/x')\n"
             "e._count_rows = boom\n"
             "from sqlsnap.cli import main; main()")

@@ -15,9 +15,9 @@ from click.testing import CliRunner
 
 from sqlsnap import UsageError, demo
 from sqlsnap.cli import main
+from sqlsnap.model import Column, ForeignKey, Table
 from sqlsnap.plan import PlanOptions, build_plan
 from sqlsnap.policy import HASH_KEY_ENV, parse_policy
-from sqlsnap.schema import Column, ForeignKey, Table
 from tests.conftest import execute_script
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,10 +13,19 @@ import pytest
 from click.testing import CliRunner
 
 import sqlsnap
-from sqlsnap.anonymize import Keys, build_transform, fake, generalize, hash_int, mask, shift_dates, truncate
 from sqlsnap.cli import main
 from sqlsnap.errors import NotFoundError, UsageError
 from sqlsnap.policy import HASH_KEY_ENV, TypeInfo, parse_policy, resolve_key
+from sqlsnap.policy.transforms import (
+    Keys,
+    build_transform,
+    fake,
+    generalize,
+    hash_int,
+    mask,
+    shift_dates,
+    truncate,
+)
 from tests.conftest import execute_script
 
 KEY_A = "key-A-0123456789abcdef"
@@ -416,8 +425,8 @@ def test_postgresql_server_and_portable_paths_write_the_same_bytes(pg_url: str, 
 
 def test_postgresql_server_path_really_splices(pg_url: str) -> None:
     """The projected COPY is the one that runs: arrays fall back to Python, the rest does not."""
-    from sqlsnap.anonymize import compile_projections
     from sqlsnap.plan import build_plan, plan_options
+    from sqlsnap.policy.transforms import compile_projections
     from sqlsnap.sources import make_source
     from sqlsnap.sources.postgresql import _projected_copy, _server_can_project
     from sqlsnap.urls import parse_url

@@ -27,7 +27,7 @@ from click.testing import CliRunner
 
 from sqlsnap.cli import main
 from sqlsnap.errors import ConnectError, Interrupted, SnapError
-from sqlsnap.sinks import s3 as s3mod
+from sqlsnap.stores import s3 as s3mod
 
 from ._s3server import TEST_ENV, S3Process, S3Proxy, S3Server, aws_env, free_port
 

@@ -1,4 +1,4 @@
-"""The document is written while the tables are read (sqlsnap/exporter.py): parts read ahead
+"""The document is written while the tables are read (sqlsnap/exporter/): parts read ahead
 of the writer wait in memory, then in spool files, large PostgreSQL tables are read in page
 ranges side by side, and none of it may change a byte of the data or let a wrong count
 through."""
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 import sqlsnap
-from sqlsnap import exporter
 from sqlsnap.errors import SnapError
+from sqlsnap.exporter import channel
 from sqlsnap.sources import postgresql
 from tests.conftest import execute_script
 
@@ -49,22 +49,22 @@ def test_split_tables_and_spools_write_the_same_bytes_as_one_reader(
     # Tables are split in parts of 64 kB; spooled chunks are read back 1000 bytes at a time
     # (so they end inside rows), the writer's in-memory lead is one small chunk, and parts
     # read ahead may hold 20 kB in memory before they spool.
-    monkeypatch.setattr(exporter, "PART_BYTES", 64 << 10)
-    monkeypatch.setattr(exporter, "COPY_BYTES", 1000)
-    monkeypatch.setattr(exporter, "LIVE_BYTES", 2000)
-    monkeypatch.setattr(exporter, "AHEAD_BYTES", 20_000)
+    monkeypatch.setattr(channel, "PART_BYTES", 64 << 10)
+    monkeypatch.setattr(channel, "COPY_BYTES", 1000)
+    monkeypatch.setattr(channel, "LIVE_BYTES", 2000)
+    monkeypatch.setattr(channel, "AHEAD_BYTES", 20_000)
     # Spools may hold 40 kB at once: readers ahead of the writer must wait, and not deadlock.
-    monkeypatch.setattr(exporter, "SPOOL_BYTES", 40_000)
+    monkeypatch.setattr(channel, "SPOOL_BYTES", 40_000)
     monkeypatch.setattr(postgresql, "CHUNK_BYTES", 10_000)  # (one chunk may always go over)
     most = [0]
-    acquire = exporter._Budget.acquire
+    acquire = channel.Budget.acquire
 
     def tracking_acquire(self: Any, n: int, gave_up: Any) -> bool:
         got = acquire(self, n, gave_up)
         most[0] = max(most[0], self.used)
         return got
 
-    monkeypatch.setattr(exporter._Budget, "acquire", tracking_acquire)
+    monkeypatch.setattr(channel.Budget, "acquire", tracking_acquire)
     parts: dict[str, int] = {}
     split = postgresql.PostgresSource.split
 
@@ -98,22 +98,22 @@ def test_parts_read_ahead_wait_in_memory_within_their_budget(
     def no_spool(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a part read ahead went to a spool file")
 
-    monkeypatch.setattr(exporter.tempfile, "TemporaryFile", no_spool)
-    monkeypatch.setattr(exporter, "PART_BYTES", 64 << 10)
+    monkeypatch.setattr(channel.tempfile, "TemporaryFile", no_spool)
+    monkeypatch.setattr(channel, "PART_BYTES", 64 << 10)
     monkeypatch.setattr(postgresql, "CHUNK_BYTES", 10_000)
     most = [0]
-    try_acquire = exporter._Budget.try_acquire
+    try_acquire = channel.Budget.try_acquire
 
     def tracking(self: Any, n: int) -> bool:
         got = try_acquire(self, n)
         most[0] = max(most[0], self.used)
         return got
 
-    monkeypatch.setattr(exporter._Budget, "try_acquire", tracking)
+    monkeypatch.setattr(channel.Budget, "try_acquire", tracking)
     out = tmp_path / "three.json"
     sqlsnap.export(pg_tables, str(out), jobs=3)
     assert data_and_checksums(out)[0] == reference
-    assert 0 < most[0] <= exporter.AHEAD_BYTES  # read ahead, in memory, within the budget
+    assert 0 < most[0] <= channel.AHEAD_BYTES  # read ahead, in memory, within the budget
 
 
 @pytest.mark.postgresql
@@ -125,7 +125,7 @@ def test_an_encrypted_export_never_spools(pg_tables: str, tmp_path: Path,
     def no_spool(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("an encrypted export wrote a spool file")
 
-    monkeypatch.setattr(exporter.tempfile, "TemporaryFile", no_spool)
+    monkeypatch.setattr(channel.tempfile, "TemporaryFile", no_spool)
     identity = x25519.Identity.generate()
     out = tmp_path / "x.json.age"
     result = sqlsnap.export(pg_tables, str(out), jobs=3, encrypt_to=[str(identity.to_public())])
@@ -151,11 +151,11 @@ def test_a_count_that_does_not_match_the_rows_fails_the_export(
 
 def test_keep_chunk_memory_applies_on_glibc_and_respects_the_users_tuning(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI lets glibc keep freed chunk memory (sqlsnap.output.keep_chunk_memory), unless
+    """The CLI lets glibc keep freed chunk memory (sqlsnap.exporter.memory.keep_chunk_memory), unless
     the user tuned malloc through the environment."""
     import platform
 
-    from sqlsnap.output import keep_chunk_memory
+    from sqlsnap.exporter.memory import keep_chunk_memory
 
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1048576")
     assert keep_chunk_memory() is False

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from sqlsnap.cli import main
 from sqlsnap.errors import VerifyError
-from sqlsnap.verify import verify
+from sqlsnap.snapshot.verify import verify
 
 USERS = 3000
 

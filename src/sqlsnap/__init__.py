@@ -7,9 +7,8 @@ The library is the product; the CLI (``sqlsnap.cli``) is a thin layer over it::
     print(result.path, result.total_rows)
 """
 
-__version__ = "0.1.0"
-
-from .errors import (  # noqa: E402 - __version__ first: exporter imports it
+from ._version import __version__
+from .errors import (
     ConnectError,
     Interrupted,
     MissingDriverError,
@@ -19,9 +18,9 @@ from .errors import (  # noqa: E402 - __version__ first: exporter imports it
     UsageError,
     VerifyError,
 )
-from .exporter import ExportResult, TableResult, export  # noqa: E402
-from .plan import Plan, plan  # noqa: E402 - rebinds sqlsnap.plan to the function; import the module with "from sqlsnap.plan import ..."
-from .verify import VerifyResult, verify  # noqa: E402 - rebinds sqlsnap.verify to the function, as plan
+from .exporter import ExportResult, TableResult, export, plan
+from .plan import Plan
+from .snapshot import VerifyResult, verify
 
 __all__ = [
     "ConnectError",

@@ -17,11 +17,11 @@ from typing import Any
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .errors import EXIT_CODES, SnapError, UsageError
 from .exporter import ExportResult, export
-from .output import keep_chunk_memory
-from .schema import Table
+from .exporter.memory import keep_chunk_memory
+from .model import Table
 from .urls import mask, parse_url
 
 EXIT_CODES_HELP = "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
@@ -326,7 +326,8 @@ def plan_cmd(source: str, schemas: tuple[str, ...], tables: tuple[str, ...], exc
       sqlsnap plan postgresql:///app --anonymize --exclude-tables 'debug_*'
       sqlsnap plan postgresql:///app --policy sqlsnap.toml --json | jq '.notices'
     """
-    from .plan import Plan, plan
+    from .exporter import plan
+    from .plan import Plan
 
     def run() -> Plan:
         return plan(source, schemas=schemas or None, tables=tables or None,
@@ -437,7 +438,7 @@ def verify_cmd(location: str, identities: tuple[str, ...], integrity: bool, s3_e
       sqlsnap verify s3://backups/dumps/app-2026-11-22T14-30-00Z.json.zst
     """
     from .errors import VerifyError
-    from .verify import verify
+    from .snapshot import verify
 
     def run() -> None:
         result = verify(location, identities=identities, integrity=integrity, s3_endpoint=s3_endpoint)

@@ -295,8 +295,10 @@ def decrypt(source: str, destination: str | None, identities: Sequence[str], *,
             s3_endpoint: str | None = None) -> str:
     """Decrypt ``source`` (a path or ``s3://`` URL) to ``destination`` (default: its name without
     ``.age``, in the current folder; ``-`` for standard output). Returns the path written."""
-    from .output import AtomicFile, StdoutSink, check_writable_folder, os_error
-    from .sinks import open_input
+    from .errors import os_error
+    from .stores import open_input
+    from .stores.file import AtomicFile, check_writable_folder
+    from .stores.stdout import StdoutSink
 
     keys = load_identities(identities)
     if destination is None:

@@ -18,6 +18,9 @@ Messages are one line, say what is wrong and how to fix it, and never contain a 
 
 from __future__ import annotations
 
+import errno
+import os
+
 
 class SnapError(Exception):
     """Root of sqlsnap's errors. ``exit_code`` is what the CLI exits with."""
@@ -81,3 +84,17 @@ EXIT_CODES: dict[int, str] = {
     7: "verify found the snapshot damaged, truncated or not matching its metadata",
     130: "interrupted (Ctrl-C); no file was left under the final name",
 }
+
+
+def os_error(exc: OSError, path: str) -> OutputError:
+    """A one-line message naming the fix for a failed write."""
+    if exc.errno == errno.ENOSPC:
+        return OutputError(f"disk full while writing {path}; free some space or choose another "
+                           "destination with -o", path=path)
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputError(f"permission denied writing {path}; choose a writable destination with -o",
+                           path=path)
+    if exc.errno == errno.ENOENT:
+        return OutputError(f"folder {os.path.dirname(path) or '.'} does not exist; create it or choose "
+                           "another destination with -o", path=path)
+    return OutputError(f"cannot write {path}: {exc.strerror or exc}", path=path)

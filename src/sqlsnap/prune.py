@@ -16,7 +16,6 @@ deeper folders.
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
 import shutil
@@ -27,18 +26,15 @@ from typing import Any
 
 import msgspec
 
-from .errors import NotFoundError, UsageError
-from .output import os_error
-from .sinks import SIDECAR_SUFFIX, is_s3
+from .errors import NotFoundError, UsageError, os_error
+from .format import SIDECAR_SUFFIX, SNAPSHOT_NAME, looks_like_snapshot
+from .stores import is_s3
 
-#: Names that can be snapshot documents.
-SNAPSHOT_NAME = re.compile(r"\.json(\.zst|\.gz)?(\.age)?$", re.IGNORECASE)
 _STAMP = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2})-(\d{2})-(\d{2})Z")
 _AGE = re.compile(r"(\d+)\s*([smhdw])", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 #: Bytes read to recognise a snapshot that has no checksum file.
 HEAD_BYTES = 1 << 16
-_HEAD = b'{"metadata": {\n  "format": "sqlsnap"'
 
 
 def parse_age(text: str) -> timedelta:
@@ -88,33 +84,6 @@ class PruneResult:
         return {"prefix": self.prefix, "dry_run": self.dry_run,
                 "kept": [s.to_dict() for s in self.kept], "deleted": [s.to_dict() for s in self.deleted],
                 "ignored": self.ignored, "deleted_bytes": sum(s.size for s in self.deleted)}
-
-
-def _looks_like_snapshot(head: bytes) -> bool:
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        import zstandard
-
-        try:
-            head = zstandard.ZstdDecompressor().decompressobj().decompress(head)
-        except zstandard.ZstdError:
-            return False
-    elif head.startswith(b"\x1f\x8b"):
-        try:
-            head = gzip.GzipFile(fileobj=_Bytes(head)).read(len(_HEAD))
-        except (OSError, EOFError):
-            return False
-    return head.startswith(_HEAD)
-
-
-class _Bytes:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0:
-            n = len(self.data)
-        out, self.data = self.data[:n], self.data[n:]
-        return out
 
 
 def _select(snapshots: list[Snapshot], keep_last: int | None, older_than: timedelta | None,
@@ -169,7 +138,7 @@ def _local(prefix: str) -> tuple[list[Snapshot], list[str], Callable[[Snapshot],
                     head = fh.read(HEAD_BYTES)
             except OSError:
                 head = b""
-            if not _looks_like_snapshot(head):
+            if not looks_like_snapshot(head):
                 ignored.append(path)
                 continue
         stat = entry.stat()
@@ -196,7 +165,7 @@ def _local(prefix: str) -> tuple[list[Snapshot], list[str], Callable[[Snapshot],
 
 def _s3(prefix: str, s3_endpoint: str | None) -> tuple[list[Snapshot], list[str],
                                                        Callable[[list[Snapshot]], None]]:
-    from .sinks.s3 import S3Store, parse_s3_url
+    from .stores.s3 import S3Store, parse_s3_url
 
     where = parse_s3_url(prefix, need_key=False)
     store = S3Store(where.bucket, s3_endpoint)
@@ -209,7 +178,7 @@ def _s3(prefix: str, s3_endpoint: str | None) -> tuple[list[Snapshot], list[str]
         if base.startswith(".") or not SNAPSHOT_NAME.search(base):
             continue
         sidecar = obj.key + SIDECAR_SUFFIX
-        if sidecar not in keys and not _looks_like_snapshot(store.read_head(obj.key, HEAD_BYTES)):
+        if sidecar not in keys and not looks_like_snapshot(store.read_head(obj.key, HEAD_BYTES)):
             ignored.append(store.url(obj.key))
             continue
         snapshots.append(Snapshot(store.url(obj.key), snapshot_time(obj.key, obj.modified), obj.size,

@@ -11,12 +11,10 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from functools import cached_property
-from operator import itemgetter
 from typing import Any, ClassVar
 
-from ..schema import Table
+from ..model import Table
+from ..plan.request import Projection
 from ..urls import SourceURL
 from ..values import ENCODER, Converter
 
@@ -31,77 +29,6 @@ CHUNK_BYTES = 1 << 20
 FETCH_ROWS = 2000
 #: The first fetch of a table whose row size is not known yet (see ``chunked_rows``).
 FIRST_FETCH_ROWS = 100
-
-
-@dataclass(frozen=True)
-class OutputColumn:
-    """One field of the exported rows (see :class:`Projection`).
-
-    ``source`` is the index in ``table.columns`` of the value it is made from, None for a
-    ``constant``. ``transform`` maps the converted (JSON-native) value to the value written;
-    with ``owner`` set it is called as ``transform(value, owner_value)``, where
-    ``owner_value`` is the converted, untransformed value of ``table.columns[owner]``.
-    """
-
-    name: str
-    source: int | None
-    transform: Callable[..., Any] | None = None
-    owner: int | None = None
-    constant: Any = None
-
-
-@dataclass(frozen=True)
-class Projection:
-    """What a reader writes for a table when the export policy changes it: the output fields
-    in order. Columns not named are never read; constants (null, redact) are not read either,
-    so a server can write them as SQL literals. Readers get None for tables exported whole."""
-
-    columns: tuple[OutputColumn, ...]
-
-    @cached_property
-    def reads(self) -> list[int]:
-        """Indices of ``table.columns`` to fetch, in table order: sources and owners."""
-        wanted = {c.source for c in self.columns if c.source is not None}
-        wanted |= {c.owner for c in self.columns if c.owner is not None}
-        return sorted(wanted)
-
-    def encoder(self, names: Sequence[str], converters: Sequence[Converter]) -> Callable[[Any], bytes]:
-        """``encode(batch) -> bytes`` for driver rows holding the ``reads`` columns, given the
-        whole table's column ``names`` and ``converters``."""
-        reads = self.reads
-        convs = [converters[i] for i in reads]
-        cols = self.columns
-        if all(c.transform is None and c.source is not None for c in cols) and \
-                [c.source for c in cols] == reads:
-            out_names = [c.name for c in cols]
-            return lambda batch: encode_rows(batch, out_names, convs)
-        pos = {src: i for i, src in enumerate(reads)}
-        getters: list[tuple[str, Callable[[list[Any]], Any]]] = []
-        for c in cols:
-            getters.append((c.name, _getter(c, pos)))
-
-        def encode(batch: Any) -> bytes:
-            out = []
-            for row in batch:
-                vals = [conv(value) for conv, value in zip(convs, row)]
-                out.append({name: get(vals) for name, get in getters})
-            return ENCODER.encode_lines(out)
-
-        return encode
-
-
-def _getter(c: OutputColumn, pos: dict[int, int]) -> Callable[[list[Any]], Any]:
-    if c.source is None:
-        constant = c.constant
-        return lambda vals: constant
-    p = pos[c.source]
-    fn = c.transform
-    if fn is None:
-        return itemgetter(p)
-    if c.owner is None:
-        return lambda vals: fn(vals[p])
-    o = pos[c.owner]
-    return lambda vals: fn(vals[p], vals[o])
 
 
 class Cancelled(Exception):

@@ -23,11 +23,12 @@ from typing import Any
 import msgspec
 
 from ..errors import ConnectError, NotFoundError, SnapError, UsageError
-from ..schema import Column, ForeignKey, Table
+from ..model import Column, ForeignKey, Table
+from ..plan.request import Projection
 from ..urls import mask
 from ..values import b64, identity, json_document, nullable, number_token, text
 from . import missing_driver
-from .base import Cancelled, Projection, Source, TableReader, chunked_rows
+from .base import Cancelled, Source, TableReader, chunked_rows
 
 _INT = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"}
 _NUMBER = {"decimal", "numeric", "float", "double", "real", "double precision"}

@@ -37,11 +37,12 @@ from typing import Any
 import msgspec
 
 from ..errors import ConnectError, NotFoundError, SnapError
-from ..schema import Column, ForeignKey, Table
+from ..model import Column, ForeignKey, Table
+from ..plan.request import Projection
 from ..urls import mask
 from ..values import ENCODER, b64, identity, nullable, number_token
 from . import missing_driver
-from .base import CHUNK_BYTES, FETCH_ROWS, Cancelled, Projection, Source, TableReader, chunked_rows
+from .base import CHUNK_BYTES, FETCH_ROWS, Cancelled, Source, TableReader, chunked_rows
 
 try:
     import psycopg

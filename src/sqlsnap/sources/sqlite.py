@@ -30,9 +30,10 @@ from urllib.parse import quote
 import msgspec
 
 from ..errors import NotFoundError, SnapError, UsageError
-from ..schema import Column, ForeignKey, Table
+from ..model import Column, ForeignKey, Table
+from ..plan.request import Projection
 from ..values import ENCODER, b64, decode_json, float_value
-from .base import Cancelled, Projection, Source, TableReader, chunked_rows
+from .base import Cancelled, Source, TableReader, chunked_rows
 
 
 class _InvalidText(bytes):

@@ -15,9 +15,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from ..errors import NotFoundError, UsageError, VerifyError
-from ..output import AtomicFile, StdoutSink, check_writable_folder, os_error
+from ..errors import NotFoundError, UsageError, os_error
+from ..format import SIDECAR_SUFFIX, parse_sidecar, sidecar_text
+from .file import AtomicFile, check_writable_folder
 from .s3 import is_s3
+from .stdout import StdoutSink
 
 __all__ = [
     "PLACEHOLDERS", "SIDECAR_SUFFIX", "Destination", "expand_placeholders", "is_remote", "is_s3",
@@ -31,7 +33,6 @@ PLACEHOLDERS = {
     "environment": "--environment (SQLSNAP_ENVIRONMENT)",
     "export_type": "full for a whole database",
 }
-SIDECAR_SUFFIX = ".sha256"
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 #: Characters that would change the meaning of a path or key if a value carried them.
 _UNSAFE = re.compile(r"[/\\\x00-\x1f]")
@@ -68,11 +69,6 @@ def expand_placeholders(template: str, *, database: str, when: datetime, environ
 
 def is_remote(location: str) -> bool:
     return is_s3(location)
-
-
-def sidecar_text(sha256: str, name: str) -> bytes:
-    """A line ``sha256sum -c`` accepts: the digest, two spaces, the file's base name."""
-    return f"{sha256}  {os.path.basename(name.rstrip('/'))}\n".encode()
 
 
 class Destination(Protocol):
@@ -219,11 +215,7 @@ def read_sidecar(location: str, *, s3_endpoint: str | None = None) -> tuple[str,
             raise os_error(exc, name) from None
     if data is None:
         return None
-    digest = data.split(maxsplit=1)[0].decode("ascii", "replace").lower() if data.strip() else ""
-    if not re.fullmatch(r"[0-9a-f]{64}", digest):
-        raise VerifyError(f"{name} is not a checksum file (expected '<sha256>  <name>' as sha256sum "
-                          "writes it)", path=name)
-    return digest, name
+    return parse_sidecar(data, name), name
 
 
 def plain_name(path: str) -> str:

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import UsageError
+from ..errors import UsageError
 
 # --------------------------------------------------------------------------------------
 # Rules
@@ -36,6 +36,11 @@ from .errors import UsageError
 RULES = ("keep", "drop", "null", "redact", "hash", "mask", "fake", "shift-dates", "generalize", "truncate")
 #: Rules whose output depends on the hash key.
 KEYED_RULES = frozenset({"hash", "fake", "shift-dates"})
+#: Rules that rewrite each value in Python (keep, null and redact need no code per value).
+TRANSFORM_RULES = frozenset({"hash", "mask", "fake", "shift-dates", "generalize", "truncate"})
+#: The plan's key source when no key was given and only the preset needs one: a random key
+#: that lives as long as one export.
+EPHEMERAL_KEY = "ephemeral"
 #: The marker ``redact`` writes.
 REDACTED = "[REDACTED]"
 FAKE_KINDS = ("name", "first_name", "last_name", "email", "phone", "address", "city", "company",

@@ -30,8 +30,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..errors import Interrupted, MissingDriverError, NotFoundError, OutputError, SnapError, UsageError
-from ..output import os_error
+from ..errors import (
+    Interrupted,
+    MissingDriverError,
+    NotFoundError,
+    OutputError,
+    SnapError,
+    UsageError,
+    os_error,
+)
 from ..urls import mask
 
 #: Parts are at least this big. S3 wants >= 5 MiB for every part but the last (moto enforces

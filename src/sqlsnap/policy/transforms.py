@@ -38,13 +38,22 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from .errors import UsageError
-from .policy import PHONE_KEEP, REDACTED, SHIFT_MAX_DAYS, HashKey, TypeInfo, type_info
-from .schema import Table
-from .sources.base import OutputColumn, Projection
+from ..errors import UsageError
+from ..model import Table
+from ..plan.request import OutputColumn, Projection
+from .rules import (
+    EPHEMERAL_KEY,
+    PHONE_KEEP,
+    REDACTED,
+    SHIFT_MAX_DAYS,
+    TRANSFORM_RULES,
+    HashKey,
+    TypeInfo,
+    type_info,
+)
 
 if TYPE_CHECKING:
-    from .plan import Plan
+    from ..plan import Plan
 
 Transform = Callable[..., Any]
 
@@ -470,8 +479,6 @@ def compile_projections(plan: Plan, tables: Mapping[str, Table], key: HashKey | 
     table: a propagated transform is built from its root column's type, which may belong to
     a table that is not exported. An ``ephemeral`` plan gets a random key that lives only
     as long as this export."""
-    from .plan import EPHEMERAL_KEY, TRANSFORM_RULES
-
     if key is not None:
         keys: Keys | None = Keys(key.secret)
     elif plan.key_source == EPHEMERAL_KEY:

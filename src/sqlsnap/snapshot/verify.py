@@ -23,57 +23,33 @@ A JSON Lines folder is checked the same way, table file by table file.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import os
-import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
-from .errors import SnapError, UsageError, VerifyError
-from .output import TABLE_CHECKSUMS
-from .sinks import is_s3, open_input, read_sidecar
+from ..errors import SnapError, UsageError, VerifyError
+from ..format import (
+    CHECKSUM_NAMES,
+    CHECKSUMS_PREFIX,
+    DATA_END,
+    DATA_LINE,
+    DOC_PREFIX,
+    END,
+    LEGACY_END,
+    TABLE_CHECKSUMS,
+    check_metadata,
+)
+from ..stores import is_s3, open_input, read_sidecar
+from .integrity import Dangling, ForeignKeys
+from .reader import HashingReader, Lines, Prefixed, plain_stream, read_head
 
-#: Read size through the layers; also the unit of memory besides the longest row.
-READ_BYTES = 1 << 20
 #: A metadata block larger than this is not one sqlsnap wrote (about 1 KB a column).
 MAX_METADATA_BYTES = 256 << 20
 #: Dangling foreign-key values listed one by one; beyond, only counted.
 MAX_LISTED = 1000
-_PREFIX = b'{"metadata": '
-_DATA = b'"data": {'
-_DATA_END = b"},"
-_CHECKSUMS = b'"checksums": '
-_END = b"}"
-_LEGACY_END = b"}}"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_GZIP_MAGIC = b"\x1f\x8b"
-
-
-@dataclass
-class Dangling:
-    """A foreign-key value whose parent row is not in the snapshot."""
-
-    table: str
-    line: int
-    columns: list[str]
-    values: list[Any]
-    ref_table: str
-    ref_columns: list[str]
-    reason: str = ""
-
-    def __str__(self) -> str:
-        pairs = ", ".join(f"{c}={msgspec.json.encode(v).decode()}" for c, v in zip(self.columns, self.values))
-        where = f"{self.ref_table}({', '.join(self.ref_columns)})"
-        return f"{self.table} line {self.line}: {pairs} has no row in {where}" + (
-            f" ({self.reason})" if self.reason else "")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"table": self.table, "line": self.line, "columns": self.columns, "values": self.values,
-                "references": {"table": self.ref_table, "columns": self.ref_columns}}
 
 
 @dataclass
@@ -114,203 +90,10 @@ class VerifyResult:
         }
 
 
-# -- reading layers ------------------------------------------------------------------------
-
-class _HashingReader:
-    """Hashes and counts the bytes as stored, on their way in."""
-
-    def __init__(self, raw: Any) -> None:
-        self.raw = raw
-        self.sha256 = hashlib.sha256()
-        self.bytes = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data: bytes = self.raw.read(n)
-        self.sha256.update(data)
-        self.bytes += len(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(READ_BYTES):
-            pass
-
-
-class _Prefixed:
-    """``head`` (already read to sniff the format) followed by the rest of ``stream``."""
-
-    def __init__(self, head: bytes, stream: Any) -> None:
-        self.head = head
-        self.stream = stream
-
-    def read(self, n: int = -1) -> bytes:
-        if self.head:
-            if n is None or n < 0:
-                data, self.head = self.head + self.stream.read(), b""
-                return data
-            data, self.head = self.head[:n], self.head[n:]
-            return data
-        out: bytes = self.stream.read(n)
-        return out
-
-
-def _read_head(stream: Any, n: int) -> bytes:
-    parts: list[bytes] = []
-    got = 0
-    while got < n:
-        data = stream.read(n - got)
-        if not data:
-            break
-        parts.append(data)
-        got += len(data)
-    return b"".join(parts)
-
-
-class _Decompressed:
-    """Decompression errors as VerifyError, located by the bytes read so far."""
-
-    def __init__(self, stream: Any, compression: str, raw: _HashingReader, name: str) -> None:
-        self.compression = compression
-        self.raw = raw
-        self.name = name
-        if compression == "zstd":
-            import zstandard
-
-            self._inner: Any = zstandard.ZstdDecompressor().stream_reader(
-                stream, read_size=READ_BYTES, read_across_frames=True)
-            self._errors: tuple[type[BaseException], ...] = (zstandard.ZstdError,)
-        else:
-            self._inner = gzip.GzipFile(fileobj=stream, mode="rb")
-            self._errors = (OSError, EOFError, zlib.error)
-
-    def read(self, n: int = -1) -> bytes:
-        try:
-            data: bytes = self._inner.read(n)
-            return data
-        except SnapError:
-            raise
-        except self._errors as exc:
-            raise VerifyError(f"{self.name}: {self.compression} data is damaged near byte {self.raw.bytes:,} "
-                              f"of the file ({exc})", path=self.name) from None
-
-
-class _Lines:
-    """Lines of a stream, without their ``\\n``; ``cut`` is True on a last line that has none."""
-
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-        self.cut = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        pending: list[bytes] = []
-        while block := self.stream.read(READ_BYTES):
-            if b"\n" not in block:
-                pending.append(block)  # a long row: joined once its end arrives
-                continue
-            if pending:
-                pending.append(block)
-                block = b"".join(pending)
-                pending = []
-            lines = block.split(b"\n")
-            tail = lines.pop()
-            yield from lines
-            if tail:
-                pending = [tail]
-        if pending:
-            self.cut = True
-            yield b"".join(pending)
-
-
-# -- foreign keys --------------------------------------------------------------------------
-
-_MISSING = object()
-
-
-def _key(row: dict[str, Any], columns: Sequence[str]) -> Any:
-    """The hashable key of ``columns`` in ``row``; None when a value is NULL or not exported."""
-    values = []
-    for c in columns:
-        v = row.get(c, _MISSING)
-        if v is None or v is _MISSING:
-            return None
-        if isinstance(v, dict | list):
-            v = msgspec.json.encode(v)
-        values.append(v)
-    return values[0] if len(values) == 1 else tuple(values)
-
-
-class _ForeignKeys:
-    def __init__(self, tables: dict[str, Any], max_listed: int) -> None:
-        self.max_listed = max_listed
-        self.fks: dict[str, list[tuple[list[str], str, list[str]]]] = {}
-        self.collect: dict[str, list[tuple[str, ...]]] = {}
-        self.keys: dict[tuple[str, tuple[str, ...]], set[Any]] = {}
-        self.present = list(tables)
-        self._present = set(tables)
-        for name, entry in tables.items():
-            for fk in entry.get("foreign_keys") or ():
-                cols = list(fk["columns"])
-                ref = fk["references"]
-                ref_cols = tuple(ref["columns"])
-                self.fks.setdefault(name, []).append((cols, ref["table"], list(ref_cols)))
-                if ref["table"] in tables and ref_cols not in self.collect.setdefault(ref["table"], []):
-                    self.collect[ref["table"]].append(ref_cols)
-                    self.keys[(ref["table"], ref_cols)] = set()
-        self.done: set[str] = set()
-        self.pending: list[tuple[str, int, int, Any, list[Any]]] = []
-        self.dangling: list[Dangling] = []
-        self.total = 0
-
-    def wants(self, table: str) -> bool:
-        return table in self.fks or table in self.collect
-
-    def _report(self, table: str, line: int, fk: tuple[list[str], str, list[str]], values: list[Any],
-                reason: str = "") -> None:
-        self.total += 1
-        if len(self.dangling) < self.max_listed:
-            self.dangling.append(Dangling(table, line, fk[0], values, fk[1], fk[2], reason))
-
-    def row(self, table: str, line: int, row: dict[str, Any]) -> None:
-        for cols in self.collect.get(table, ()):
-            k = _key(row, cols)
-            if k is not None:
-                self.keys[(table, cols)].add(k)
-        for i, fk in enumerate(self.fks.get(table, ())):
-            k = _key(row, fk[0])
-            if k is None:
-                continue
-            values = [row[c] for c in fk[0]]
-            parent = fk[1]
-            if parent not in self._present:
-                self._report(table, line, fk, values, "that table is not in the snapshot")
-            elif parent in self.done:
-                if k not in self.keys[(parent, tuple(fk[2]))]:
-                    self._report(table, line, fk, values)
-            else:
-                # The parent comes later in the file (a cycle) or is this very table.
-                self.pending.append((table, line, i, k, values))
-
-    def table_done(self, table: str) -> None:
-        self.done.add(table)
-
-    def finish(self) -> None:
-        for table, line, i, k, values in self.pending:
-            fk = self.fks[table][i]
-            if k not in self.keys.get((fk[1], tuple(fk[2])), ()):
-                self._report(table, line, fk, values)
-        self.pending = []
-        # In file order: tables as the metadata lists them (the data's order), then by line.
-        order = {name: i for i, name in enumerate(self.present)}
-        self.dangling.sort(key=lambda d: (order.get(d.table, -1), d.line))
-
-
 # -- the checks ----------------------------------------------------------------------------
 
 _RAW = msgspec.json.Decoder(msgspec.Raw)
 _ROW = msgspec.json.Decoder(dict)
-
-
-#: How a message names each per-table checksum algorithm.
-_CHECKSUM_NAMES = {"xxh128": "XXH3-128", "sha256": "SHA-256"}
 
 
 class _TableCheck:
@@ -326,7 +109,7 @@ class _TableCheck:
         self.algorithm = algorithm
         self.digest = TABLE_CHECKSUMS[algorithm]()
 
-    def row(self, row: bytes, lineno: int, fks: _ForeignKeys | None) -> None:
+    def row(self, row: bytes, lineno: int, fks: ForeignKeys | None) -> None:
         if not row.startswith(b"{"):
             raise VerifyError(f"{self.where} line {lineno} (table '{self.name}'): not a row (a JSON object "
                               "was expected)", path=self.where, table=self.name, line=lineno)
@@ -356,34 +139,8 @@ class _TableCheck:
     def check_digest(self, expected: Any, where_stored: str) -> None:
         if self.digest.hexdigest() != expected:
             raise VerifyError(f"{self.where} table '{self.name}' ({self.lines}): the rows do not match their "
-                              f"{_CHECKSUM_NAMES[self.algorithm]} in {where_stored} (the data was changed)",
+                              f"{CHECKSUM_NAMES[self.algorithm]} in {where_stored} (the data was changed)",
                               path=self.where, table=self.name, line=self.first_line)
-
-
-def _check_metadata(metadata: Any, where: str, *, in_tables: bool = False) -> tuple[dict[str, Any], str]:
-    """The metadata's tables and its per-table checksum algorithm; ``in_tables``: each table
-    must carry its checksum (JSON Lines)."""
-    if not isinstance(metadata, dict) or metadata.get("format") != "sqlsnap":
-        raise VerifyError(f"{where}: the metadata does not say format \"sqlsnap\"", path=where)
-    version = metadata.get("version")
-    if version != 1:
-        raise VerifyError(f"{where}: format version {version!r} is not one this sqlsnap reads (1); "
-                          "upgrade sqlsnap", path=where)
-    tables = metadata.get("tables")
-    if not isinstance(tables, dict):
-        raise VerifyError(f"{where}: the metadata has no tables object", path=where)
-    # Files written before the checksums member (same format version) kept SHA-256s.
-    checksums = metadata.get("checksums", {"algorithm": "sha256"})
-    algorithm = checksums.get("algorithm") if isinstance(checksums, dict) else None
-    if algorithm not in TABLE_CHECKSUMS:
-        raise VerifyError(f"{where}: the checksum algorithm {algorithm!r} is not one this sqlsnap reads "
-                          f"({', '.join(TABLE_CHECKSUMS)}); upgrade sqlsnap", path=where)
-    for name, entry in tables.items():
-        if not (isinstance(entry, dict) and isinstance(entry.get("rows"), int)
-                and (not in_tables or isinstance(entry.get(algorithm), str))):
-            raise VerifyError(f"{where}: the metadata of table '{name}' lacks rows"
-                              + (f" or {algorithm}" if in_tables else ""), path=where, table=name)
-    return tables, algorithm
 
 
 def _check_totals(metadata: dict[str, Any], counted: dict[str, int], where: str) -> None:
@@ -414,8 +171,8 @@ def _table_header(line: bytes) -> tuple[bytes, str] | None:
     return None
 
 
-def _check_document(lines: _Lines, where: str, integrity: bool, max_listed: int,
-                    result: VerifyResult) -> _ForeignKeys | None:
+def _check_document(lines: Lines, where: str, integrity: bool, max_listed: int,
+                    result: VerifyResult) -> ForeignKeys | None:
     it = iter(lines)
     lineno = 0
 
@@ -426,14 +183,14 @@ def _check_document(lines: _Lines, where: str, integrity: bool, max_listed: int,
     lineno = 1
     if first is None:
         raise VerifyError(f"{where} is empty", path=where)
-    if not first.startswith(_PREFIX):
+    if not first.startswith(DOC_PREFIX):
         raise VerifyError(f"{where} is not a sqlsnap snapshot: it does not start with "
                           '{"metadata": ', path=where, line=1)
-    meta_lines = [first[len(_PREFIX):]]
+    meta_lines = [first[len(DOC_PREFIX):]]
     size = len(first)
     for line in it:
         lineno += 1
-        if line == _DATA and not lines.cut:
+        if line == DATA_LINE and not lines.cut:
             break
         meta_lines.append(line)
         size += len(line) + 1
@@ -452,8 +209,8 @@ def _check_document(lines: _Lines, where: str, integrity: bool, max_listed: int,
     except msgspec.DecodeError as exc:
         raise VerifyError(f"{where}: the metadata (lines 1-{lineno - 1}) is not valid JSON ({exc})",
                           path=where, line=1) from None
-    tables, algorithm = _check_metadata(metadata, where)
-    fks = _ForeignKeys(tables, max_listed) if integrity else None
+    tables, algorithm = check_metadata(metadata, where)
+    fks = ForeignKeys(tables, max_listed) if integrity else None
 
     # States: which lines may come next.
     header_or_end, header, first_row, row, close, end, checksums, closing, done = range(9)
@@ -491,10 +248,10 @@ def _check_document(lines: _Lines, where: str, integrity: bool, max_listed: int,
             state = header if line == b"]," else end
             table = None
             continue
-        if state in (header_or_end, end) and line == _DATA_END:
+        if state in (header_or_end, end) and line == DATA_END:
             state = checksums
             continue
-        if state in (header_or_end, end) and line == _LEGACY_END \
+        if state in (header_or_end, end) and line == LEGACY_END \
                 and all("sha256" in e for e in tables.values()):
             # sqlsnap before the closing checksums member (same format version) ended the
             # data with '}}' and kept each table's SHA-256 in the metadata, checked above.
@@ -505,7 +262,7 @@ def _check_document(lines: _Lines, where: str, integrity: bool, max_listed: int,
             state = closing
             continue
         if state == closing:
-            if line != _END:
+            if line != END:
                 raise VerifyError(f"{where} line {lineno}: '}}' (the end of the document) was expected, "
                                   f"found {line[:60]!r}", path=where, line=lineno)
             state = done
@@ -554,11 +311,11 @@ def _check_document(lines: _Lines, where: str, integrity: bool, max_listed: int,
 def _check_checksums(line: bytes, finished: dict[str, _TableCheck], algorithm: str, where: str,
                      lineno: int) -> None:
     """The closing ``"checksums": {algorithm: {table: hex}}`` line against the rows read."""
-    if not line.startswith(_CHECKSUMS):
+    if not line.startswith(CHECKSUMS_PREFIX):
         raise VerifyError(f"{where} line {lineno}: the \"checksums\" member was expected after the data, "
                           f"found {line[:60]!r}", path=where, line=lineno)
     try:
-        sums = msgspec.json.decode(line[len(_CHECKSUMS):])[algorithm]
+        sums = msgspec.json.decode(line[len(CHECKSUMS_PREFIX):])[algorithm]
     except (msgspec.DecodeError, TypeError, KeyError):
         raise VerifyError(f"{where} line {lineno}: the checksums are not a JSON object with \"{algorithm}\"",
                           path=where, line=lineno) from None
@@ -567,37 +324,6 @@ def _check_checksums(line: bytes, finished: dict[str, _TableCheck], algorithm: s
                           path=where, line=lineno)
     for name, check in finished.items():
         check.check_digest(sums[name], f"the checksums (line {lineno})")
-
-
-def _plain_stream(source: Any, counter: _HashingReader, where: str, identities: Sequence[Any] | None,
-                  result: VerifyResult) -> tuple[Any, Any]:
-    """(the decrypted, decompressed stream, the decrypting reader or None). ``counter`` counts
-    the bytes read from storage, to locate damaged compressed data."""
-    from .crypto import Decrypting, is_encrypted
-
-    head = _read_head(source, 64)
-    stream: Any = _Prefixed(head, source)
-    decrypting = None
-    if is_encrypted(head):
-        if identities is None:
-            raise UsageError(f"{where} is encrypted; give --identity FILE", path=where)
-        result.encrypted = True
-        decrypting = Decrypting(stream, identities, where)
-        try:
-            head = _read_head(decrypting, 4)
-        except BaseException:
-            decrypting.close()
-            raise
-        stream = _Prefixed(head, decrypting)
-    compression = "none"
-    if head.startswith(_ZSTD_MAGIC):
-        compression = "zstd"
-    elif head.startswith(_GZIP_MAGIC):
-        compression = "gzip"
-    result.compression = compression
-    if compression != "none":
-        stream = _Decompressed(stream, compression, counter, where)
-    return stream, decrypting
 
 
 def verify(location: str, *, identities: Sequence[str] = (), integrity: bool = False,
@@ -612,18 +338,18 @@ def verify(location: str, *, identities: Sequence[str] = (), integrity: bool = F
         return _verify_folder(location, integrity=integrity, max_listed=max_listed)
     keys = None
     if identities:
-        from .crypto import load_identities
+        from ..crypto import load_identities
 
         keys = load_identities(identities)
     sidecar = read_sidecar(location, s3_endpoint=s3_endpoint)
     result = VerifyResult(path=location, checksum_file=sidecar[1] if sidecar else None)
     raw = open_input(location, s3_endpoint=s3_endpoint)
-    hashing = _HashingReader(raw)
+    hashing = HashingReader(raw)
     decrypting = None
     try:
-        from .crypto import is_encrypted
+        from ..crypto import is_encrypted
 
-        head = _read_head(hashing, 64)
+        head = read_head(hashing, 64)
         if is_encrypted(head) and keys is None:
             if sidecar is None:
                 raise UsageError(f"{location} is encrypted; give --identity FILE to check its content "
@@ -633,8 +359,8 @@ def verify(location: str, *, identities: Sequence[str] = (), integrity: bool = F
             _compare_sidecar(hashing, sidecar, location, result)
             return result
         try:
-            stream, decrypting = _plain_stream(_Prefixed(head, hashing), hashing, location, keys, result)
-            fks = _check_document(_Lines(stream), location, integrity, max_listed, result)
+            stream, decrypting = plain_stream(Prefixed(head, hashing), hashing, location, keys, result)
+            fks = _check_document(Lines(stream), location, integrity, max_listed, result)
         except VerifyError as exc:
             # Say also whether the file differs from its checksum file: the whole file is read.
             if decrypting is not None:
@@ -664,7 +390,7 @@ def verify(location: str, *, identities: Sequence[str] = (), integrity: bool = F
         raw.close()
 
 
-def _compare_sidecar(hashing: _HashingReader, sidecar: tuple[str, str] | None, where: str,
+def _compare_sidecar(hashing: HashingReader, sidecar: tuple[str, str] | None, where: str,
                      result: VerifyResult) -> None:
     result.sha256 = hashing.sha256.hexdigest()
     if sidecar is not None and result.sha256 != sidecar[0]:
@@ -684,8 +410,8 @@ def _verify_folder(folder: str, *, integrity: bool, max_listed: int) -> VerifyRe
                           path=folder) from None
     except msgspec.DecodeError as exc:
         raise VerifyError(f"{manifest} is not valid JSON ({exc})", path=manifest) from None
-    tables, algorithm = _check_metadata(metadata, manifest, in_tables=True)
-    fks = _ForeignKeys(tables, max_listed) if integrity else None
+    tables, algorithm = check_metadata(metadata, manifest, in_tables=True)
+    fks = ForeignKeys(tables, max_listed) if integrity else None
     result = VerifyResult(path=folder, layout="jsonl", sha256=None)
     counted: dict[str, int] = {}
     lines_total = 0
@@ -697,10 +423,10 @@ def _verify_folder(folder: str, *, integrity: bool, max_listed: int) -> VerifyRe
         path = os.path.join(folder, file)
         raw = open_input(path)
         try:
-            hashing = _HashingReader(raw)
-            stream, _ = _plain_stream(hashing, hashing, path, None, result)
+            hashing = HashingReader(raw)
+            stream, _ = plain_stream(hashing, hashing, path, None, result)
             check = _TableCheck(name, entry, 1, path, algorithm)
-            lines = _Lines(stream)
+            lines = Lines(stream)
             lineno = 0
             use_fks = fks if fks and fks.wants(name) else None
             for line in lines:

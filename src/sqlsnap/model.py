@@ -1,7 +1,8 @@
-"""The schema as sources describe it: plain dataclasses, no I/O."""
+"""The schema as sources describe it: plain dataclasses and the foreign-key graph, no I/O."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,3 +54,21 @@ class Table:
     estimated_bytes: int | None = None
     #: Source-specific details (type oids, column kinds) the source needs to read the table.
     details: Any = None
+
+
+def dependency_order(tables: Sequence[Table]) -> list[Table]:
+    """Parents before children (so a restore can load in file order); ties by name; cycles
+    are broken by name."""
+    by_name = {t.name: t for t in tables}
+    parents = {t.name: {fk.ref_table for fk in t.foreign_keys if fk.ref_table in by_name} - {t.name}
+               for t in tables}
+    order: list[Table] = []
+    done: set[str] = set()
+    remaining = sorted(by_name)
+    while remaining:
+        ready = [n for n in remaining if parents[n] <= done] or remaining[:1]
+        for n in ready:
+            order.append(by_name[n])
+            done.add(n)
+        remaining = [n for n in remaining if n not in done]
+    return order

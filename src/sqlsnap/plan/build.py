@@ -30,8 +30,10 @@ from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import Any
 
-from .errors import NotFoundError, SnapError, UsageError
-from .policy import (
+from ..errors import NotFoundError, SnapError, UsageError
+from ..model import Column, ForeignKey, Table, dependency_order
+from ..policy import (
+    EPHEMERAL_KEY,
     FAKE_KINDS,
     KEY_HINT,
     KEYED_RULES,
@@ -39,6 +41,7 @@ from .policy import (
     RULE_FAMILIES,
     RULES,
     SHIFT_MAX_DAYS,
+    TRANSFORM_RULES,
     ColumnPattern,
     HashKey,
     Named,
@@ -57,11 +60,8 @@ from .policy import (
     secret_match,
     type_info,
 )
-from .schema import Column, ForeignKey, Table
+from .select import select_tables
 
-#: Rules that rewrite each value in Python (keep, null and redact need no code per value).
-TRANSFORM_RULES = frozenset({"hash", "mask", "fake", "shift-dates", "generalize", "truncate"})
-EPHEMERAL_KEY = "ephemeral"
 _PRESET = "--anonymize"
 
 
@@ -299,8 +299,6 @@ def build_plan(
 ) -> Plan:
     """Decide the export of ``tables`` (every table the source has: patterns are checked
     against all of them, and foreign keys are followed through excluded ones)."""
-    from .exporter import dependency_order, select_tables  # the exporter imports this module
-
     policy = options.policy or Policy()
     anonymize = options.anonymize or policy.anonymize
     by_name = {t.name: t for t in tables}
@@ -618,32 +616,3 @@ def plan_options(
         policy=pol,
         key_source=key.source if key else None,
     ), key
-
-
-def plan(
-    source: str,
-    *,
-    schemas: Sequence[str] | None = None,
-    tables: Sequence[str] | None = None,
-    exclude_tables: Sequence[str] | None = None,
-    exclude_columns: Sequence[str] | None = None,
-    include_secrets: Sequence[str] | None = None,
-    anonymize: bool = False,
-    policy: str | Policy | None = None,
-    hash_key: bytes | str | None = None,
-    hash_key_file: str | None = None,
-) -> Plan:
-    """The plan ``export()`` would follow with the same arguments, without exporting: the
-    source is opened only to read its catalog. Raises the errors ``export()`` would."""
-    from .sources import make_source
-    from .urls import parse_url
-
-    url = parse_url(source)
-    options, _ = plan_options(
-        dialect=url.dialect, tables=tables, exclude_tables=exclude_tables, exclude_columns=exclude_columns,
-        include_secrets=include_secrets, anonymize=anonymize, policy=policy, hash_key=hash_key,
-        hash_key_file=hash_key_file)
-    with make_source(url) as src:
-        info = src.info()
-        reflected = src.list_tables(schemas)
-    return build_plan(reflected, options, info)

@@ -1,0 +1,85 @@
+"""What a reader is asked to read: the plan's per-table decisions in the form the sources
+consume them. Pure data; the transforms inside a projection are compiled by the policy
+(:func:`sqlsnap.policy.transforms.compile_projections`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from operator import itemgetter
+from typing import Any
+
+from ..values import ENCODER, Converter
+
+
+@dataclass(frozen=True)
+class OutputColumn:
+    """One field of the exported rows (see :class:`Projection`).
+
+    ``source`` is the index in ``table.columns`` of the value it is made from, None for a
+    ``constant``. ``transform`` maps the converted (JSON-native) value to the value written;
+    with ``owner`` set it is called as ``transform(value, owner_value)``, where
+    ``owner_value`` is the converted, untransformed value of ``table.columns[owner]``.
+    """
+
+    name: str
+    source: int | None
+    transform: Callable[..., Any] | None = None
+    owner: int | None = None
+    constant: Any = None
+
+
+@dataclass(frozen=True)
+class Projection:
+    """What a reader writes for a table when the export policy changes it: the output fields
+    in order. Columns not named are never read; constants (null, redact) are not read either,
+    so a server can write them as SQL literals. Readers get None for tables exported whole."""
+
+    columns: tuple[OutputColumn, ...]
+
+    @cached_property
+    def reads(self) -> list[int]:
+        """Indices of ``table.columns`` to fetch, in table order: sources and owners."""
+        wanted = {c.source for c in self.columns if c.source is not None}
+        wanted |= {c.owner for c in self.columns if c.owner is not None}
+        return sorted(wanted)
+
+    def encoder(self, names: Sequence[str], converters: Sequence[Converter]) -> Callable[[Any], bytes]:
+        """``encode(batch) -> bytes`` for driver rows holding the ``reads`` columns, given the
+        whole table's column ``names`` and ``converters``."""
+        reads = self.reads
+        convs = [converters[i] for i in reads]
+        cols = self.columns
+        if all(c.transform is None and c.source is not None for c in cols) and \
+                [c.source for c in cols] == reads:
+            out_names = [c.name for c in cols]
+            return lambda batch: ENCODER.encode_lines(
+                [{n: conv(v) for n, conv, v in zip(out_names, convs, row)} for row in batch])
+        pos = {src: i for i, src in enumerate(reads)}
+        getters: list[tuple[str, Callable[[list[Any]], Any]]] = []
+        for c in cols:
+            getters.append((c.name, _getter(c, pos)))
+
+        def encode(batch: Any) -> bytes:
+            out = []
+            for row in batch:
+                vals = [conv(value) for conv, value in zip(convs, row)]
+                out.append({name: get(vals) for name, get in getters})
+            return ENCODER.encode_lines(out)
+
+        return encode
+
+
+def _getter(c: OutputColumn, pos: dict[int, int]) -> Callable[[list[Any]], Any]:
+    if c.source is None:
+        constant = c.constant
+        return lambda vals: constant
+    p = pos[c.source]
+    fn = c.transform
+    if fn is None:
+        return itemgetter(p)
+    if c.owner is None:
+        return lambda vals: fn(vals[p])
+    o = pos[c.owner]
+    return lambda vals: fn(vals[p], vals[o])

@@ -1,0 +1,83 @@
+"""The document layout: ``{"metadata": ..., "data": {...}, "checksums": {...}}``, one row a
+line, written front to back as the rows arrive (the framing is :mod:`sqlsnap.format`'s)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from ..codecs import Compressed, HashingWriter
+from ..errors import SnapError
+from ..format import (
+    CHECKSUMS_PREFIX,
+    DATA_END,
+    DATA_LINE,
+    DOC_PREFIX,
+    END,
+    TABLE_CHECKSUM,
+    TABLE_CHECKSUMS,
+    TableOutcome,
+    encode_metadata,
+)
+from ..model import Table
+
+
+def write_document(
+    sink: Any,
+    compression: str,
+    metadata: dict[str, Any],
+    order: Sequence[Table],
+    channels: dict[str, list[Any]],
+    check: Callable[[], None],
+    results: dict[str, TableOutcome],
+    recipients: Sequence[Any] = (),
+) -> tuple[int, str]:
+    """Write ``{"metadata": ..., "data": {...}, "checksums": {...}}`` as the rows arrive: one
+    row per line, tables in ``order``, each from its parts' ``channels`` in turn. The
+    per-table checksums are computed here, where each table's bytes pass in order (its parts
+    are read side by side), so that the reader threads do nothing but drain the server.
+
+    Bytes go data -> compression -> age encryption (with ``recipients``) -> SHA-256 -> sink."""
+    tee = HashingWriter(sink.fh)
+    encrypting = None
+    if recipients:
+        from ..crypto import Encrypting
+
+        encrypting = Encrypting(tee, recipients)
+    out = Compressed(encrypting or tee, compression)
+    try:
+        out.write(DOC_PREFIX + encode_metadata(metadata) + b",\n" + DATA_LINE)
+        for i, table in enumerate(order):
+            out.write((b"," if i else b"") + b"\n" + msgspec.json.encode(table.name) + b": [")
+            # Rows are JSON lines; in the document they are separated by ",\n". The last two
+            # bytes written so far are held back: at the table's end they are the ",\n" that
+            # must not follow the last row. (Spooled chunks may end inside a row.)
+            held = b""
+            digest = TABLE_CHECKSUMS[TABLE_CHECKSUM]()
+            for channel in channels[table.name]:
+                for chunk in channel.chunks(check):
+                    digest.update(chunk)
+                    piece = chunk.replace(b"\n", b",\n")
+                    out.write(held or b"\n")
+                    out.write(memoryview(piece)[:-2])
+                    held = piece[-2:]
+                channel.release()
+            results[table.name].checksum = digest.hexdigest()
+            if held and held != b",\n":
+                raise SnapError(f"table {table.name}: the reader did not end its last row", table=table.name)
+            out.write(b"\n]" if held else b"]")
+        checksums = {TABLE_CHECKSUM: {t.name: results[t.name].checksum for t in order}}
+        out.write(b"\n" + DATA_END + b"\n" + CHECKSUMS_PREFIX + msgspec.json.encode(checksums)
+                  + b"\n" + END + b"\n")
+        out.close()
+        if encrypting:
+            encrypting.close()
+    except BaseException:
+        if encrypting:
+            encrypting.abort()
+        raise
+    finally:
+        tee.close()
+    return tee.bytes, tee.sha256.hexdigest()
