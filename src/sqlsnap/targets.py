@@ -45,14 +45,14 @@ def connect_for_write(url: SourceURL, *, create: bool = True) -> Any:
         return _pg_connect(url)
     # MySQL / MariaDB: reuse the source's connection arguments, minus the read-only session.
     source: Any = make_source(url)
-    args = source._connect_args()
+    args = source.connect_args()
     args.pop("conv", None)
     driver = source.driver
     try:
         return driver.connect(**args)
     except driver.Error as exc:
         if not (create and exc.args and exc.args[0] == 1049):
-            raise source._translate(exc) from None
+            raise source.translate_error(exc) from None
     database = args.pop("database")
     admin = driver.connect(**args)
     try:
@@ -63,6 +63,6 @@ def connect_for_write(url: SourceURL, *, create: bool = True) -> Any:
 
 
 def make_source_error(url: SourceURL, exc: Exception) -> SnapError:
-    from .sources.postgresql import _translate
+    from .sources.postgresql import translate_error
 
-    return _translate(exc, mask(url.raw))
+    return translate_error(exc, mask(url.raw))

@@ -122,7 +122,9 @@ class MySQLSource(Source):
         self._conn: Any = None
         self._version = ""
 
-    def _connect_args(self) -> dict[str, Any]:
+    def connect_args(self) -> dict[str, Any]:
+        """The driver's ``connect()`` arguments for this URL (the targets reuse them, without
+        ``conv``, to write)."""
         u = self.url
         if not u.database:
             raise UsageError("the MySQL URL names no database; use mysql://user@host:3306/dbname")
@@ -152,9 +154,9 @@ class MySQLSource(Source):
 
     def open(self) -> None:
         try:
-            self._conn = self.driver.connect(**self._connect_args())
+            self._conn = self.driver.connect(**self.connect_args())
         except self.driver.Error as exc:
-            raise self._translate(exc) from None
+            raise self.translate_error(exc) from None
         try:
             cur = self._conn.cursor()
             cur.execute("SELECT VERSION()")
@@ -171,7 +173,8 @@ class MySQLSource(Source):
         except self.driver.Error as exc:
             raise SnapError(f"cannot start the snapshot: {mask(str(exc))}") from None
 
-    def _translate(self, exc: Exception) -> SnapError:
+    def translate_error(self, exc: Exception) -> SnapError:
+        """A driver error met while connecting, as a one-line SnapError naming the fix."""
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
         msg = mask(str(exc.args[1]) if len(exc.args) > 1 else str(exc))
         where = self.url.display

@@ -244,7 +244,7 @@ def _get_result(pgconn: Any) -> Any:
     return pgconn.get_result()
 
 
-def _translate(exc: Exception, url_display: str) -> SnapError:
+def translate_error(exc: Exception, url_display: str) -> SnapError:
     """Turn a psycopg connection error into a one-line SnapError that names the fix."""
     msg = mask(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
     low = msg.lower()
@@ -287,7 +287,7 @@ class PostgresSource(Source):
                 connect_timeout=int(self.url.params.get("connect_timeout", 10)),
             )
         except psycopg.Error as exc:
-            raise _translate(exc, self.url.display) from None
+            raise translate_error(exc, self.url.display) from None
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         for typname in _TEXT_LOADED:

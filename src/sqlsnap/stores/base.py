@@ -1,0 +1,126 @@
+"""The interface every store implements: a place where snapshots are written, read, listed
+and deleted, addressed by keys (``/``-separated names below the store's root).
+
+A store never shows a half-written object: bytes go to an :class:`Upload`, which makes its
+object appear under its key only on ``commit()`` and leaves nothing behind on ``abort()``.
+Several objects that must appear together (a JSON Lines snapshot: one file per table and the
+manifest) are written through a :class:`Batch`: none of them is visible before
+``Batch.commit()``, and a failed or abandoned batch leaves nothing behind.
+
+Implementations, registered by URL scheme in :mod:`sqlsnap.stores`: ``file`` (a local
+folder; the default for a plain path), ``s3`` (a bucket and prefix), ``memory`` (a dict, for
+tests and for callers that want bytes), and ``stdout`` (write-only: one object, no keys).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+class Reader(Protocol):
+    """A stream of an object's bytes."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Entry:
+    """An object (``prefix=False``) or a common prefix one level down (``prefix=True``: a
+    "folder", its key ending in ``/``) found by :meth:`Store.list`."""
+
+    key: str
+    size: int = 0
+    modified: datetime | None = None
+    prefix: bool = False
+
+
+class Upload(ABC):
+    """An object being written. ``write`` may be called from one thread at a time."""
+
+    #: Bytes written so far.
+    bytes: int = 0
+
+    @abstractmethod
+    def write(self, data: bytes | memoryview, /) -> int:
+        """Send ``data`` on its way (buffered, uploaded or written as the store does)."""
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Make the object visible under its key, whole; raises SnapError on failure (after
+        which nothing is visible and nothing is left behind)."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Drop what was written: nothing visible, nothing left (idempotent, never raises
+        for what is already gone)."""
+
+
+class Batch(ABC):
+    """Objects below one prefix that become visible together on :meth:`commit`."""
+
+    @abstractmethod
+    def create(self, name: str) -> Upload:
+        """A new object ``<prefix>/<name>`` in the batch. Its ``commit()`` only finishes its
+        bytes; the object appears with the batch."""
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Make every object of the batch visible (the store's ``manifest`` last, where order
+        can be seen); on failure nothing of the batch is left."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Drop every object of the batch (idempotent)."""
+
+
+class Store(ABC):
+    #: The URL scheme this store is registered under (``file``, ``s3``, ``memory``, ``stdout``).
+    scheme: str
+
+    @abstractmethod
+    def url(self, key: str) -> str:
+        """How ``key`` is shown to people (a path, ``s3://bucket/key``): never a credential."""
+
+    @abstractmethod
+    def check_writable(self, key: str) -> None:
+        """Fail (OutputError, NotFoundError) before any row is read if ``key`` cannot be written."""
+
+    @abstractmethod
+    def create(self, key: str) -> Upload:
+        """A new object at ``key``, visible only once committed."""
+
+    @abstractmethod
+    def batch(self, prefix: str) -> Batch:
+        """Objects under ``prefix`` (a folder) that appear together. Fails with OutputError if
+        something already exists at ``prefix``."""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Write a small object whole (checksum files), atomically."""
+
+    @abstractmethod
+    def open(self, key: str) -> Reader:
+        """The object's bytes; NotFoundError when there is none."""
+
+    @abstractmethod
+    def read_small(self, key: str, limit: int = 1 << 20) -> bytes | None:
+        """The first ``limit`` bytes of a small object, None when there is none."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether an object, or a non-empty prefix, is at ``key``."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[Entry]:
+        """Objects whose key starts with ``prefix`` one level down (no ``/`` after the
+        prefix), and the common prefixes ("folders") of deeper ones, sorted by key."""
+
+    @abstractmethod
+    def delete(self, keys: Sequence[str]) -> None:
+        """Delete these objects; a key ending in ``/`` deletes everything under it. Keys
+        already gone are no error."""
