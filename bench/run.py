@@ -5,6 +5,7 @@ Run from the repository root with sqlsnap's virtualenv (standard library only ot
 
     .venv/bin/python bench/run.py [--scale 100] [--repeat 3] [--skip-build] [--db sqlsnap_bench]
     .venv/bin/python bench/run.py --scales 25,100 --skip-build     # is memory flat?
+    .venv/bin/python bench/run.py --skip-build --baseline REV      # also the code of REV (a refactor)
 
 What it does (see bench/README.md for why):
 
@@ -16,7 +17,8 @@ What it does (see bench/README.md for why):
    work on the machine falls on every way alike; before each run it waits (``--settle``)
    for a quiet moment on the machine. sqlsnap runs from a copy of its package taken at
    start (``--no-freeze`` to disable), so every round measures the same code while the
-   working tree is edited;
+   working tree is edited. With ``--baseline REV`` the sqlsnap code of git revision REV is
+   measured too, in the same rounds, as ways named ``<way>@base``;
 3. measures each way as a child process: wall time; from ``os.wait4`` the user+sys CPU of
    the child and every descendant it waited for (pg_dump's workers); its peak RSS from
    ``/usr/bin/time -f %M`` (see RSS_WRAPPER: wait4's own ``ru_maxrss`` is useless here); the
@@ -24,7 +26,8 @@ What it does (see bench/README.md for why):
    the machine's busy CPU that was neither (other work on a shared machine);
 4. prints medians, the ratio to the ``psql`` reference and PASS/FAIL per target; writes
    every measurement to ``--json FILE``. The exit code is 0 even when a target fails: this
-   is a report, not a gate.
+   is a report, not a gate. With ``--baseline``, it also prints each sqlsnap way's time over
+   its ``@base`` way's (for information).
 
 The references: ``psql`` running ``COPY (SELECT row_to_json(r.*) FROM t r) TO STDOUT`` for
 every table on one connection is the practical limit for JSON out of PostgreSQL (one
@@ -38,6 +41,7 @@ import argparse
 import compileall
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import platform
@@ -46,11 +50,12 @@ import signal
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -116,6 +121,14 @@ WAY_ANONYMIZE = "sqlsnap --anonymize"
 WAY_ZSTD = "sqlsnap -o .json.zst"
 #: Ways measured in --scales mode (memory at each scale; psql for the time ratio).
 SCALES_WAYS = (WAY_PSQL, WAY_DEFAULT, WAY_JOBS1)
+#: --baseline: the baseline code's ways are the current ones' names with this suffix.
+BASELINE_SUFFIX = "@base"
+#: The package inside the repository, as ``git archive`` takes it, and the optional C reader
+#: (built by setup.py, not in git) that the baseline needs too: without it sqlsnap falls back
+#: to its Python COPY loop, which is slower, and the comparison would measure that instead.
+REPO_PACKAGE = "src/sqlsnap"
+PGCOPY_SOURCE = "_pgcopy.c"
+PGCOPY_BUILT = "_pgcopy*.so"
 
 
 # --------------------------------------------------------------------------------------
@@ -156,30 +169,128 @@ def code_digest(package: Path) -> str:
     return digest.hexdigest()
 
 
-def locate_sqlsnap(freeze_into: Path | None) -> Sqlsnap:
-    """The sqlsnap importable by this interpreter (sqlsnap's venv), frozen if asked.
-
-    Frozen: the package is copied into ``freeze_into`` and run from there with PYTHONPATH,
-    so every round measures the same code even while the working tree is being edited. The
-    copy is byte-compiled, as ``pip install`` compiles an installed package: with
-    PYTHONDONTWRITEBYTECODE set (these machines set it), every run would otherwise compile
-    sqlsnap's source again, 0.1 s of each run.
-    """
+def installed_package() -> Path:
+    """The folder of the sqlsnap importable by this interpreter (sqlsnap's venv)."""
     spec = importlib.util.find_spec("sqlsnap")
     if spec is None or spec.origin is None:
         sys.exit("sqlsnap is not importable: run this with sqlsnap's virtualenv "
                  "(.venv/bin/python bench/run.py)")
-    package = Path(spec.origin).parent
+    return Path(spec.origin).parent
+
+
+def freeze(package: Path, into: Path) -> Path:
+    """Copy ``package`` to ``into``/sqlsnap and byte-compile it; return the copy.
+
+    Byte-compiled as ``pip install`` compiles an installed package: with
+    PYTHONDONTWRITEBYTECODE set (these machines set it), every run would otherwise compile
+    sqlsnap's source again, 0.1 s of each run.
+    """
+    frozen = into / "sqlsnap"
+    shutil.copytree(package, frozen, ignore=shutil.ignore_patterns("__pycache__"))
+    compileall.compile_dir(frozen, quiet=1)
+    return frozen
+
+
+def frozen_sqlsnap(frozen: Path, source: str) -> Sqlsnap:
+    """Run the frozen copy ``frozen`` (a folder named sqlsnap) through PYTHONPATH."""
+    return Sqlsnap((sys.executable, "-c", SQLSNAP_MAIN), {"PYTHONPATH": str(frozen.parent)},
+                   source, code_digest(frozen))
+
+
+def locate_sqlsnap(freeze_into: Path | None) -> Sqlsnap:
+    """The sqlsnap importable by this interpreter (sqlsnap's venv), frozen if asked.
+
+    Frozen: the package is copied into ``freeze_into`` and run from there with PYTHONPATH,
+    so every round measures the same code even while the working tree is being edited.
+    """
+    package = installed_package()
     if freeze_into is None:
         beside = Path(sys.executable).parent / "sqlsnap"
         argv = (str(beside),) if beside.exists() else (sys.executable, "-c", SQLSNAP_MAIN)
         return Sqlsnap(argv, {}, str(package), code_digest(package))
-    frozen = freeze_into / "sqlsnap"
-    shutil.copytree(package, frozen, ignore=shutil.ignore_patterns("__pycache__"))
-    compileall.compile_dir(frozen, quiet=1)
+    frozen = freeze(package, freeze_into)
     sys.path.insert(0, str(freeze_into))  # sqlsnap.demo.table_row_counts from the same code
-    return Sqlsnap((sys.executable, "-c", SQLSNAP_MAIN), {"PYTHONPATH": str(freeze_into)},
-                   f"{package} (frozen copy)", code_digest(frozen))
+    return frozen_sqlsnap(frozen, f"{package} (frozen copy)")
+
+
+def git(repo: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True)
+
+
+def git_archive(repo: Path, commit: str, paths: Sequence[str], into: Path) -> None:
+    """Extract ``paths`` as they are in ``commit`` under ``into`` (the working tree is not
+    touched: someone may be editing it)."""
+    result = git(repo, "archive", "--format=tar", commit, *paths)
+    if result.returncode != 0:
+        sys.exit(f"--baseline: git archive {commit} {' '.join(paths)} failed: "
+                 f"{result.stderr.decode(errors='replace').strip()}")
+    with tarfile.open(fileobj=io.BytesIO(result.stdout)) as tar:
+        tar.extractall(into, filter="data")
+
+
+def baseline_pgcopy(repo: Path, commit: str, package: Path, base: Path, scratch: Path) -> str:
+    """Give the baseline copy ``base`` the C reader that the current code ``package`` runs
+    with, or build it.
+
+    The compiled module is not in git. When the C source of ``commit`` is byte-identical to
+    the current one, the current module is that code compiled, and copying it spares a
+    compiler run. Otherwise it is built with ``commit``'s setup.py, as ``pip install`` would
+    build it. Returns how the module was obtained, for the report.
+    """
+    at_rev = base / PGCOPY_SOURCE
+    if not at_rev.exists():
+        return f"none: {commit[:12]} has no {REPO_PACKAGE}/{PGCOPY_SOURCE} (the Python COPY loop)"
+    # The C source the current module was built from: beside it (an editable install, as
+    # here, and its frozen copy), else in the working tree.
+    current = package / PGCOPY_SOURCE
+    if not current.exists():
+        current = repo / REPO_PACKAGE / PGCOPY_SOURCE
+    built = sorted(package.glob(PGCOPY_BUILT))
+    if current.exists() and current.read_bytes() == at_rev.read_bytes():
+        if not built:
+            # Then the current code runs without it too: both are measured alike.
+            return f"none: {PGCOPY_SOURCE} is unchanged and {package} has no compiled module either"
+        shutil.copy2(built[0], base / built[0].name)
+        return f"copied {built[0]} ({PGCOPY_SOURCE} unchanged)"
+    log(f"--baseline: {PGCOPY_SOURCE} differs at {commit[:12]}: building it with that revision's setup.py")
+    git_archive(repo, commit, ["setup.py", REPO_PACKAGE], scratch)
+    # setup.py marks the extension optional: a failed compile exits 0 without the module,
+    # so its presence is what is checked.
+    result = subprocess.run([sys.executable, "setup.py", "build_ext", "--build-lib", "lib",
+                             "--build-temp", "tmp"], cwd=scratch, capture_output=True, text=True)
+    made = sorted((scratch / "lib").rglob(PGCOPY_BUILT))
+    if result.returncode != 0 or not made:
+        sys.exit(f"--baseline: could not build {PGCOPY_SOURCE} of {commit[:12]} (exit {result.returncode}); "
+                 f"without it the baseline would run the slower Python COPY loop. Output:\n"
+                 f"{(result.stdout + result.stderr).strip()[-3000:]}")
+    shutil.copy2(made[0], base / made[0].name)
+    return f"built from {commit[:12]}'s {PGCOPY_SOURCE} with its setup.py"
+
+
+def baseline_sqlsnap(rev: str, workdir: Path, current: Path) -> tuple[Sqlsnap, dict[str, str]]:
+    """The sqlsnap code of git revision ``rev``, frozen like the current code (the package
+    folder ``current``, whose C reader it shares when the C source is the same).
+
+    Taken with ``git archive`` from the repository holding this script, so the working tree
+    (which someone may be editing) and the index are not touched. Returns it and a
+    description for the report.
+    """
+    here = Path(__file__).resolve().parent
+    top = git(here, "rev-parse", "--show-toplevel")
+    if top.returncode != 0:
+        sys.exit(f"--baseline: {here} is not in a git repository")
+    repo = Path(top.stdout.decode().strip())
+    resolved = git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    if resolved.returncode != 0:
+        sys.exit(f"--baseline: {rev!r} is not a commit in {repo}")
+    commit = resolved.stdout.decode().strip()
+    archive = workdir / "baseline-archive"
+    git_archive(repo, commit, [REPO_PACKAGE], archive)
+    pgcopy = baseline_pgcopy(repo, commit, current, archive / REPO_PACKAGE, workdir / "baseline-build")
+    frozen = freeze(archive / REPO_PACKAGE, workdir / "code-base")
+    shutil.rmtree(archive)
+    snap = frozen_sqlsnap(frozen, f"{repo} at {rev} ({commit}, git archive, frozen copy)")
+    return snap, {"rev": rev, "commit": commit, "pgcopy": pgcopy}
 
 
 def psql(db: str, sql: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -433,6 +544,8 @@ class Way:
     env: dict[str, str] = field(default_factory=dict)
     is_sqlsnap: bool = True
     note: str = ""
+    #: --baseline: the way (of the current code) that this way runs with the baseline code.
+    baseline_of: str | None = None
 
 
 @dataclass
@@ -487,6 +600,28 @@ def make_ways(snap: Sqlsnap, db: str, script: Path, names: Sequence[str] | None 
     if names is not None:
         ways = [w for w in ways if w.name in names]
     return ways
+
+
+def with_baseline(ways: Sequence[Way], base_ways: Sequence[Way], label: str) -> list[Way]:
+    """``ways`` with each sqlsnap way's baseline twin (from ``base_ways``) right after it,
+    where run_rounds keeps it (see there)."""
+    twins = {w.name: w for w in base_ways if w.is_sqlsnap}
+    merged: list[Way] = []
+    for way in ways:
+        merged.append(way)
+        twin = twins.get(way.name)
+        if twin is not None:
+            note = f"{twin.note}; " if twin.note else ""
+            merged.append(replace(twin, name=way.name + BASELINE_SUFFIX, baseline_of=way.name,
+                                  note=f"{note}the code of {label}"))
+        elif way.is_sqlsnap:
+            log(f"--baseline: the baseline code has no way {way.name!r}; it is measured without one")
+    return merged
+
+
+def name_width(ways: Sequence[Way]) -> int:
+    """The width of the way column: 26, or wider for the baseline's suffixed names."""
+    return max([26, *(len(w.name) for w in ways)])
 
 
 def wait_for_quiet(max_wait_s: float) -> tuple[float, float | None]:
@@ -573,15 +708,26 @@ def run_rounds(ways: Sequence[Way], scale: int, repeat: int, workdir: Path, db: 
     pm = postmaster_pid(db)
     if pm is None:
         log("the PostgreSQL server's processes are not readable here: server CPU is not measured")
+    # A way and its --baseline twin rotate as one, so that they run seconds apart in every
+    # round and meet the same load on the host (their ratio is what --baseline is for); they
+    # take turns going first, so that neither always runs after the other (page cache,
+    # writeback). Without --baseline every way is its own group, rotated as before.
+    groups: list[list[Way]] = []
+    for way in ways:
+        if way.baseline_of is not None and groups and groups[-1][0].name == way.baseline_of:
+            groups[-1].append(way)
+        else:
+            groups.append([way])
     runs: list[Run] = []
+    width = name_width(ways)
     for round_no in range(repeat + 1):
-        shift = round_no % len(ways)
-        order = list(ways[shift:]) + list(ways[:shift])
+        shift = round_no % len(groups)
+        order = [w for g in groups[shift:] + groups[:shift] for w in (g if round_no % 2 == 0 else g[::-1])]
         label = "warm-up" if round_no == 0 else f"round {round_no}/{repeat}"
         for way in order:
             run = measure(way, scale, round_no, workdir, pm, db, settle_s)
             status = "ok" if run.exit_code == 0 else f"FAILED (exit {run.exit_code}): {run.error}"
-            log(f"  scale {scale} {label:>11}  {way.name:<26} {run.wall_s:7.2f} s  "
+            log(f"  scale {scale} {label:>11}  {way.name:<{width}} {run.wall_s:7.2f} s  "
                 f"client {run.client_cpu_s:6.2f} s  server {fmt(run.server_cpu_s, 6, 2)} s  "
                 f"other {fmt(run.other_cpu_s, 6, 2)} s  {run.peak_rss_mb:6.1f} MB  {status}")
             runs.append(run)
@@ -639,18 +785,19 @@ def summarize(runs: Sequence[Run], ways: Sequence[Way], scale: int) -> dict[str,
 
 def print_table(summary: dict[str, dict[str, Any]], ways: Sequence[Way], title: str) -> None:
     print(f"\n{title}")
-    header = (f"{'way':<26} {'wall s':>7} {'min-max':>13} {'x psql':>7} {'client CPU s':>12} "
+    width = name_width(ways)
+    header = (f"{'way':<{width}} {'wall s':>7} {'min-max':>13} {'x psql':>7} {'client CPU s':>12} "
               f"{'server CPU s':>12} {'other CPU s':>11} {'peak RSS MB':>11} {'output bytes':>14}")
     print(header)
     print("-" * len(header))
     for way in ways:
         s = summary[way.name]
         if "wall_s" not in s:
-            print(f"{way.name:<26} FAILED in every round")
+            print(f"{way.name:<{width}} FAILED in every round")
             continue
         spread = f"{s['wall_min_s']:.2f}-{s['wall_max_s']:.2f}"
         flag = "  (some runs failed)" if s["failed"] else ""
-        print(f"{way.name:<26} {s['wall_s']:7.2f} {spread:>13} {fmt(s['vs_psql'], 7, 2)} "
+        print(f"{way.name:<{width}} {s['wall_s']:7.2f} {spread:>13} {fmt(s['vs_psql'], 7, 2)} "
               f"{s['client_cpu_s']:12.2f} {fmt(s['server_cpu_s'], 12, 2)} {fmt(s['other_cpu_s'], 11, 2)} "
               f"{s['peak_rss_mb']:11.1f} {int(s['output_bytes']):>14,}{flag}")
     print("client CPU: user+sys of the measured process and its children (os.wait4); server CPU: the "
@@ -668,6 +815,31 @@ class Target:
     detail: str = ""
 
 
+def wall_ratios(summary: dict[str, dict[str, Any]], way: str, ref: str) -> dict[str, Any]:
+    """``way``'s wall time over ``ref``'s: of the medians, of the fastest runs, and of the
+    runs of each round, with their median; ``missing`` names a way that has no time."""
+    a = summary.get(way, {}).get("wall_s")
+    b = summary.get(ref, {}).get("wall_s")
+    if a is None or b is None:
+        return {"missing": way if a is None else ref}
+    a_min, b_min = summary[way]["wall_min_s"], summary[ref]["wall_min_s"]
+    mine, theirs = summary[way]["wall_by_round"], summary[ref]["wall_by_round"]
+    paired = [mine[k] / theirs[k] for k in sorted(mine) if k in theirs]
+    return {"way": way, "ref": ref, "wall_s": a, "ref_wall_s": b, "medians": a / b,
+            "fastest_s": a_min, "ref_fastest_s": b_min, "fastest": a_min / b_min,
+            "paired_by_round": paired,
+            "paired_median": statistics.median(paired) if paired else None}
+
+
+def describe_ratios(r: dict[str, Any]) -> str:
+    detail = (f"medians {r['wall_s']:.2f} s / {r['ref_wall_s']:.2f} s = {r['medians']:.2f}; "
+              f"fastest {r['fastest_s']:.2f} s / {r['ref_fastest_s']:.2f} s = {r['fastest']:.2f}")
+    if r["paired_by_round"]:
+        detail += (f"; paired by round {', '.join(f'{p:.2f}' for p in r['paired_by_round'])} "
+                   f"(median {r['paired_median']:.2f})")
+    return detail
+
+
 def ratio_target(name: str, summary: dict[str, dict[str, Any]], way: str, ref: str, limit: float) -> Target:
     """Passes only if both the ratio of the medians and the ratio of the fastest runs meet the
     limit; the value shown is the worse of the two. On a shared VM one slow run of the
@@ -675,22 +847,11 @@ def ratio_target(name: str, summary: dict[str, dict[str, Any]], way: str, ref: s
     pass a way that is not faster; the fastest runs are the least disturbed by other work.
     The ratios of the runs of one round (run minutes apart) are shown too, for information:
     they follow the host's load as it drifts."""
-    a = summary.get(way, {}).get("wall_s")
-    b = summary.get(ref, {}).get("wall_s")
-    if a is None or b is None:
-        missing = way if a is None else ref
-        return Target(name, None, limit, "x", None, f"{missing} was not measured or failed")
-    a_min, b_min = summary[way]["wall_min_s"], summary[ref]["wall_min_s"]
-    median, best = a / b, a_min / b_min
-    value = max(median, best)
-    detail = (f"medians {a:.2f} s / {b:.2f} s = {median:.2f}; "
-              f"fastest {a_min:.2f} s / {b_min:.2f} s = {best:.2f}")
-    mine, theirs = summary[way]["wall_by_round"], summary[ref]["wall_by_round"]
-    paired = [mine[k] / theirs[k] for k in sorted(mine) if k in theirs]
-    if paired:
-        detail += (f"; paired by round {', '.join(f'{p:.2f}' for p in paired)} "
-                   f"(median {statistics.median(paired):.2f})")
-    return Target(name, value, limit, "x", value <= limit, detail)
+    r = wall_ratios(summary, way, ref)
+    if "missing" in r:
+        return Target(name, None, limit, "x", None, f"{r['missing']} was not measured or failed")
+    value = max(r["medians"], r["fastest"])
+    return Target(name, value, limit, "x", value <= limit, describe_ratios(r))
 
 
 def check_targets(summary: dict[str, dict[str, Any]], ways: Sequence[Way]) -> list[Target]:
@@ -700,7 +861,8 @@ def check_targets(summary: dict[str, dict[str, Any]], ways: Sequence[Way]) -> li
         ratio_target(f"sqlsnap --jobs 1 / psql <= {TARGET_JOBS1_VS_PSQL:.2f}", summary, WAY_JOBS1,
                      WAY_PSQL, TARGET_JOBS1_VS_PSQL),
     ]
-    rss = [(s["peak_rss_max_mb"], w.name) for w in ways if w.is_sqlsnap
+    # The targets are the current code's: the baseline's ways (--baseline) are left out.
+    rss = [(s["peak_rss_max_mb"], w.name) for w in ways if w.is_sqlsnap and w.baseline_of is None
            for s in [summary[w.name]] if "peak_rss_max_mb" in s]
     name = f"peak RSS of sqlsnap < {TARGET_PEAK_RSS_MB:.0f} MB (largest over every sqlsnap run)"
     if rss:
@@ -717,6 +879,24 @@ def check_targets(summary: dict[str, dict[str, Any]], ways: Sequence[Way]) -> li
         targets.append(Target(anon_name, None, TARGET_ANONYMIZE_VS_DEFAULT, "x", None,
                               "not measured: sqlsnap export has no --anonymize, or --ways left it out"))
     return targets
+
+
+def baseline_ratios(summary: dict[str, dict[str, Any]], ways: Sequence[Way]) -> dict[str, dict[str, Any]]:
+    """--baseline: each sqlsnap way's wall time over its baseline twin's."""
+    return {w.baseline_of: wall_ratios(summary, w.baseline_of, w.name) for w in ways if w.baseline_of}
+
+
+def print_baseline(ratios: dict[str, dict[str, Any]], base: dict[str, str], code_sha256: str) -> None:
+    """For information, no verdict: on this shared VM a few rounds move a ratio by 10-20%
+    (bench/README.md, runs K and L), so a small change shows only over many rounds, in the
+    paired ratios' median more than in the others."""
+    print(f"\nCurrent code / baseline {base['rev']} ({base['commit'][:12]}, code sha256 "
+          f"{code_sha256[:12]}): wall time, below 1 is faster now (for information)")
+    for way, r in ratios.items():
+        if "missing" in r:
+            print(f"  {way}: n/a  ({r['missing']} was not measured or failed)")
+        else:
+            print(f"  {way}: {describe_ratios(r)}")
 
 
 def print_targets(targets: Sequence[Target]) -> None:
@@ -753,12 +933,16 @@ def db_for_scale(args: argparse.Namespace, scale: int) -> str:
     return args.db if scale == args.scale else f"{args.db}_s{scale}"
 
 
-def main_mode(args: argparse.Namespace, snap: Sqlsnap, workdir: Path, report: dict[str, Any]) -> None:
+def main_mode(args: argparse.Namespace, snap: Sqlsnap, workdir: Path, report: dict[str, Any],
+              base: Sqlsnap | None = None) -> None:
     db = args.db
     report["database"] = prepare(snap, db, args.scale, args.skip_build)
     script = workdir / "copy_all_tables.sql"
     write_psql_script(db, script)
     ways = make_ways(snap, db, script, args.ways)
+    if base is not None:
+        b = report["baseline"]
+        ways = with_baseline(ways, make_ways(base, db, script, args.ways), f"{b['rev']} ({b['commit'][:12]})")
     log(f"measuring {len(ways)} ways: 1 warm-up round + {args.repeat} rounds, round robin")
     runs = run_rounds(ways, args.scale, args.repeat, workdir, db, args.settle)
     summary = summarize(runs, ways, args.scale)
@@ -767,6 +951,9 @@ def main_mode(args: argparse.Namespace, snap: Sqlsnap, workdir: Path, report: di
                 f"medians of {args.repeat} rounds")
     targets = check_targets(summary, ways)
     print_targets(targets)
+    if base is not None:
+        report["baseline"]["ratios"] = baseline_ratios(summary, ways)
+        print_baseline(report["baseline"]["ratios"], report["baseline"], base.code_sha256)
     report.update(ways=describe_ways(ways), runs=[asdict(r) for r in runs], summary=summary,
                   targets=[asdict(t) for t in targets])
 
@@ -838,11 +1025,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "package taken at start (the working tree may be edited meanwhile)")
     parser.add_argument("--workdir", type=Path,
                         help="folder in which a temporary folder for the outputs is made (None: /tmp)")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also measure the sqlsnap code of git revision REV (e.g. the commit before a "
+                             "refactor), in the same rounds, as ways named <way>" + BASELINE_SUFFIX +
+                             ", and print each sqlsnap way's time over its baseline's")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write every measurement to FILE")
     parser.add_argument("--drop", action="store_true", help="drop the benchmark database(s) at the end")
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.scale < 1 or (args.scales and min(args.scales) < 1):
         parser.error("--repeat, --scale and --scales must be positive")
+    if args.baseline and args.scales:
+        # The flatness targets would be judged on the baseline's ways too; compare code at one scale.
+        parser.error("--baseline compares code at one --scale; it does not combine with --scales")
     return args
 
 
@@ -859,10 +1053,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"sqlsnap under test: {snap.source}, code sha256 {snap.code_sha256[:12]}")
         report: dict[str, Any] = {"machine": machine_info(snap),
                                   "args": {k: str(v) for k, v in vars(args).items()}}
+        base = None
+        if args.baseline:
+            # The current code's C reader comes from the code under test: its frozen copy,
+            # taken at the same moment as its .py files.
+            current = installed_package() if args.no_freeze else code_dir / "sqlsnap"
+            base, report["baseline"] = baseline_sqlsnap(args.baseline, workdir, current)
+            version = base.run("--version")
+            report["baseline"].update(sqlsnap=(version.stdout or version.stderr).strip())
+            report["machine"].update(sqlsnap_baseline_code=base.source,
+                                     sqlsnap_baseline_code_sha256=base.code_sha256)
+            log(f"baseline: {base.source}, code sha256 {base.code_sha256[:12]}; "
+                f"C reader: {report['baseline']['pgcopy']}")
         if args.scales:
             scales_mode(args, snap, workdir, report)
         else:
-            main_mode(args, snap, workdir, report)
+            main_mode(args, snap, workdir, report, base)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report["machine"]["load_average_at_end"] = os.getloadavg()
