@@ -436,8 +436,9 @@ def test_postgresql_server_path_really_splices(pg_url: str) -> None:
     options, key = plan_options(dialect="postgresql", policy=policy, hash_key=KEY_A)
     with make_source(parse_url(pg_url)) as src:
         tables = {t.name: t for t in src.list_tables(None)}
+    plans = {name: src.details[name]["plans"] for name in tables}  # the source's own read details
     projections = compile_projections(build_plan(list(tables.values()), options), tables, key, "postgresql")
-    assert _server_can_project(tables["people"], projections["people"])
-    assert not _server_can_project(tables["visits"], projections["visits"])  # tags is an array
-    sql, splice = _projected_copy(tables["people"], projections["people"], "people")
+    assert _server_can_project(plans["people"], projections["people"])
+    assert not _server_can_project(plans["visits"], projections["visits"])  # tags is an array
+    sql, splice = _projected_copy(tables["people"], plans["people"], projections["people"], "people")
     assert splice is not None and "LATERAL" in sql and '"flag"' in sql and "NULL::text" in sql

@@ -1,6 +1,16 @@
 """The export: one snapshot, tables read side by side, one document (or folder) written.
 
-Flow (DESIGN.md): source -> plan -> writer -> codec -> checksum tee -> sink.
+Flow (DESIGN.md): source -> plan -> policy -> writer -> codecs -> checksum tee -> store.
+
+:class:`Export` runs in phases, each of which can fail before the next one touches anything:
+
+1. **check** the options, the policy and the key (no connection yet);
+2. **destination**: its name (placeholders, default name), codec and store are checked, so a
+   bad ``-o`` fails before the database is read;
+3. **snapshot and plan**: the source's consistent snapshot is opened, its catalog read, the
+   plan built (``on_plan`` sees it before any row is read) and the policy compiled;
+4. **read and write**: readers drain the snapshot while the writer writes;
+5. **commit**: the file appears under its final name only now, then its checksum file.
 
 The document is written front to back while the tables are read. Its metadata comes first
 and holds the exact row count of every table, so those are counted in the snapshot before
@@ -18,6 +28,10 @@ export never spools (no plaintext on disk), so its readers wait for the writer. 
 sees each table's bytes in order, so it computes the per-table checksums (and the file's
 SHA-256, on a background thread), and the reader threads do nothing but drain the server.
 The JSON Lines layout writes each table to its own file as it is read.
+
+A caller stops a running export from another thread by setting the ``cancel`` event it
+passed: the readers' queries are cancelled, nothing is left under the final name, and the
+export raises :class:`sqlsnap.errors.Interrupted`, as after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -35,34 +49,37 @@ from ..codecs import SUFFIXES, compression_for
 from ..errors import Interrupted, SnapError, UsageError, os_error
 from ..format import JSONL_SUFFIX, MANIFEST, build_metadata, default_name, encode_metadata, table_filename
 from ..model import Table
-from ..plan import Plan, build_plan, plan_options
-from ..policy import Policy
+from ..options import FORMATS, ExportOptions
+from ..plan import Plan, PlanOptions, build_plan, plan_options
+from ..plan.request import ReadRequest
+from ..policy import HashKey
 from ..policy.transforms import compile_projections
 from ..sources import Source, make_source
-from ..stores import expand_placeholders, is_remote, plain_name, prepare_destination
+from ..stores import Destination, expand_placeholders, is_remote, plain_name, prepare_destination
 from ..stores.file import AtomicDir
-from ..urls import parse_url
+from ..urls import SourceURL, parse_url
 from ..writers.document import write_document
 from ..writers.jsonl import TableFile
 from . import channel
 from .channel import Budget, Channel
-from .readers import Part, Readers, run_readers, size_of
+from .readers import CANCELLED, Readers, Task, run_readers, size_of
 from .result import ExportResult, Progress, TableResult
 
-FORMATS = ("json", "jsonl")
+__all__ = ["DEFAULT_JOBS", "FORMATS", "Export", "export", "plan"]
+
 #: Default parallelism: one reader per core, at most 4. Two connections sharing a snapshot
-#: reached 0.65x of one on this 2-core machine (ECOSYSTEM.md section 13); more readers than
-#: cores only make the server processes compete.
+#: reached 0.65x of one on this 2-core machine; more readers than cores only make the server
+#: processes compete (bench/README.md).
 DEFAULT_JOBS = max(1, min(4, os.cpu_count() or 1))
 
 
-def _count_rows(source: Source, tables: Sequence[Table]) -> dict[str, int]:
+def _count_rows(source: Source, requests: Sequence[ReadRequest]) -> dict[str, int]:
     """Exact row counts in the snapshot, for the metadata that precedes the rows."""
     try:
         with source.reader() as reader:
-            return {t.name: reader.count(t) for t in tables}
+            return {r.name: reader.count(r) for r in requests}
     except KeyboardInterrupt:
-        raise Interrupted("interrupted; the export was abandoned and no file was left behind") from None
+        raise Interrupted(f"interrupted; {CANCELLED}") from None
 
 
 def _check_counts(counted: dict[str, int], results: dict[str, TableResult]) -> None:
@@ -74,32 +91,242 @@ def _check_counts(counted: dict[str, int], results: dict[str, TableResult]) -> N
                 "file was written", table=name)
 
 
+def _plan_options(options: ExportOptions, dialect: str) -> tuple[PlanOptions, HashKey | None]:
+    p = options.policy
+    return plan_options(
+        dialect=dialect, tables=options.tables, exclude_tables=options.exclude_tables,
+        exclude_columns=p.exclude_columns, include_secrets=p.include_secrets, anonymize=p.anonymize,
+        policy=p.policy, hash_key=p.hash_key, hash_key_file=p.hash_key_file, where=options.segment.where)
+
+
+def _open_source(url: SourceURL, options: ExportOptions) -> Source:
+    src = make_source(url)
+    if not options.server_json and hasattr(src, "server_json"):
+        src.server_json = False
+    return src
+
+
+class Export:
+    """One export of ``options``; :meth:`run` does it once. ``cancel``, when given, is an
+    event another thread may set to stop it (see the module's docstring)."""
+
+    def __init__(self, options: ExportOptions, *, progress: Progress | None = None,
+                 cancel: threading.Event | None = None) -> None:
+        self.options = options
+        self.progress = progress
+        self.cancel = cancel or threading.Event()
+        self.started = time.monotonic()
+        self.when = datetime.now(UTC).replace(microsecond=0)
+
+    def _check_cancelled(self) -> None:
+        if self.cancel.is_set():
+            raise Interrupted(f"cancelled; {CANCELLED}")
+
+    # -- 1 and 2: check, destination -----------------------------------------------------------
+
+    def _destination(self, url: SourceURL) -> tuple[str, str, Destination, list[Any]]:
+        """(destination, compression, store target, age recipients), checked before the
+        database is read."""
+        o = self.options
+        recipients: list[Any] = []
+        if o.encrypt_to or o.encrypt_to_file:
+            from ..crypto import load_recipients
+
+            recipients = load_recipients(o.encrypt_to, o.encrypt_to_file)
+        destination = o.destination
+        if destination is None:
+            destination = default_name(url.database, self.when, o.format, o.compress)
+            if recipients and o.format == "json":
+                from ..crypto import SUFFIX as AGE_SUFFIX
+
+                destination += AGE_SUFFIX
+        destination = expand_placeholders(destination, database=url.database, when=self.when,
+                                          environment=o.environment, export_type=o.export_type)
+        if destination == "-" and o.format == "jsonl":
+            raise UsageError("JSON Lines output is a folder; give it with -o FOLDER")
+        compression = compression_for(o.compress, None if destination == "-" else plain_name(destination))
+        target = prepare_destination(destination, format=o.format, encrypted=bool(recipients),
+                                     s3_endpoint=o.s3_endpoint)
+        return destination, compression, target, recipients
+
+    # -- the whole export ----------------------------------------------------------------------
+
+    def run(self, on_plan: Callable[[Plan], None] | None = None) -> ExportResult:
+        o = self.options
+        o.check()
+        url = parse_url(o.source)
+        # The policy file, patterns and hash key are checked before connecting.
+        plan_opts, key = _plan_options(o, url.dialect)
+        destination, compression, target, recipients = self._destination(url)
+        self._check_cancelled()
+        with _open_source(url, o) as src:
+            source_info = src.info()
+            reflected = {t.name: t for t in src.list_tables(o.schemas)}
+            the_plan = build_plan(list(reflected.values()), plan_opts, source_info)
+            order = [reflected[t.name] for t in the_plan.tables]
+            projections = compile_projections(the_plan, reflected, key, url.dialect)
+            requests = {t.name: ReadRequest(reflected[t.name], projections.get(t.name), t.row_filter)
+                        for t in the_plan.tables}
+            if on_plan is not None:  # before any row is read: the CLI prints its warnings here
+                on_plan(the_plan)
+            self._check_cancelled()
+            results = {t.name: TableResult(t.name) for t in order}
+            n_jobs = max(1, min(o.jobs or DEFAULT_JOBS, src.max_readers, len(order) or 1))
+            if self.progress:
+                self.progress.start(order)
+            run = _Run(self, src, the_plan, order, requests, results, n_jobs, source_info, destination,
+                       compression, recipients)
+            if o.format == "jsonl":
+                metadata, size, sha256, checksum_file = run.jsonl()
+            else:
+                metadata, size, sha256, checksum_file = run.document(target)
+        if self.progress:
+            self.progress.finish()
+        return ExportResult(
+            path=destination,
+            format=o.format,
+            compression=compression,
+            tables=results,
+            bytes=size,
+            sha256=sha256,
+            seconds=time.monotonic() - self.started,
+            metadata=metadata,
+            checksum_file=checksum_file,
+            encrypted=bool(recipients),
+            plan=the_plan,
+        )
+
+
+class _Run:
+    """Phases 4 and 5 of one export, for each layout: its readers, its writer, its commit."""
+
+    def __init__(self, job: Export, src: Source, the_plan: Plan, order: list[Table],
+                 requests: dict[str, ReadRequest], results: dict[str, TableResult], n_jobs: int,
+                 source_info: dict[str, Any], destination: str, compression: str,
+                 recipients: list[Any]) -> None:
+        self.job, self.src, self.plan, self.order = job, src, the_plan, order
+        self.requests, self.results, self.n_jobs = requests, results, n_jobs
+        self.source_info, self.destination, self.compression = source_info, destination, compression
+        self.recipients = recipients
+        #: Set to stop the readers: by them on a failure, by the writer on Ctrl-C.
+        self.stop = threading.Event()
+
+    def _metadata(self, counted: dict[str, int] | None = None) -> dict[str, Any]:
+        o = self.job.options
+        return build_metadata(
+            self.source_info, self.order, self.results, [e.name for e in self.plan.excluded_tables],
+            when=self.job.when, exported_by=o.exported_by or getpass.getuser(), environment=o.environment,
+            fmt=o.format, plan=self.plan, counted=counted)
+
+    def _readers(self, parts: list[Task], open_part: Callable[[Task], Any]) -> dict[str, Any]:
+        return dict(source=self.src, jobs=self.n_jobs, results=self.results, progress=self.job.progress,
+                    cancel=self.stop, requested=self.job.cancel, parts=parts, open_part=open_part)
+
+    def jsonl(self) -> tuple[dict[str, Any], int, None, None]:
+        """A folder of ``<table>.jsonl`` files and the manifest, which is written last."""
+        folder = AtomicDir(self.destination)
+        try:
+            taken: set[str] = {MANIFEST}
+            suffix = JSONL_SUFFIX + SUFFIXES[self.compression]
+            for t in self.order:
+                self.results[t.name].file = table_filename(t.name, taken) + suffix
+
+            def open_file(part: Task) -> TableFile:
+                result = self.results[part.name]
+                return TableFile(os.path.join(folder.tmp, result.file or ""), self.compression, result)
+
+            # Largest first, so the longest table starts at once and the others fill in.
+            parts = [Task(self.requests[t.name]) for t in sorted(self.order, key=size_of, reverse=True)]
+            run_readers(self._readers(parts, open_file), lambda r: None)
+            metadata = self._metadata()
+            with open(os.path.join(folder.tmp, MANIFEST), "xb") as fh:
+                fh.write(encode_metadata(metadata) + b"\n")
+            self.job._check_cancelled()
+            folder.commit()
+        except OSError as exc:
+            folder.abort()
+            raise os_error(exc, self.destination) from None
+        except BaseException:
+            folder.abort()
+            raise
+        size = sum(os.path.getsize(os.path.join(self.destination, f)) for f in os.listdir(self.destination))
+        return metadata, size, None, None
+
+    def document(self, target: Destination) -> tuple[dict[str, Any], int, str, str | None]:
+        """One document, written as the rows arrive, then committed with its checksum file."""
+        counted = _count_rows(self.src, [self.requests[t.name] for t in self.order])
+        self.job._check_cancelled()
+        metadata = self._metadata(counted)
+        # Spools (tables read ahead of the writer) go beside a local file, on the same disk
+        # as the result, else to the temp folder. An encrypted export never spools.
+        spool_dir = tempfile.gettempdir() if self.destination == "-" or is_remote(self.destination) else \
+            os.path.dirname(os.path.abspath(self.destination))
+        may_spool = self.n_jobs > 1 and not self.recipients
+        # With several readers, large tables are read in parts side by side (the largest
+        # table alone was 60% of the work: bench/README.md).
+        parts: list[Task] = []
+        for t in self.order:
+            request = self.requests[t.name]
+            ranges = self.src.split(t, channel.PART_BYTES) if may_spool else []
+            parts += [Task(ReadRequest(t, request.projection, request.row_filter, r), r.index)
+                      for r in ranges] or [Task(request)]
+        channels: dict[str, list[Channel]] = {t.name: [] for t in self.order}
+        budget, ahead = Budget(channel.SPOOL_BYTES, self.stop), Budget(channel.AHEAD_BYTES, self.stop)
+        for part in parts:
+            channels[part.name].append(Channel(spool_dir, self.stop, may_spool, budget, ahead))
+        sink: Any = None
+        written: tuple[int, str] = (0, "")
+        try:
+            sink = target.sink()
+
+            def write(readers: Readers) -> None:
+                nonlocal written
+                written = write_document(sink, self.compression, metadata, self.order, channels,
+                                         readers.check, self.results, self.recipients)
+
+            # In document order: the writer takes the parts in that order.
+            run_readers(self._readers(parts, lambda p: channels[p.name][p.index]), write)
+            _check_counts(counted, self.results)
+            size, sha256 = written
+            self.job._check_cancelled()
+            sink.commit()
+            checksum_file = target.write_checksum(sha256)
+        except OSError as exc:
+            if sink:
+                sink.abort()
+            raise os_error(exc, self.destination) from None
+        except BaseException:
+            if sink:
+                sink.abort()
+            raise
+        finally:
+            for chs in channels.values():
+                for ch in chs:
+                    ch.release()
+        return metadata, size, sha256, checksum_file
+
+
+def _options(source: str | ExportOptions, destination: str | None, kwargs: dict[str, Any]) -> ExportOptions:
+    if isinstance(source, ExportOptions):
+        if destination is not None or kwargs:
+            raise TypeError("give either ExportOptions or a source URL with keyword arguments, not both")
+        return source
+    return ExportOptions.from_kwargs(source, destination, **kwargs)
+
+
 def export(
-    source: str,
+    source: str | ExportOptions,
     destination: str | None = None,
     *,
-    format: str = "json",
-    compress: str | None = None,
-    schemas: Sequence[str] | None = None,
-    tables: Sequence[str] | None = None,
-    exclude_tables: Sequence[str] | None = None,
-    jobs: int | None = None,
-    exported_by: str | None = None,
-    environment: str | None = None,
-    server_json: bool = True,
     progress: Progress | None = None,
-    encrypt_to: Sequence[str] = (),
-    encrypt_to_file: Sequence[str] = (),
-    s3_endpoint: str | None = None,
-    exclude_columns: Sequence[str] | None = None,
-    include_secrets: Sequence[str] | None = None,
-    anonymize: bool = False,
-    policy: str | Policy | None = None,
-    hash_key: bytes | str | None = None,
-    hash_key_file: str | None = None,
     on_plan: Callable[[Plan], None] | None = None,
+    cancel: threading.Event | None = None,
+    **options: Any,
 ) -> ExportResult:
-    """Export every table of ``source`` (a database URL) to ``destination``.
+    """Export every table of ``source`` (a database URL, or a whole :class:`ExportOptions`)
+    to ``destination``; the keyword arguments are the fields of :class:`ExportOptions` and
+    :class:`sqlsnap.options.PolicyOptions`, and ``where`` (a
+    :class:`sqlsnap.plan.filters.RowFilter` per table name).
 
     What leaves the database follows the plan that :func:`sqlsnap.plan` returns for the same
     arguments (docs/policy.md): secret-looking columns are left out unless named in
@@ -107,7 +334,7 @@ def export(
     applies the PII preset; ``policy`` is a policy file (or a loaded
     :class:`sqlsnap.policy.Policy`); ``hash_key`` / ``hash_key_file`` / ``$SQLSNAP_HASH_KEY``
     give the key of hash, fake and shift-dates. ``on_plan`` is called with the plan before
-    any row is read.
+    any row is read. ``cancel``: an event another thread may set to stop the export.
 
     ``destination`` is a file path (a folder for ``format="jsonl"``), ``s3://bucket/key``,
     ``"-"`` for standard output, or None for ``<database>-export-<UTC time>.json`` in the
@@ -117,170 +344,19 @@ def export(
     stores other than AWS. A file or object gets a ``<name>.sha256`` checksum file beside it.
     Raises :class:`sqlsnap.SnapError` subclasses with one-line messages.
     """
-    started = time.monotonic()
-    if format not in FORMATS:
-        raise UsageError(f"unknown format '{format}'; use one of: {', '.join(FORMATS)}")
-    if jobs is not None and jobs < 1:
-        raise UsageError("--jobs must be at least 1")
-    url = parse_url(source)
-    # The policy file, patterns and hash key are checked before connecting.
-    plan_opts, key = plan_options(
-        dialect=url.dialect, tables=tables, exclude_tables=exclude_tables, exclude_columns=exclude_columns,
-        include_secrets=include_secrets, anonymize=anonymize, policy=policy, hash_key=hash_key,
-        hash_key_file=hash_key_file)
-    when = datetime.now(UTC).replace(microsecond=0)
-    recipients: list[Any] = []
-    if encrypt_to or encrypt_to_file:
-        from ..crypto import SUFFIX as AGE_SUFFIX
-        from ..crypto import load_recipients
-
-        recipients = load_recipients(encrypt_to, encrypt_to_file)
-    if destination is None:
-        destination = default_name(url.database, when, format, compress)
-        if recipients and format == "json":
-            destination += AGE_SUFFIX
-    destination = expand_placeholders(destination, database=url.database, when=when,
-                                      environment=environment, export_type="full")
-    if destination == "-" and format == "jsonl":
-        raise UsageError("JSON Lines output is a folder; give it with -o FOLDER")
-    compression = compression_for(compress, None if destination == "-" else plain_name(destination))
-    target = prepare_destination(destination, format=format, encrypted=bool(recipients),
-                                 s3_endpoint=s3_endpoint)
-    checksum_file: str | None = None
-
-    src = make_source(url)
-    if not server_json and hasattr(src, "server_json"):
-        src.server_json = False  # type: ignore[attr-defined]
-    with src:
-        source_info = src.info()
-        reflected = {t.name: t for t in src.list_tables(schemas)}
-        the_plan = build_plan(list(reflected.values()), plan_opts, source_info)
-        order = [reflected[t.name] for t in the_plan.tables]
-        excluded = [e.name for e in the_plan.excluded_tables]
-        projections = compile_projections(the_plan, reflected, key, url.dialect)
-        if on_plan is not None:  # before any row is read: the CLI prints its warnings here
-            on_plan(the_plan)
-        results = {t.name: TableResult(t.name) for t in order}
-        n_jobs = max(1, min(jobs or DEFAULT_JOBS, src.max_readers, len(order) or 1))
-        if progress:
-            progress.start(order)
-
-        metadata_kw = dict(when=when, exported_by=exported_by or getpass.getuser(),
-                           environment=environment, fmt=format, plan=the_plan)
-        readers_args: dict[str, Any] = dict(source=src, jobs=n_jobs, results=results, progress=progress,
-                                            projections=projections, cancel=threading.Event())
-        if format == "jsonl":
-            folder = AtomicDir(destination)
-            try:
-                taken: set[str] = {MANIFEST}
-                suffix = JSONL_SUFFIX + SUFFIXES[compression]
-                for t in order:
-                    results[t.name].file = table_filename(t.name, taken) + suffix
-
-                def open_file(part: Part) -> TableFile:
-                    result = results[part.name]
-                    return TableFile(os.path.join(folder.tmp, result.file or ""), compression, result)
-
-                # Largest first, so the longest table starts at once and the others fill in.
-                parts = [Part(t.name, t) for t in sorted(order, key=size_of, reverse=True)]
-                run_readers(dict(readers_args, parts=parts, open_part=open_file), lambda r: None)
-                metadata = build_metadata(source_info, order, results, excluded, **metadata_kw)  # type: ignore[arg-type]
-                manifest = os.path.join(folder.tmp, MANIFEST)
-                with open(manifest, "xb") as fh:
-                    fh.write(encode_metadata(metadata) + b"\n")
-                folder.commit()
-            except OSError as exc:
-                folder.abort()
-                raise os_error(exc, destination) from None
-            except BaseException:
-                folder.abort()
-                raise
-            size = sum(os.path.getsize(os.path.join(destination, f)) for f in os.listdir(destination))
-            sha256 = None
-        else:
-            counted = _count_rows(src, order)
-            metadata = build_metadata(source_info, order, results, excluded, counted=counted,
-                                 **metadata_kw)  # type: ignore[arg-type]
-            # Spools (tables read ahead of the writer) go beside a local file, on the same disk
-            # as the result, else to the temp folder. An encrypted export never spools.
-            spool_dir = tempfile.gettempdir() if destination == "-" or is_remote(destination) else \
-                os.path.dirname(os.path.abspath(destination))
-            may_spool = n_jobs > 1 and not recipients
-            # With several readers, large tables are read in parts side by side (the largest
-            # table alone was 60% of the work: bench/README.md).
-            parts = [Part(t.name, piece, i) for t in order
-                     for i, piece in enumerate(src.split(t, channel.PART_BYTES) if may_spool else [t])]
-            channels: dict[str, list[Channel]] = {t.name: [] for t in order}
-            cancel = readers_args["cancel"]
-            budget, ahead = Budget(channel.SPOOL_BYTES, cancel), Budget(channel.AHEAD_BYTES, cancel)
-            for part in parts:
-                channels[part.name].append(Channel(spool_dir, cancel, may_spool, budget, ahead))
-            sink: Any = None
-            written: tuple[int, str] = (0, "")
-            try:
-                sink = target.sink()
-
-                def write(readers: Readers) -> None:
-                    nonlocal written
-                    written = write_document(sink, compression, metadata, order, channels, readers.check,
-                                              results, recipients)
-
-                run_readers(dict(readers_args, parts=parts,  # in document order
-                                  open_part=lambda p: channels[p.name][p.index]), write)
-                _check_counts(counted, results)
-                size, sha256 = written
-                sink.commit()
-                checksum_file = target.write_checksum(sha256)
-            except OSError as exc:
-                if sink:
-                    sink.abort()
-                raise os_error(exc, destination) from None
-            except BaseException:
-                if sink:
-                    sink.abort()
-                raise
-            finally:
-                for chs in channels.values():
-                    for ch in chs:
-                        ch.release()
-    if progress:
-        progress.finish()
-    return ExportResult(
-        path=destination,
-        format=format,
-        compression=compression,
-        tables=results,
-        bytes=size,
-        sha256=sha256,
-        seconds=time.monotonic() - started,
-        metadata=metadata,
-        checksum_file=checksum_file,
-        encrypted=bool(recipients),
-        plan=the_plan,
-    )
+    job = Export(_options(source, destination, options), progress=progress, cancel=cancel)
+    return job.run(on_plan)
 
 
-def plan(
-    source: str,
-    *,
-    schemas: Sequence[str] | None = None,
-    tables: Sequence[str] | None = None,
-    exclude_tables: Sequence[str] | None = None,
-    exclude_columns: Sequence[str] | None = None,
-    include_secrets: Sequence[str] | None = None,
-    anonymize: bool = False,
-    policy: str | Policy | None = None,
-    hash_key: bytes | str | None = None,
-    hash_key_file: str | None = None,
-) -> Plan:
+def plan(source: str | ExportOptions, **options: Any) -> Plan:
     """The plan ``export()`` would follow with the same arguments, without exporting: the
-    source is opened only to read its catalog. Raises the errors ``export()`` would."""
-    url = parse_url(source)
-    options, _ = plan_options(
-        dialect=url.dialect, tables=tables, exclude_tables=exclude_tables, exclude_columns=exclude_columns,
-        include_secrets=include_secrets, anonymize=anonymize, policy=policy, hash_key=hash_key,
-        hash_key_file=hash_key_file)
-    with make_source(url) as src:
+    source is opened only to read its catalog, never a row. Raises the errors ``export()``
+    would (but does not check the destination)."""
+    opts = _options(source, None, options)
+    opts.check()
+    url = parse_url(opts.source)
+    plan_opts, _ = _plan_options(opts, url.dialect)
+    with _open_source(url, opts) as src:
         info = src.info()
-        reflected = src.list_tables(schemas)
-    return build_plan(reflected, options, info)
+        reflected = src.list_tables(opts.schemas)
+    return build_plan(reflected, plan_opts, info)

@@ -11,29 +11,36 @@ from typing import Any
 
 from ..errors import Interrupted, os_error
 from ..model import Table
-from ..plan.request import Projection
+from ..plan.request import ReadRequest
 from ..sources import Source
 from ..sources.base import Cancelled, TableReader
 from .result import Progress, TableResult
 
+#: What an export says when it was cancelled (Ctrl-C, SIGTERM, or a caller's cancel event).
+CANCELLED = "the export was abandoned and no file was left behind"
+
 
 @dataclass
-class Part:
-    """A unit of reading: a whole table, or one of the ranges a large table is split into
-    (``table`` is then the source's description of that range)."""
+class Task:
+    """A unit of reading: a whole table, or one of the ranges (``request.part``) a large
+    table is split into; ``index`` is the range's place among the table's ranges."""
 
-    name: str
-    table: Table
+    request: ReadRequest
     index: int = 0
     rows: int = 0
     bytes: int = 0
 
+    @property
+    def name(self) -> str:
+        return self.request.table.name
+
 
 class Readers:
     """Reader threads streaming ``parts`` through the sink that ``open_part`` gives, ``jobs``
-    at a time, each taking the next part in the order given; tables in ``projections`` are
-    read through their projection (the policy's columns and rules). Each table's rows and
-    bytes are summed into ``results`` when its last part is done.
+    at a time, each taking the next part in the order given. Each table's rows and bytes
+    are summed into ``results`` when its last part is done. ``cancel`` is set to stop them
+    (by this class on a failure; by a caller through ``requested``, the export's cancel
+    event, which :meth:`check` turns into :class:`Interrupted`).
 
     The callers' orders: document order for the document, whose writer takes the parts in
     that order (largest-first spooled all of the benchmark's 1 GB: the writer's first tables
@@ -44,22 +51,22 @@ class Readers:
     def __init__(
         self,
         source: Source,
-        parts: Sequence[Part],
+        parts: Sequence[Task],
         jobs: int,
-        open_part: Callable[[Part], Any],
+        open_part: Callable[[Task], Any],
         results: dict[str, TableResult],
         progress: Progress | None,
-        projections: dict[str, Projection] | None,
         cancel: threading.Event,
+        requested: threading.Event | None = None,
     ) -> None:
         self.source = source
         self.open_part = open_part
         self.results = results
         self.progress = progress
-        self.projections = projections or {}
         self.cancel = cancel
+        self.requested = requested
         self.todo = deque(parts)
-        self.pending: dict[str, list[Part]] = {}
+        self.pending: dict[str, list[Task]] = {}
         for part in parts:
             self.pending.setdefault(part.name, []).append(part)
         self.errors: list[BaseException] = []
@@ -70,10 +77,10 @@ class Readers:
         for th in self.threads:
             th.start()
 
-    def _export_one(self, reader: TableReader, part: Part) -> None:
+    def _export_one(self, reader: TableReader, part: Task) -> None:
         out = self.open_part(part)
         try:
-            for chunk, rows in reader.read(part.table, self.cancel, self.projections.get(part.name)):
+            for chunk, rows in reader.read(part.request, self.cancel):
                 out.write(chunk)
                 part.rows += rows
                 part.bytes += len(chunk)
@@ -92,7 +99,7 @@ class Readers:
         if last and self.progress:
             self.progress.table_done(part.name, result.rows, result.bytes)
 
-    def _next(self) -> Part | None:
+    def _next(self) -> Task | None:
         with self.lock:
             return self.todo.popleft() if self.todo else None
 
@@ -119,7 +126,11 @@ class Readers:
             r.cancel()
 
     def check(self) -> None:
-        """Raise the first reader's error, if one failed."""
+        """Raise the first reader's error, if one failed, or Interrupted when the caller asked
+        for the export to stop (after stopping the readers' queries)."""
+        if self.requested is not None and self.requested.is_set() and not self.errors:
+            self.stop()
+            raise Interrupted(f"cancelled; {CANCELLED}")
         if self.errors:
             exc = self.errors[0]
             if isinstance(exc, OSError):
@@ -131,6 +142,7 @@ class Readers:
         for th in self.threads:
             while th.is_alive():
                 th.join(0.2)
+                self.check()
         self.check()
 
     def abandon(self) -> None:
@@ -148,7 +160,7 @@ def run_readers(readers_args: dict[str, Any], body: Callable[[Readers], None]) -
         readers.wait()
     except KeyboardInterrupt:
         readers.abandon()
-        raise Interrupted("interrupted; the export was abandoned and no file was left behind") from None
+        raise Interrupted(f"interrupted; {CANCELLED}") from None
     except BaseException:
         readers.abandon()
         raise

@@ -60,6 +60,7 @@ from ..policy import (
     secret_match,
     type_info,
 )
+from .filters import Condition, RowFilter, filters_to_json
 from .select import select_tables
 
 _PRESET = "--anonymize"
@@ -136,6 +137,8 @@ class TablePlan:
     #: The keys as exported: a key with a column left out is not one any more.
     primary_key: list[str]
     foreign_keys: list[ForeignKey]
+    #: Which rows; None for all of them.
+    row_filter: RowFilter | None = None
 
     def column_metadata(self, column: Column, plan: ColumnPlan) -> dict[str, Any]:
         out = column.to_metadata()
@@ -163,12 +166,15 @@ class TablePlan:
         }
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "estimated_rows": self.estimated_rows,
             "columns": [c.to_json() for c in self.columns],
             "excluded_columns": [e.to_json() for e in self.excluded_columns],
         }
+        if self.row_filter is not None:
+            out["where"] = self.row_filter.to_json()
+        return out
 
 
 @dataclass
@@ -187,6 +193,16 @@ class Plan:
         return next(t for t in self.tables if t.name == name)
 
     @property
+    def filters(self) -> dict[str, RowFilter]:
+        """The row filter of each table that has one."""
+        return {t.name: t.row_filter for t in self.tables if t.row_filter is not None}
+
+    @property
+    def export_type(self) -> str:
+        """``full``, or ``segment`` when any table's rows are filtered."""
+        return "segment" if self.filters else "full"
+
+    @property
     def estimated_rows(self) -> int | None:
         counts = [t.estimated_rows for t in self.tables]
         return None if any(c is None for c in counts) else sum(c or 0 for c in counts)
@@ -200,6 +216,8 @@ class Plan:
             "tables": [t.to_json() for t in self.tables],
             "excluded_tables": [e.to_json() for e in self.excluded_tables],
             "notices": [n.to_json() for n in self.notices],
+            "export_type": self.export_type,
+            "filters": filters_to_json(self.filters),
             "total_tables": len(self.tables),
             "estimated_rows": self.estimated_rows,
         }
@@ -238,6 +256,9 @@ class Plan:
         for t in self.tables:
             est = "rows unknown" if t.estimated_rows is None else f"~{t.estimated_rows:,} rows"
             lines.append(f"  {t.name} ({est})")
+            if t.row_filter is not None:
+                where = " and ".join(_describe(c) for c in t.row_filter.conditions)
+                lines.append(f"    {'rows':<10} {where}")
             kept = [c.name for c in t.columns if c.rule == "keep" and not c.secret]
             if kept:
                 lines += textwrap.wrap(", ".join(kept), width=100, initial_indent="    keep       ",
@@ -272,6 +293,20 @@ class PlanOptions:
     anonymize: bool = False
     policy: Policy | None = None
     key_source: str | None = None
+    #: A row filter per table name.
+    where: Mapping[str, RowFilter] = field(default_factory=dict)
+
+
+def _describe(c: Condition) -> str:
+    """A condition as people read it: ``created_at >= '2026-10-01'``."""
+    values = [repr(x) for x in c.to_json()["values"]]
+    if c.op in ("is null", "is not null"):
+        return f"{c.column} {c.op}"
+    if c.op == "in":
+        return f"{c.column} in ({', '.join(values)})"
+    if c.op == "between":
+        return f"{c.column} between {values[0]} and {values[1]}"
+    return f"{c.column} {c.op} {values[0]}"
 
 
 class _Tracker:
@@ -421,6 +456,7 @@ def build_plan(
 
     chosen, excluded_names = select_tables(tables, options.tables, [n.text for n in table_excludes])
     exported_tables = {t.name for t in chosen}
+    _check_filters(options.where, by_name, exported_tables)
 
     def decide_anywhere(t: Table, c: Column) -> ColumnPlan | Exclusion:
         """Columns of tables that are not exported are decided too (a hashed key there still
@@ -489,7 +525,7 @@ def build_plan(
                 f"the primary key of {t.name} ({', '.join(t.primary_key)}) is not exported whole; "
                 "the metadata lists no primary key for it")))
         fks = [fk for fk in t.foreign_keys if all(col in exported for col in fk.columns)]
-        plans.append(TablePlan(t.name, t.estimated_rows, cols, left_out, pk, fks))
+        plans.append(TablePlan(t.name, t.estimated_rows, cols, left_out, pk, fks, options.where.get(t.name)))
         _column_notices(t, cols, decisions, infos, notices)
 
     spans: dict[str, set[int]] = {}
@@ -538,6 +574,24 @@ def build_plan(
         anonymize=anonymize,
         key_source=key_source,
     )
+
+
+def _check_filters(where: Mapping[str, RowFilter], tables: Mapping[str, Table], exported: set[str]) -> None:
+    """Every filtered table exists and is exported, every filtered column exists."""
+    for name, row_filter in where.items():
+        table = tables.get(name)
+        if table is None:
+            raise NotFoundError(f"row filter on {name!r}: there is no such table; {_suggestion(name, tables)}"
+                                "tables are: " + (", ".join(sorted(tables)) or "(none)"), table=name)
+        if name not in exported:
+            raise UsageError(f"row filter on {name}, which is not exported; remove the filter or export "
+                             "the table", table=name)
+        names = [c.name for c in table.columns]
+        for column in row_filter.columns:
+            if column not in names:
+                raise NotFoundError(f"row filter on {name}: there is no column {column!r}; "
+                                    f"{_suggestion(column, names)}its columns are: {', '.join(names)}",
+                                    table=name, column=column)
 
 
 def _split_full(name: str) -> tuple[str, str]:
@@ -593,6 +647,7 @@ def plan_options(
     policy: str | Policy | None = None,
     hash_key: bytes | str | None = None,
     hash_key_file: str | None = None,
+    where: Mapping[str, RowFilter] | None = None,
 ) -> tuple[PlanOptions, HashKey | None]:
     """Load the policy and the key and check everything that needs no database, so that a
     bad policy fails before connecting."""
@@ -615,4 +670,5 @@ def plan_options(
         anonymize=anonymize,
         policy=pol,
         key_source=key.source if key else None,
+        where=dict(where or {}),
     ), key

@@ -1,6 +1,7 @@
-"""What a reader is asked to read: the plan's per-table decisions in the form the sources
-consume them. Pure data; the transforms inside a projection are compiled by the policy
-(:func:`sqlsnap.policy.transforms.compile_projections`)."""
+"""What a reader is asked to read (:class:`ReadRequest`): a table, the columns and rules of
+the policy (:class:`Projection`), the rows (a :class:`~sqlsnap.plan.filters.RowFilter`) and
+the range of the table (a :class:`Part`). Pure data; the transforms inside a projection
+are compiled by the policy (:func:`sqlsnap.policy.transforms.compile_projections`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from functools import cached_property
 from operator import itemgetter
 from typing import Any
 
+from ..model import Table
 from ..values import ENCODER, Converter
+from .filters import RowFilter
 
 
 @dataclass(frozen=True)
@@ -83,3 +86,31 @@ def _getter(c: OutputColumn, pos: dict[int, int]) -> Callable[[list[Any]], Any]:
         return lambda vals: fn(vals[p])
     o = pos[c.owner]
     return lambda vals: fn(vals[p], vals[o])
+
+
+@dataclass(frozen=True)
+class Part:
+    """One of the disjoint ranges a source splits a large table into (``Source.split``), so
+    that readers can read it side by side. ``bounds`` is the source's own description of
+    the range (PostgreSQL: heap pages ``[lo, hi)``, either end open); nobody else reads it."""
+
+    index: int
+    count: int
+    bounds: tuple[Any, Any]
+    estimated_rows: int | None = None
+    estimated_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class ReadRequest:
+    """Read ``table``'s rows (within ``part`` when given) for which ``row_filter`` holds, as
+    ``projection`` says (None: every column as is)."""
+
+    table: Table
+    projection: Projection | None = None
+    row_filter: RowFilter | None = None
+    part: Part | None = None
+
+    @property
+    def name(self) -> str:
+        return self.table.name

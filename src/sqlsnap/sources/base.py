@@ -14,7 +14,8 @@ from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
 from ..model import Table
-from ..plan.request import Projection
+from ..plan.filters import RowFilter
+from ..plan.request import Part, Projection, ReadRequest
 from ..urls import SourceURL
 from ..values import ENCODER, Converter
 
@@ -39,15 +40,15 @@ class TableReader(ABC):
     """Streams tables from the shared snapshot. One reader per thread."""
 
     @abstractmethod
-    def read(
-        self, table: Table, cancel: threading.Event, projection: Projection | None = None
-    ) -> Iterator[tuple[bytes, int]]:
-        """Yield ``(chunk, rows)``: ``chunk`` holds ``rows`` complete JSON lines; with a
-        ``projection``, each line holds its fields instead of every column as is."""
+    def read(self, request: ReadRequest, cancel: threading.Event) -> Iterator[tuple[bytes, int]]:
+        """Yield ``(chunk, rows)``: ``chunk`` holds ``rows`` complete JSON lines of the rows
+        the request selects; with a projection, each line holds its fields instead of every
+        column as is."""
 
     @abstractmethod
-    def count(self, table: Table) -> int:
-        """The table's exact number of rows in the snapshot (``read`` must yield as many)."""
+    def count(self, request: ReadRequest) -> int:
+        """The exact number of rows the request selects in the snapshot (``read`` must
+        yield as many)."""
 
     def cancel(self) -> None:  # noqa: B027 - optional hook
         """Interrupt a running query from another thread, if the driver can."""
@@ -61,6 +62,10 @@ class Source(ABC):
 
     def __init__(self, url: SourceURL) -> None:
         self.url = url
+        #: What the source needs to read each table (converters, SQL expressions, storage
+        #: facts), by table name: the source's own, filled by ``list_tables``; the tables
+        #: themselves (:class:`sqlsnap.model.Table`) stay plain schema.
+        self.details: dict[str, Any] = {}
 
     @abstractmethod
     def open(self) -> None:
@@ -78,11 +83,11 @@ class Source(ABC):
     def reader(self) -> AbstractContextManager[TableReader]:
         """A reader on the snapshot; sources with ``max_readers > 1`` open a new connection."""
 
-    def split(self, table: Table, part_bytes: int) -> list[Table]:
+    def split(self, table: Table, part_bytes: int) -> list[Part]:
         """``table`` as disjoint ranges of about ``part_bytes`` of the table's storage each,
-        which readers may read side by side, in the order their rows go in the snapshot; by
-        default the table whole."""
-        return [table]
+        which readers may read side by side, in the order their rows go in the snapshot; an
+        empty list (the default) when the table is read whole."""
+        return []
 
     @abstractmethod
     def close(self) -> None:
@@ -149,3 +154,26 @@ def chunked_rows(
             size = count = 0
     if count:
         yield b"".join(parts), count
+
+
+#: A condition's operator in SQL (the same in the three dialects).
+_SQL_OPERATORS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+
+def render_filter(row_filter: RowFilter, quote: Callable[[str], str], bind: Callable[[Any], str]) -> str:
+    """The SQL condition of ``row_filter``: column names through the dialect's ``quote``,
+    every value through ``bind``, which returns the placeholder the driver fills (or the
+    driver's own quoted literal, where a statement cannot take parameters: COPY). Values
+    are never put into the text any other way."""
+    sql: list[str] = []
+    for c in row_filter.conditions:
+        col = quote(c.column)
+        if c.op in ("is null", "is not null"):
+            sql.append(f"{col} {c.op.upper()}")
+        elif c.op == "in":
+            sql.append(f"{col} IN ({', '.join(bind(v) for v in c.values)})")
+        elif c.op == "between":
+            sql.append(f"{col} BETWEEN {bind(c.values[0])} AND {bind(c.values[1])}")
+        else:
+            sql.append(f"{col} {_SQL_OPERATORS[c.op]} {bind(c.values[0])}")
+    return " AND ".join(sql)

@@ -24,11 +24,11 @@ import msgspec
 
 from ..errors import ConnectError, NotFoundError, SnapError, UsageError
 from ..model import Column, ForeignKey, Table
-from ..plan.request import Projection
+from ..plan.request import ReadRequest
 from ..urls import mask
 from ..values import b64, identity, json_document, nullable, number_token, text
 from . import missing_driver
-from .base import Cancelled, Source, TableReader, chunked_rows
+from .base import Cancelled, Source, TableReader, chunked_rows, render_filter
 
 _INT = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"}
 _NUMBER = {"decimal", "numeric", "float", "double", "real", "double precision"}
@@ -221,8 +221,8 @@ class MySQLSource(Source):
             "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
             (db,),
         ):
-            tables[name] = Table(name, db, name, [], estimated_rows=None if est is None else int(est),
-                                 details={"converters": [], "exprs": []})
+            tables[name] = Table(name, db, name, [], estimated_rows=None if est is None else int(est))
+            self.details[name] = {"converters": [], "exprs": []}
         json_columns: set[tuple[str, str]] = set()
         try:
             for table, clause in self._query(
@@ -248,8 +248,9 @@ class MySQLSource(Source):
             conv, encoding = _column_converter(data_type, column_type, (table, col) in json_columns)
             expr = f"ST_AsText({_quote(col)})" if data_type in _SPATIAL else _quote(col)
             t.columns.append(Column(col, column_type, is_nullable == "YES", encoding))
-            t.details["converters"].append(nullable(conv) if conv is not identity else conv)
-            t.details["exprs"].append(expr)
+            self.details[table]["converters"].append(nullable(conv) if conv is not identity else conv)
+            self.details[table]["exprs"].append(expr)
+        fks_of: dict[str, dict[tuple[str, str], tuple[list[str], list[str]]]] = {}
         for table, constraint, col, ref_table, ref_col in self._query(
             "SELECT k.TABLE_NAME, k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_NAME, "
             "k.REFERENCED_COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE k "
@@ -264,12 +265,11 @@ class MySQLSource(Source):
             if constraint == "PRIMARY" and ref_table is None:
                 t.primary_key.append(col)
                 continue
-            fks = t.details.setdefault("fks", {})
-            cols, refs = fks.setdefault((constraint, ref_table), ([], []))
+            cols, refs = fks_of.setdefault(table, {}).setdefault((constraint, ref_table), ([], []))
             cols.append(col)
             refs.append(ref_col)
         for t in tables.values():
-            for (_, ref_table), (cols, refs) in t.details.pop("fks", {}).items():
+            for (_, ref_table), (cols, refs) in fks_of.get(t.name, {}).items():
                 t.foreign_keys.append(ForeignKey(tuple(cols), ref_table, tuple(refs)))
         return list(tables.values())
 
@@ -282,31 +282,44 @@ class _MySQLReader(TableReader):
     def __init__(self, source: MySQLSource) -> None:
         self.source = source
 
-    def count(self, table: Table) -> int:
+    @staticmethod
+    def _from(request: ReadRequest) -> tuple[str, list[Any]]:
+        params: list[Any] = []
+        table = request.table
+        sql = f"{_quote(table.schema)}.{_quote(table.relname)}"
+        if request.row_filter is not None:
+            sql += " WHERE " + render_filter(request.row_filter, _quote,
+                                             lambda v: params.append(v) or "%s")
+        return sql, params
+
+    def count(self, request: ReadRequest) -> int:
         driver = self.source.driver
+        table = request.table
         try:
             with self.source._conn.cursor() as cur:
-                cur.execute(f"SELECT count(*) FROM {_quote(table.schema)}.{_quote(table.relname)}")
+                from_, params = self._from(request)
+                cur.execute(f"SELECT count(*) FROM {from_}", params or None)
                 return int(cur.fetchone()[0])
         except driver.Error as exc:
             raise SnapError(f"counting the rows of table {table.name} failed: {mask(str(exc))}",
                             table=table.name) from None
 
-    def read(
-        self, table: Table, cancel: threading.Event, projection: Projection | None = None
-    ) -> Iterator[tuple[bytes, int]]:
+    def read(self, request: ReadRequest, cancel: threading.Event) -> Iterator[tuple[bytes, int]]:
+        table, projection = request.table, request.projection
         src = self.source
         driver = src.driver
         cursor_class = driver.cursors.SSCursor
         cur = src._conn.cursor(cursor_class)
-        all_exprs = table.details["exprs"]
+        details = src.details[table.name]
+        all_exprs = details["exprs"]
         read = all_exprs if projection is None else [all_exprs[i] for i in projection.reads]
         exprs = ", ".join(read) or "NULL"
         names = [c.name for c in table.columns]
         try:
-            cur.execute(f"SELECT {exprs} FROM {_quote(table.schema)}.{_quote(table.relname)}")
+            from_, params = self._from(request)
+            cur.execute(f"SELECT {exprs} FROM {from_}", params or None)
 
-            yield from chunked_rows(cur.fetchmany, names, table.details["converters"], cancel, projection)
+            yield from chunked_rows(cur.fetchmany, names, details["converters"], cancel, projection)
         except driver.Error as exc:
             if cancel.is_set():
                 raise Cancelled from None

@@ -24,7 +24,6 @@ types without a JSON form as their canonical text.
 
 from __future__ import annotations
 
-import dataclasses
 import getpass
 import select
 import threading
@@ -38,11 +37,11 @@ import msgspec
 
 from ..errors import ConnectError, NotFoundError, SnapError
 from ..model import Column, ForeignKey, Table
-from ..plan.request import Projection
+from ..plan.request import Part, Projection, ReadRequest
 from ..urls import mask
 from ..values import ENCODER, b64, identity, nullable, number_token
 from . import missing_driver
-from .base import CHUNK_BYTES, FETCH_ROWS, Cancelled, Source, TableReader, chunked_rows
+from .base import CHUNK_BYTES, FETCH_ROWS, Cancelled, Source, TableReader, chunked_rows, render_filter
 
 try:
     import psycopg
@@ -386,9 +385,10 @@ class PostgresSource(Source):
                 # ONLY so that old-style inheritance children are not exported twice.
                 table = tables[oid] = Table(
                     display(nsp, rel), nsp, rel, [], estimated_rows=None if est < 0 else est,
-                    estimated_bytes=size or None, details={"only": relkind == "r", "pages": pages},
+                    estimated_bytes=size or None,
                 )
                 plans[oid] = []
+                self.details[table.name] = {"only": relkind == "r", "pages": pages}
             if att is None:  # a table without columns (the LEFT JOIN keeps it): rows are {}
                 continue
             if tcat == "A" and ename is not None:
@@ -406,7 +406,7 @@ class PostgresSource(Source):
             plans[oid].append(plan)
             table.columns.append(Column(att, fmt, nullable_, "base64" if plan.kind == "bytea" else None))
         for oid, table in tables.items():
-            table.details["plans"] = plans[oid]
+            self.details[table.name]["plans"] = plans[oid]
 
         for oid, cols in cur.execute(
             """
@@ -441,39 +441,34 @@ class PostgresSource(Source):
                 ForeignKey(tuple(cols), display(ref_nsp, ref_rel), tuple(ref_cols)))
         return list(tables.values())
 
-    def split(self, table: Table, part_bytes: int) -> list[Table]:
+    def split(self, table: Table, part_bytes: int) -> list[Part]:
         """Ranges of the heap's pages (``ctid``) of about ``part_bytes`` each, read by a TID
         range scan (PostgreSQL 14+); tables under two parts are read whole. The last range is
         left open, so the ranges cover the table whatever its size: the page count is the
         catalog's estimate (``relpages``, which takes no lock), and only sizes the ranges; no
         row is missed or read twice."""
-        pages = table.details["pages"]
+        details = self.details[table.name]
+        pages = details["pages"]
         size = table.estimated_bytes or 0
         parts = min(size // max(1, part_bytes), pages)
-        if parts < 2 or self._version_num < 140000 or not table.details["only"]:
-            return [table]
-        bounds = [pages * i // parts for i in range(1, parts)]
-        ranges = ([f"ctid < '({bounds[0]},0)'::tid"]
-                  + [f"ctid >= '({lo},0)'::tid AND ctid < '({hi},0)'::tid"
-                     for lo, hi in zip(bounds, bounds[1:])]
-                  + [f"ctid >= '({bounds[-1]},0)'::tid"])
+        if parts < 2 or self._version_num < 140000 or not details["only"]:
+            return []
+        bounds: list[int | None] = [None, *(pages * i // parts for i in range(1, parts)), None]
         rows = (table.estimated_rows or 0) // parts or None
         share = size // parts or None
-        return [dataclasses.replace(table, estimated_rows=rows, estimated_bytes=share,
-                                    details={**table.details, "where": where})
-                for where in ranges]
+        return [Part(i, parts, (lo, hi), rows, share) for i, (lo, hi) in enumerate(zip(bounds, bounds[1:]))]
 
     # -- reading ---------------------------------------------------------------------------
 
     @contextmanager
     def reader(self) -> Iterator[TableReader]:
         if self._snapshot is None:
-            yield _PostgresReader(self._conn, self.server_json)
+            yield _PostgresReader(self._conn, self.server_json, self.details)
             return
         conn = self._connect()
         try:
             conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self._snapshot)))
-            yield _PostgresReader(conn, self.server_json)
+            yield _PostgresReader(conn, self.server_json, self.details)
         finally:
             try:
                 conn.rollback()
@@ -483,9 +478,10 @@ class PostgresSource(Source):
 
 
 class _PostgresReader(TableReader):
-    def __init__(self, conn: Any, server_json: bool) -> None:
+    def __init__(self, conn: Any, server_json: bool, details: dict[str, Any]) -> None:
         self.conn = conn
         self.server_json = server_json
+        self.details = details
 
     def cancel(self) -> None:
         try:
@@ -493,19 +489,32 @@ class _PostgresReader(TableReader):
         except Exception:  # noqa: BLE001 - best effort while already failing
             pass
 
-    def _from(self, table: Table) -> str:
-        only = "ONLY " if table.details["only"] else ""
-        where = table.details.get("where")
-        return f"{only}{_quote(table.schema)}.{_quote(table.relname)}" + (f" WHERE {where}" if where else "")
+    def _from(self, request: ReadRequest) -> str:
+        """The FROM clause of the request: the table, the part's page range (a TID range
+        scan) and the row filter, its values quoted by psycopg (COPY takes no parameters)."""
+        table = request.table
+        only = "ONLY " if self.details[table.name]["only"] else ""
+        where: list[str] = []
+        if request.part is not None:
+            lo, hi = request.part.bounds
+            if lo is not None:
+                where.append(f"ctid >= '({int(lo)},0)'::tid")
+            if hi is not None:
+                where.append(f"ctid < '({int(hi)},0)'::tid")
+        if request.row_filter is not None:
+            where.append(render_filter(request.row_filter, _quote,
+                                       lambda v: sql.Literal(v).as_string(self.conn)))
+        return f"{only}{_quote(table.schema)}.{_quote(table.relname)}" + \
+            (f" WHERE {' AND '.join(where)}" if where else "")
 
-    def read(
-        self, table: Table, cancel: threading.Event, projection: Projection | None = None
-    ) -> Iterator[tuple[bytes, int]]:
+    def read(self, request: ReadRequest, cancel: threading.Event) -> Iterator[tuple[bytes, int]]:
+        table, projection = request.table, request.projection
+        plans = self.details[table.name]["plans"]
         try:
-            if self.server_json and _server_can_project(table, projection):
-                yield from self._read_server_json(table, cancel, projection)
+            if self.server_json and _server_can_project(plans, projection):
+                yield from self._read_server_json(request, cancel)
             else:
-                yield from self._read_portable(table, cancel, projection)
+                yield from self._read_portable(request, cancel)
         except psycopg.Error as exc:
             if cancel.is_set():
                 raise Cancelled from None
@@ -514,20 +523,21 @@ class _PostgresReader(TableReader):
                 table=table.name,
             ) from None
 
-    def server_sql(self, table: Table, projection: Projection | None = None, binary: bool = False) -> str:
+    def server_sql(self, request: ReadRequest, projection: Projection | None = None,
+                   binary: bool = False) -> str:
+        table = request.table
+        plans: list[_ColumnPlan] = self.details[table.name]["plans"]
         if projection is not None:
-            return _projected_copy(table, projection, self._from(table))[0]
-        plans: list[_ColumnPlan] = table.details["plans"]
+            return _projected_copy(table, plans, projection, self._from(request))[0]
         cols = ", ".join(f"{p.server_expr} AS {_quote(c.name)}" for p, c in zip(plans, table.columns))
         return (
             # "r.*" and not "r": a column named like the alias would win over the whole row.
-            f"COPY (SELECT row_to_json(r.*) FROM (SELECT {cols} FROM {self._from(table)}) r) "
+            f"COPY (SELECT row_to_json(r.*) FROM (SELECT {cols} FROM {self._from(request)}) r) "
             + ("TO STDOUT (FORMAT binary)" if binary else _COPY_OPTIONS)
         )
 
-    def _read_server_json(
-        self, table: Table, cancel: threading.Event, projection: Projection | None = None
-    ) -> Iterator[tuple[bytes, int]]:
+    def _read_server_json(self, request: ReadRequest, cancel: threading.Event) -> Iterator[tuple[bytes, int]]:
+        table, projection = request.table, request.projection
         # libpq hands over one row per PQgetCopyData call in CSV mode. psycopg's Copy object
         # costs ~4 us of Python per row (a generator and a wait loop); calling libpq through
         # psycopg's pq wrapper directly costs a fraction of that, which let the export keep
@@ -544,8 +554,8 @@ class _PostgresReader(TableReader):
         # server then sends without scanning it for CSV quoting (sqlsnap/_pgcopy.c). A
         # policy's projection is read as CSV lines, in C too when it is there.
         binary = projection is None and _PGCOPY is not None
-        copy_sql, splice = (self.server_sql(table, binary=binary), None) if projection is None else \
-            _projected_copy(table, projection, self._from(table))
+        copy_sql, splice = (self.server_sql(request, binary=binary), None) if projection is None else \
+            _projected_copy(table, self.details[table.name]["plans"], projection, self._from(request))
         pgconn.send_query(copy_sql.encode())
         result = _get_result(pgconn)
         if result is None or result.status != pq.ExecStatus.COPY_OUT:
@@ -640,15 +650,14 @@ class _PostgresReader(TableReader):
         except psycopg.Error:
             pass
 
-    def count(self, table: Table) -> int:
+    def count(self, request: ReadRequest) -> int:
         with self.conn.cursor() as cur:
-            row = cur.execute(f"SELECT count(*) FROM {self._from(table)}").fetchone()
+            row = cur.execute(f"SELECT count(*) FROM {self._from(request)}").fetchone()
         return int(row[0])
 
-    def _read_portable(
-        self, table: Table, cancel: threading.Event, projection: Projection | None = None
-    ) -> Iterator[tuple[bytes, int]]:
-        plans: list[_ColumnPlan] = table.details["plans"]
+    def _read_portable(self, request: ReadRequest, cancel: threading.Event) -> Iterator[tuple[bytes, int]]:
+        table, projection = request.table, request.projection
+        plans: list[_ColumnPlan] = self.details[table.name]["plans"]
         read = plans if projection is None else [plans[i] for i in projection.reads]
         exprs = ", ".join(p.portable_expr for p in read) or "NULL"
         names = [c.name for c in table.columns]
@@ -656,10 +665,10 @@ class _PostgresReader(TableReader):
         # Rows in flight cost memory by their size: size the fetches by bytes, from the
         # catalog's bytes per row, so that a batch is about a chunk (2,000 rows of the
         # benchmark's 3 KB AI logs peaked at 131 MB with two readers).
-        per_row = (table.estimated_bytes or 0) // max(1, table.estimated_rows or 0)
+        per_row = (table.estimated_bytes or 0) // max(1, table.estimated_rows or 0)  # a part's alike
         fetch = max(100, min(FETCH_ROWS, CHUNK_BYTES // per_row)) if per_row else FETCH_ROWS
         with self.conn.cursor() as cur:
-            rows = cur.stream(f"SELECT {exprs} FROM {self._from(table)}", size=fetch)
+            rows = cur.stream(f"SELECT {exprs} FROM {self._from(request)}", size=fetch)
 
             def take(n: int) -> list[Any]:
                 return list(islice(rows, n))
@@ -682,11 +691,10 @@ _COPY_OPTIONS = "TO STDOUT (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
 _JSON_DECODE = msgspec.json.decode
 
 
-def _server_can_project(table: Table, projection: Projection | None) -> bool:
+def _server_can_project(plans: list[_ColumnPlan], projection: Projection | None) -> bool:
     """Arrays decode differently from JSON than from the driver: transform them in Python."""
     if projection is None:
         return True
-    plans: list[_ColumnPlan] = table.details["plans"]
     return not any(plans[i].kind == "array" for c in projection.columns if c.transform is not None
                    for i in (c.source, c.owner) if i is not None)
 
@@ -706,10 +714,10 @@ def _field(plan: _ColumnPlan, ref: str) -> tuple[str, Any]:
     return f"to_json({ref})", lambda b: _JSON_DECODE(b) if b else None
 
 
-def _projected_copy(table: Table, projection: Projection, from_: str) -> tuple[str, Any]:
+def _projected_copy(table: Table, plans: list[_ColumnPlan], projection: Projection,
+                    from_: str) -> tuple[str, Any]:
     """The COPY statement for ``projection``, and the per-row splice function, from one CSV
     row without its newline to one JSON line (None when the server's rows are final)."""
-    plans: list[_ColumnPlan] = table.details["plans"]
     cols = table.columns
     if not any(c.transform for c in projection.columns):
         sel = ", ".join(

@@ -24,6 +24,8 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -31,9 +33,9 @@ import msgspec
 
 from ..errors import NotFoundError, SnapError, UsageError
 from ..model import Column, ForeignKey, Table
-from ..plan.request import Projection
+from ..plan.request import ReadRequest
 from ..values import ENCODER, b64, decode_json, float_value
-from .base import Cancelled, Source, TableReader, chunked_rows
+from .base import Cancelled, Source, TableReader, chunked_rows, render_filter
 
 
 class _InvalidText(bytes):
@@ -198,14 +200,25 @@ class SQLiteSource(Source):
                 except sqlite3.Error:
                     estimated = None  # an estimate only: the export's exact count reports the error
             # A count taken here is in the export's read transaction: exact, so count() reuses it.
-            tables.append(Table(name, "main", name, columns, pk, foreign_keys, estimated_rows=estimated,
-                                details={"converters": [_converter(r[2] or "") for r in info],
-                                         "counted": counted}))
+            tables.append(Table(name, "main", name, columns, pk, foreign_keys, estimated_rows=estimated))
+            self.details[name] = {"converters": [_converter(r[2] or "") for r in info], "counted": counted}
         return tables
 
     @contextmanager
     def reader(self) -> Iterator[TableReader]:
         yield _SQLiteReader(self)
+
+
+def _param(value: Any) -> Any:
+    """A row filter's value as sqlite3 binds it: dates and times as the ISO text SQLite
+    stores them as, decimals as text (compared by the column's numeric affinity)."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, date | Decimal):
+        return str(value)
+    return value
 
 
 class _SQLiteReader(TableReader):
@@ -216,28 +229,39 @@ class _SQLiteReader(TableReader):
         if self.source._conn is not None:
             self.source._conn.interrupt()
 
-    def count(self, table: Table) -> int:
+    def _from(self, request: ReadRequest) -> tuple[str, list[Any]]:
+        params: list[Any] = []
+        sql = _quote(request.table.relname)
+        if request.row_filter is not None:
+            sql += " WHERE " + render_filter(request.row_filter, _quote,
+                                             lambda v: params.append(_param(v)) or "?")
+        return sql, params
+
+    def count(self, request: ReadRequest) -> int:
         assert self.source._conn is not None
-        if table.details.get("counted") is not None:
-            return int(table.details["counted"])
+        table = request.table
+        counted = self.source.details[table.name].get("counted")
+        if counted is not None and request.row_filter is None:
+            return int(counted)
         try:
-            cur = self.source._conn.execute(f"SELECT count(*) FROM {_quote(table.relname)}")
+            from_, params = self._from(request)
+            cur = self.source._conn.execute(f"SELECT count(*) FROM {from_}", params)
             return int(cur.fetchone()[0])
         except sqlite3.Error as exc:
             raise SnapError(f"counting the rows of table {table.name} failed: {exc}",
                             table=table.name) from None
 
-    def read(
-        self, table: Table, cancel: threading.Event, projection: Projection | None = None
-    ) -> Iterator[tuple[bytes, int]]:
+    def read(self, request: ReadRequest, cancel: threading.Event) -> Iterator[tuple[bytes, int]]:
         assert self.source._conn is not None
+        table, projection = request.table, request.projection
         read = table.columns if projection is None else [table.columns[i] for i in projection.reads]
         cols = ", ".join(_quote(c.name) for c in read) or "NULL"
         try:
-            cur = self.source._conn.execute(f"SELECT {cols} FROM {_quote(table.relname)}")
+            from_, params = self._from(request)
+            cur = self.source._conn.execute(f"SELECT {cols} FROM {from_}", params)
 
             yield from chunked_rows(cur.fetchmany, [c.name for c in table.columns],
-                                    table.details["converters"], cancel, projection)
+                                    self.source.details[table.name]["converters"], cancel, projection)
         except sqlite3.Error as exc:
             if cancel.is_set():
                 raise Cancelled from None

@@ -1,0 +1,171 @@
+"""What an export is asked to do, as frozen data that the CLI, the service and its schedules
+share, check before connecting, and store as JSON.
+
+:class:`ExportOptions` holds where from and where to, the layout and codecs, and two groups:
+:class:`PolicyOptions` (what may leave the database and in which form) and
+:class:`SegmentOptions` (which rows). ``to_json()`` never holds a secret: the source URL's
+password is masked and the hash key is left out (it comes from ``hash_key_file`` or
+``$SQLSNAP_HASH_KEY`` when the options are used again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from .codecs import COMPRESSIONS
+from .errors import UsageError
+from .plan.filters import RowFilter, filters_from_json, filters_to_json
+from .urls import mask
+
+FORMATS = ("json", "jsonl")
+
+
+def _strings(value: Sequence[str] | str | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+@dataclass(frozen=True)
+class PolicyOptions:
+    """The export policy (docs/policy.md): columns left out, secrets included on purpose, the
+    PII preset, a policy file, and the key of hash, fake and shift-dates."""
+
+    exclude_columns: tuple[str, ...] = ()
+    include_secrets: tuple[str, ...] = ()
+    anonymize: bool = False
+    #: A policy file's path, or a loaded :class:`sqlsnap.policy.Policy` (not stored by to_json).
+    policy: Any = None
+    hash_key_file: str | None = None
+    #: Never in ``repr`` nor in ``to_json``.
+    hash_key: bytes | str | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "exclude_columns": list(self.exclude_columns),
+            "include_secrets": list(self.include_secrets),
+            "anonymize": self.anonymize,
+            "policy": self.policy if isinstance(self.policy, str) else None,
+            "hash_key_file": self.hash_key_file,
+        }
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """Which rows: a row filter per table (:class:`sqlsnap.plan.filters.RowFilter`); an
+    export with any filter is a segment (``export_type: "segment"``)."""
+
+    where: Mapping[str, RowFilter] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"where": filters_to_json(self.where)}
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    source: str
+    #: A file path (a folder for ``jsonl``), ``s3://bucket/key``, ``-`` for standard output,
+    #: or None for ``<database>-export-<UTC time>.json`` in the current folder; may hold the
+    #: placeholders of :data:`sqlsnap.stores.PLACEHOLDERS`.
+    destination: str | None = None
+    format: str = "json"
+    compress: str | None = None
+    schemas: tuple[str, ...] | None = None
+    tables: tuple[str, ...] | None = None
+    exclude_tables: tuple[str, ...] = ()
+    #: Readers sharing the snapshot; None for one per core, at most 4.
+    jobs: int | None = None
+    exported_by: str | None = None
+    environment: str | None = None
+    #: PostgreSQL: let the server build each row's JSON (False: fetch values, encode here).
+    server_json: bool = True
+    encrypt_to: tuple[str, ...] = ()
+    encrypt_to_file: tuple[str, ...] = ()
+    s3_endpoint: str | None = None
+    policy: PolicyOptions = PolicyOptions()
+    segment: SegmentOptions = SegmentOptions()
+
+    def __post_init__(self) -> None:
+        # Lists given by callers become tuples: the options are frozen, hashable and safe to share.
+        for name in ("schemas", "tables"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _strings(value) or None)
+        for name in ("exclude_tables", "encrypt_to", "encrypt_to_file"):
+            object.__setattr__(self, name, _strings(getattr(self, name)))
+
+    def check(self) -> None:
+        """Everything that can be checked without the database or the destination."""
+        if self.format not in FORMATS:
+            raise UsageError(f"unknown format '{self.format}'; use one of: {', '.join(FORMATS)}")
+        if self.compress is not None and self.compress not in COMPRESSIONS:
+            raise UsageError(f"unknown compression '{self.compress}'; use one of: {', '.join(COMPRESSIONS)}")
+        if self.jobs is not None and self.jobs < 1:
+            raise UsageError("--jobs must be at least 1")
+
+    @property
+    def export_type(self) -> str:
+        return "segment" if self.segment.where else "full"
+
+    # -- the keyword form of export() and plan() ---------------------------------------------
+
+    _POLICY_KEYS = ("exclude_columns", "include_secrets", "anonymize", "policy", "hash_key_file", "hash_key")
+
+    @classmethod
+    def from_kwargs(cls, source: str, destination: str | None = None, /, **kwargs: Any) -> ExportOptions:
+        """``export(source, destination, format=..., anonymize=..., where=...)``: the flat
+        keyword arguments of the library's functions, sorted into the option groups."""
+        policy = {k: kwargs.pop(k) for k in cls._POLICY_KEYS if k in kwargs}
+        for k in ("exclude_columns", "include_secrets"):
+            if k in policy:
+                policy[k] = _strings(policy[k])
+        where = kwargs.pop("where", None) or {}
+        known = {f.name for f in fields(cls)} - {"source", "destination", "policy", "segment"}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise TypeError(f"unexpected keyword argument {unknown[0]!r}; valid ones: "
+                            + ", ".join(sorted(known | set(cls._POLICY_KEYS) | {"where"})))
+        return cls(source, destination, **kwargs, policy=PolicyOptions(**policy),
+                   segment=SegmentOptions(dict(where)))
+
+    # -- storing -------------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        """The options as JSON: the source URL's password masked, no hash key."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "source":
+                value = mask(value)
+            elif f.name in ("policy", "segment"):
+                value = value.to_json()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ExportOptions:
+        """Options stored by :meth:`to_json` (unknown keys are refused, with the valid ones)."""
+        valid = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - valid)
+        if unknown:
+            raise UsageError(f"unknown export option {unknown[0]!r}; valid ones: {', '.join(sorted(valid))}")
+        if "source" not in data:
+            raise UsageError("export options need a source")
+        values = dict(data)
+        policy = dict(values.pop("policy", None) or {})
+        policy_keys = {f.name for f in fields(PolicyOptions)} - {"hash_key"}
+        bad = sorted(set(policy) - policy_keys)
+        if bad:
+            raise UsageError(f"unknown policy option {bad[0]!r}; valid ones: "
+                             + ", ".join(sorted(policy_keys)))
+        segment = values.pop("segment", None) or {}
+        return cls(**values, policy=PolicyOptions(**{k: tuple(v) if isinstance(v, list) else v
+                                                       for k, v in policy.items()}),
+                   segment=SegmentOptions(filters_from_json(segment.get("where", {}))))
+
+    def replace(self, **changes: Any) -> ExportOptions:
+        return replace(self, **changes)
