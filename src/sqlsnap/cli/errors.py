@@ -1,0 +1,58 @@
+"""The one place where the library's errors become a one-line ``Error: ...`` and an exit code.
+
+Every command calls the library through :func:`run`; a command that finds a failure in a
+result (verify's dangling keys, an option conflict) ends through :func:`fail`. The exit
+codes are the library's (:data:`sqlsnap.errors.EXIT_CODES`); each command's --help lists them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+from ..errors import EXIT_CODES, SnapError
+from ..urls import mask
+from .output import echo_err
+
+T = TypeVar("T")
+
+EXIT_CODES_HELP = "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
+
+
+def exit_codes_epilog() -> str:
+    """The "Exit codes:" block at the end of every command's --help."""
+    return "\b\nExit codes:\n" + EXIT_CODES_HELP
+
+
+def fail(exc: SnapError) -> NoReturn:
+    """Print ``exc`` as one line, credentials masked, and exit with its code."""
+    echo_err(f"Error: {mask(str(exc))}")
+    sys.exit(exc.exit_code)
+
+
+def run(fn: Callable[[], T]) -> T:
+    """Call the library; turn its errors into ``Error: ...`` and the documented exit code."""
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        return fn()
+    except SnapError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        echo_err("Error: interrupted; the export was abandoned and no file was left behind")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last net: a bug must not print a traceback
+        if os.environ.get("SQLSNAP_DEBUG") == "1":
+            raise
+        detail = mask(" ".join(str(exc).split()))[:300]
+        echo_err(f"Error: internal error ({type(exc).__name__}: {detail}); nothing was left under the "
+                 "final name. Please report it; SQLSNAP_DEBUG=1 shows the traceback")
+        sys.exit(1)

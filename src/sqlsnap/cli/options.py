@@ -1,0 +1,93 @@
+"""Options shared by several commands, and the library arguments they stand for."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+
+from .output import echo_err
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+S3_ENDPOINT_HELP = "S3-compatible endpoint for s3:// URLs (MinIO, R2, Supabase...). Env: AWS_ENDPOINT_URL."
+
+
+def apply(options: Sequence[Decorator], fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate ``fn`` with ``options``, listed in --help in the order given."""
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def table_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Which tables are read, shared by export and plan."""
+    return apply([
+        click.option("--schema", "schemas", multiple=True, metavar="NAME",
+                     help="PostgreSQL schema to export (repeatable). Default: public."),
+        click.option("--tables", "tables", multiple=True, metavar="GLOB",
+                     help="Export only tables matching this glob (repeatable)."),
+        click.option("--exclude-tables", "exclude_tables", multiple=True, metavar="GLOB",
+                     help="Leave out tables matching this glob (repeatable), e.g. 'debug_*'."),
+    ], fn)
+
+
+def table_kwargs(schemas: tuple[str, ...], tables: tuple[str, ...],
+                 exclude_tables: tuple[str, ...]) -> dict[str, Any]:
+    """The library arguments for ``table_options`` (an option not given is None)."""
+    return {"schemas": schemas or None, "tables": tables or None, "exclude_tables": exclude_tables or None}
+
+
+def policy_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that decide what leaves the database, shared by export and plan."""
+    return apply([
+        click.option("--exclude-columns", "exclude_columns", multiple=True, metavar="TABLE.COLUMN",
+                     help="Leave out columns matching this glob (repeatable), e.g. 'users.ip_address' "
+                          "or '*.notes'."),
+        click.option("--include-secret", "include_secrets", multiple=True, metavar="TABLE.COLUMN",
+                     help="Export this column although the built-in deny-list matches it (exact name; "
+                          "repeatable). Prints a warning."),
+        click.option("--anonymize", is_flag=True,
+                     help="Apply the built-in PII preset: fake names and emails, mask phones and IPs, "
+                          "birth dates to the year... (docs/policy.md); the policy file overrides it."),
+        click.option("--policy", "policy", metavar="FILE",
+                     help="Policy file (TOML) with per-column rules. Default: ./sqlsnap.toml if present."),
+        click.option("--no-policy", is_flag=True, help="Ignore ./sqlsnap.toml."),
+        click.option("--hash-key-file", "hash_key_file", metavar="FILE",
+                     help="Key of hash, fake and shift-dates. Default: $SQLSNAP_HASH_KEY, then the "
+                          "policy's hash_key_file."),
+    ], fn)
+
+
+def policy_kwargs(opts: dict[str, Any], quiet: bool) -> dict[str, Any]:
+    """The library arguments for ``policy_options``; finds ./sqlsnap.toml."""
+    from ..policy import DEFAULT_POLICY_FILE
+
+    policy = opts["policy"]
+    if policy is None and not opts["no_policy"] and os.path.isfile(DEFAULT_POLICY_FILE):
+        policy = DEFAULT_POLICY_FILE
+        if not quiet:
+            echo_err(f"using policy {DEFAULT_POLICY_FILE} (--no-policy to ignore it)")
+    return {
+        "exclude_columns": opts["exclude_columns"] or None,
+        "include_secrets": opts["include_secrets"] or None,
+        "anonymize": opts["anonymize"],
+        "policy": policy,
+        "hash_key_file": opts["hash_key_file"],
+    }
+
+
+def s3_endpoint_option(help: str = S3_ENDPOINT_HELP) -> Decorator:
+    return click.option("--s3-endpoint", "s3_endpoint", metavar="URL", help=help)
+
+
+def quiet_option(help: str) -> Decorator:
+    """-q/--quiet; each command says what it leaves out."""
+    return click.option("-q", "--quiet", is_flag=True, help=help)
+
+
+def json_option(help: str) -> Decorator:
+    """--json (``as_json``); each command says what it prints."""
+    return click.option("--json", "as_json", is_flag=True, help=help)
