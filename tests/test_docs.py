@@ -34,6 +34,13 @@ def test_every_command_has_help_and_an_example(name: str) -> None:
     assert isinstance(command, click.Command)
     assert command.help and len(command.help.strip()) > 20, f"sqlsnap {name} has no help text"
     assert f"sqlsnap {name}" in command.help, f"sqlsnap {name} --help shows no example"
+    examples = command.help.partition("Examples:")[2].splitlines()
+    assert any(line.strip().startswith(f"sqlsnap {name}") for line in examples), \
+        f"sqlsnap {name} --help has no 'Examples:' block that runs sqlsnap {name}"
+
+
+def test_the_group_has_help_and_a_first_command() -> None:
+    assert main.help and "sqlsnap demo" in main.help
 
 
 def test_every_option_has_help() -> None:
