@@ -114,7 +114,8 @@ class Compressed:
             )
         elif compression == "gzip":
             # mtime=0: the same data gives the same bytes, so checksums are reproducible.
-            self._inner = gzip.GzipFile(fileobj=fh, mode="wb", compresslevel=GZIP_LEVEL, mtime=0)  # type: ignore[arg-type]
+            self._inner = gzip.GzipFile(fileobj=fh, mode="wb", compresslevel=GZIP_LEVEL,  # type: ignore[call-overload]
+                                        mtime=0)
         else:
             self._inner = fh
         self._closes = compression != "none"

@@ -28,7 +28,7 @@ import hashlib
 import io
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -126,7 +126,7 @@ def table_filename(name: str, taken: set[str]) -> str:
 def build_metadata(
     source_info: dict[str, Any],
     tables: Sequence[Table],
-    results: dict[str, TableOutcome],
+    results: Mapping[str, TableOutcome],
     excluded: list[str],
     *,
     when: datetime,

@@ -163,8 +163,8 @@ class ExportOptions:
             raise UsageError(f"unknown policy option {bad[0]!r}; valid ones: "
                              + ", ".join(sorted(policy_keys)))
         segment = values.pop("segment", None) or {}
-        return cls(**values, policy=PolicyOptions(**{k: tuple(v) if isinstance(v, list) else v
-                                                       for k, v in policy.items()}),
+        policy_values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in policy.items()}
+        return cls(**values, policy=PolicyOptions(**policy_values),
                    segment=SegmentOptions(filters_from_json(segment.get("where", {}))))
 
     def replace(self, **changes: Any) -> ExportOptions:

@@ -529,10 +529,10 @@ def build_plan(
         _column_notices(t, cols, decisions, infos, notices)
 
     spans: dict[str, set[int]] = {}
-    for t in plans:
-        for c in t.columns:
-            if c.rule == "shift-dates":
-                spans.setdefault(str(c.options["owner_entity"]), set()).add(int(c.options["max_days"]))
+    for tp in plans:
+        for cp in tp.columns:
+            if cp.rule == "shift-dates":
+                spans.setdefault(str(cp.options["owner_entity"]), set()).add(int(cp.options["max_days"]))
     for entity, days in sorted(spans.items()):
         if len(days) > 1:
             notices.append(Notice("warning", "shift-dates", (
@@ -554,12 +554,12 @@ def build_plan(
     if not keyed:
         key_source = None
     elif key_source is None:
-        for t, c in keyed:
-            root = decisions.get(_split_full(c.same_as)) if c.same_as else c
-            origin = root.origin if isinstance(root, ColumnPlan) else c.origin
+        for tp, cp in keyed:
+            decided = decisions.get(_split_full(cp.same_as)) if cp.same_as else cp
+            origin = decided.origin if isinstance(decided, ColumnPlan) else cp.origin
             if not origin.startswith(_PRESET):
-                raise UsageError(f"{origin}: rule {c.rule!r} for {t.name}.{c.name} needs a hash key; "
-                                 f"{KEY_HINT}", table=t.name, column=c.name)
+                raise UsageError(f"{origin}: rule {cp.rule!r} for {tp.name}.{cp.name} needs a hash key; "
+                                 f"{KEY_HINT}", table=tp.name, column=cp.name)
         key_source = EPHEMERAL_KEY
         notices.append(Notice("warning", "ephemeral-key", (
             "no hash key was given, so fake values come from a random key used for this export only: "

@@ -693,7 +693,7 @@ def _parse_rule(key: str, spec: Any, where: str, order: int) -> RuleSpec:
                              f"{'a whole number' if kind is int else 'a string'}")
         if choices is not None and value not in choices:
             raise UsageError(f"{where}: {opt} = {value!r} is not one of: {', '.join(map(str, choices))}")
-        if kind is int and value < (1 if opt in ("length", "max_days") else 0):
+        if isinstance(value, int) and value < (1 if opt in ("length", "max_days") else 0):
             raise UsageError(f"{where}: option {opt!r} must be at least {1 if opt != 'keep' else 0}")
     for opt in _REQUIRED_OPTIONS.get(rule, ()):
         if opt not in options:

@@ -126,6 +126,7 @@ def chunked_rows(
     takes FIRST_FETCH_ROWS, each next one about a chunk at the bytes per row seen so far (at
     most FETCH_ROWS). ``names`` and ``converters`` are the whole table's; with a
     ``projection`` the rows hold only its ``reads`` columns, in that order."""
+    encode: Callable[[Any], bytes]
     if projection is None:
         def encode(batch: Any) -> bytes:
             return encode_rows(batch, names, converters)
@@ -158,6 +159,17 @@ def chunked_rows(
 
 #: A condition's operator in SQL (the same in the three dialects).
 _SQL_OPERATORS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+
+def bind(params: list[Any], placeholder: str,
+         convert: Callable[[Any], Any] | None = None) -> Callable[[Any], str]:
+    """A ``bind`` for :func:`render_filter` that collects the values into ``params`` (for the
+    driver to bind) and writes ``placeholder`` in their place."""
+    def add(value: Any) -> str:
+        params.append(value if convert is None else convert(value))
+        return placeholder
+
+    return add
 
 
 def render_filter(row_filter: RowFilter, quote: Callable[[str], str], bind: Callable[[Any], str]) -> str:

@@ -28,7 +28,7 @@ from ..plan.request import ReadRequest
 from ..urls import mask
 from ..values import b64, identity, json_document, nullable, number_token, text
 from . import missing_driver
-from .base import Cancelled, Source, TableReader, chunked_rows, render_filter
+from .base import Cancelled, Source, TableReader, bind, chunked_rows, render_filter
 
 _INT = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"}
 _NUMBER = {"decimal", "numeric", "float", "double", "real", "double precision"}
@@ -288,8 +288,7 @@ class _MySQLReader(TableReader):
         table = request.table
         sql = f"{_quote(table.schema)}.{_quote(table.relname)}"
         if request.row_filter is not None:
-            sql += " WHERE " + render_filter(request.row_filter, _quote,
-                                             lambda v: params.append(v) or "%s")
+            sql += " WHERE " + render_filter(request.row_filter, _quote, bind(params, "%s"))
         return sql, params
 
     def count(self, request: ReadRequest) -> int:

@@ -39,7 +39,7 @@ from ..errors import ConnectError, NotFoundError, SnapError
 from ..model import Column, ForeignKey, Table
 from ..plan.request import Part, Projection, ReadRequest
 from ..urls import mask
-from ..values import ENCODER, b64, identity, nullable, number_token
+from ..values import ENCODER, Converter, b64, identity, nullable, number_token
 from . import missing_driver
 from .base import CHUNK_BYTES, FETCH_ROWS, Cancelled, Source, TableReader, chunked_rows, render_filter
 
@@ -65,7 +65,7 @@ def _c_reader() -> Any:
     The C reader is optional (setup.py); it cannot be used when psycopg runs without a libpq
     of its own in this process that it can find (bind() says why)."""
     try:
-        from .. import _pgcopy
+        from .. import _pgcopy  # type: ignore[attr-defined]  # the optional C extension
     except ImportError:
         return None
     try:
@@ -75,7 +75,7 @@ def _c_reader() -> Any:
     return _pgcopy
 
 
-_PGCOPY = None if _IMPORT_ERROR else _c_reader()
+_PGCOPY: Any = None if _IMPORT_ERROR else _c_reader()
 
 
 #: Session settings that fix the text forms the conversions rely on, and the row order: a
@@ -186,7 +186,7 @@ def _timestamptz(value: str) -> str:
     return value.replace(" ", "T", 1).replace("+00", "Z", 1)
 
 
-_SCALAR_CONVERTERS = {
+_SCALAR_CONVERTERS: dict[str, Converter] = {
     "bool": identity,
     "int": identity,
     "number": number_token,
@@ -568,13 +568,13 @@ class _PostgresReader(TableReader):
             else:
                 # One CSV line a row: JSON escapes every newline inside a field (splice).
                 for data, rows in chunks:
-                    lines = data.split(b"\n")
-                    lines.pop()  # after the last newline
-                    yield b"".join([splice(line) for line in lines]), rows
+                    csv_lines = data.split(b"\n")
+                    csv_lines.pop()  # after the last newline
+                    yield b"".join([splice(line) for line in csv_lines]), rows
             return
         get_copy_data = pgconn.get_copy_data
-        rows: list[Any] = []
-        append = rows.append
+        lines: list[Any] = []
+        append = lines.append
         size = 0
         while True:
             nbytes, data = get_copy_data(1)
@@ -587,8 +587,8 @@ class _PostgresReader(TableReader):
                     if cancel.is_set():
                         self._abandon_copy(pgconn)
                         raise Cancelled
-                    yield b"".join(rows), len(rows)
-                    rows.clear()
+                    yield b"".join(lines), len(lines)
+                    lines.clear()
                     size = 0
             elif nbytes == 0:
                 _wait_readable(pgconn)
@@ -596,8 +596,8 @@ class _PostgresReader(TableReader):
             else:
                 break
         self._end_copy(pgconn)
-        if rows:
-            yield b"".join(rows), len(rows)
+        if lines:
+            yield b"".join(lines), len(lines)
 
     def _read_copy_in_c(
         self, table: Table, pgconn: Any, cancel: threading.Event, binary: bool

@@ -35,7 +35,7 @@ from ..errors import NotFoundError, SnapError, UsageError
 from ..model import Column, ForeignKey, Table
 from ..plan.request import ReadRequest
 from ..values import ENCODER, b64, decode_json, float_value
-from .base import Cancelled, Source, TableReader, chunked_rows, render_filter
+from .base import Cancelled, Source, TableReader, bind, chunked_rows, render_filter
 
 
 class _InvalidText(bytes):
@@ -233,8 +233,7 @@ class _SQLiteReader(TableReader):
         params: list[Any] = []
         sql = _quote(request.table.relname)
         if request.row_filter is not None:
-            sql += " WHERE " + render_filter(request.row_filter, _quote,
-                                             lambda v: params.append(_param(v)) or "?")
+            sql += " WHERE " + render_filter(request.row_filter, _quote, bind(params, "?", _param))
         return sql, params
 
     def count(self, request: ReadRequest) -> int:

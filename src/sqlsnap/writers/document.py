@@ -3,7 +3,7 @@ line, written front to back as the rows arrive (the framing is :mod:`sqlsnap.for
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -31,7 +31,7 @@ def write_document(
     order: Sequence[Table],
     channels: dict[str, list[Any]],
     check: Callable[[], None],
-    results: dict[str, TableOutcome],
+    results: Mapping[str, TableOutcome],
     recipients: Sequence[Any] = (),
 ) -> tuple[int, str]:
     """Write ``{"metadata": ..., "data": {...}, "checksums": {...}}`` as the rows arrive: one
@@ -61,7 +61,7 @@ def write_document(
                     digest.update(chunk)
                     piece = chunk.replace(b"\n", b",\n")
                     out.write(held or b"\n")
-                    out.write(memoryview(piece)[:-2])
+                    out.write(memoryview(piece)[:-2])  # type: ignore[arg-type]  # any buffer
                     held = piece[-2:]
                 channel.release()
             results[table.name].checksum = digest.hexdigest()
