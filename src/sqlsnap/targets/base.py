@@ -224,8 +224,8 @@ class Target(ABC):
 
 #: What went wrong -> (error class, the fix to name).
 _PROBLEMS: dict[str, tuple[type[SnapError], str]] = {
-    "constraint": (SnapError, "the rows break a constraint of the table; load into empty tables, "
-                              "parents first or with the foreign keys added after the data"),
+    "constraint": (SnapError, "the rows break a constraint of the table; fix them, or load into empty "
+                              "tables with the foreign keys added after the data"),
     "data": (SnapError, "a value does not fit its column's type; check the column types"),
     "exists": (SnapError, "use an empty database, or drop the table first"),
     "permission": (OutputError, "grant the user the right to create tables and insert rows there, "

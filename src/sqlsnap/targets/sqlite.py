@@ -121,7 +121,7 @@ class SQLiteTarget(Target):
             parents.add(parent)
         if orphans:
             raise write_error(
-                "constraint", f"{orphans} rows have no parent row in {', '.join(sorted(parents))}",
+                "constraint", f"{orphans} row(s) without a parent row in {', '.join(sorted(parents))}",
                 action=f"adding the foreign keys of {table.name}", where=self.where, table=table.name,
             )
 
