@@ -7,9 +7,7 @@ the reason, only when the server cannot be reached; any other failure is a test 
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
@@ -19,16 +17,10 @@ from typing import Any
 import pytest
 
 from sqlsnap import demo
-from tests.conftest import unavailable
+from tests.conftest import MYSQL_HOST, MYSQL_PORT, MYSQL_USER, pg_database, unavailable, unique_name
 
-#: The same overrides as conftest.py, so one setting points every test at other servers.
-PG_URL = os.environ.get("SQLSNAP_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
-MYSQL_SERVER = {
-    "host": os.environ.get("SQLSNAP_TEST_MYSQL_HOST", "127.0.0.1"),
-    "port": int(os.environ.get("SQLSNAP_TEST_MYSQL_PORT", "3306")),
-    "user": os.environ.get("SQLSNAP_TEST_MYSQL_USER", "root"),
-    "password": "",
-}
+#: conftest.py's servers, so one setting points every test at other servers.
+MYSQL_SERVER = {"host": MYSQL_HOST, "port": MYSQL_PORT, "user": MYSQL_USER, "password": ""}
 CONNECT_TIMEOUT_S = 5
 SCALE = 1
 
@@ -104,10 +96,6 @@ def _build(dialect: str, conn: Any) -> Built:
     return Built(dialect, conn, counts, progress)
 
 
-def _unique_name() -> str:
-    return f"sqlsnap_demo_{uuid.uuid4().hex[:8]}"
-
-
 @contextmanager
 def _sqlite_database(path: Path) -> Iterator[Any]:
     with closing(sqlite3.connect(path)) as conn:
@@ -118,18 +106,8 @@ def _sqlite_database(path: Path) -> Iterator[Any]:
 @contextmanager
 def _postgresql_database() -> Iterator[Any]:
     psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(f"{PG_URL}/postgres", autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
-    except psycopg.OperationalError as exc:
-        unavailable(f"PostgreSQL not reachable at {PG_URL}: {exc}")
-    name = _unique_name()
-    with admin:
-        admin.execute(f"CREATE DATABASE {name}")
-        try:
-            with psycopg.connect(f"{PG_URL}/{name}") as conn:
-                yield conn
-        finally:
-            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    with pg_database() as url, psycopg.connect(url) as conn:
+        yield conn
 
 
 @contextmanager
@@ -139,7 +117,7 @@ def _mysql_database(driver_name: str) -> Iterator[Any]:
         admin = driver.connect(**MYSQL_SERVER, charset="utf8mb4", connect_timeout=CONNECT_TIMEOUT_S)
     except driver.OperationalError as exc:
         unavailable(f"MariaDB/MySQL not reachable at {MYSQL_SERVER['host']}:{MYSQL_SERVER['port']}: {exc}")
-    name = _unique_name()
+    name = unique_name("sqlsnap_demo")
     with closing(admin):
         with closing(admin.cursor()) as cur:
             cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
