@@ -1528,7 +1528,7 @@ def _debug_log_rows(world: _World) -> Iterator[_Row]:
             "env": "production",
         }  # fmt: skip
         if level == "ERROR":
-            error = fields["error"]
+            error = str(fields["error"])
             context["exception"] = {"type": error.split("(")[0], "traceback": _traceback(rng, error)}
         system = rng.random() < 0.15  # background jobs and health checks belong to no tenant
         created = -window + lid * window // (total + 1) + rng.randint(0, 999)
