@@ -30,7 +30,8 @@ if command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ]; then
     as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql
     for _ in $(seq 60); do mariadb-admin -uroot ping >/dev/null 2>&1 && break; sleep 0.5; done
   fi
-  # root over TCP with an empty password (ECOSYSTEM.md section 2); a no-op when it already works.
+  # root over TCP with an empty password (the tests connect to 127.0.0.1); a no-op when it
+  # already works. Without it, root works over the socket only (ERROR 1698 over TCP).
   if ! mariadb -h127.0.0.1 -uroot -e "select 1" >/dev/null 2>&1; then
     as_root mariadb -uroot -e "ALTER USER root@localhost IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('')" || true
   fi

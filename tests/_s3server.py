@@ -14,8 +14,7 @@ it to make an upload fail the way real ones do:
 with its state (see its docstring).
 
 moto keeps its data in memory: a server in this process started again sees the same
-buckets. ``mock_aws()`` is not used: s3fs and aiobotocore do not work under it
-(ECOSYSTEM.md).
+buckets. ``mock_aws()`` is not used: s3fs and aiobotocore do not work under it.
 """
 
 from __future__ import annotations

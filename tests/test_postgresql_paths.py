@@ -1,5 +1,5 @@
 """PostgreSQL's two read paths, server JSON (default) and portable (``server_json=False`` /
-``--no-server-json``), must write byte-identical data for every type (DESIGN.md)."""
+``--no-server-json``), must write byte-identical data for every type (docs/format.md)."""
 
 from __future__ import annotations
 

@@ -4,8 +4,8 @@
  *
  * The Python loop over psycopg's PGconn.get_copy_data() costs about 1 us per row (a call, a
  * tuple and a bytes object for every row), and it holds the GIL meanwhile, so the reader and
- * the writer of an export take turns (bench/README.md, "Between run D and run G": the
- * export's user time went from 3.5 to 2.4 s for 1 GB).
+ * the writer of an export take turns (the export's user time went from 3.5 to 2.4 s for
+ * 1 GB with this reader: bench/README.md).
  * Here the same libpq calls (PQgetCopyData in async mode, poll() on the socket,
  * PQconsumeInput) fill one bytes object of about a chunk, and Python sees one call per chunk.
  *

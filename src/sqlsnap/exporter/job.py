@@ -1,6 +1,6 @@
 """The export: one snapshot, tables read side by side, one document (or folder) written.
 
-Flow (DESIGN.md): source -> plan -> policy -> writer -> codecs -> checksum tee -> store.
+Flow (docs/architecture.md): source -> plan -> policy -> writer -> codecs -> checksum tee -> store.
 
 :class:`Export` runs in phases, each of which can fail before the next one touches anything:
 

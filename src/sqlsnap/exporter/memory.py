@@ -19,9 +19,8 @@ def keep_chunk_memory() -> bool:
     from the database to the file. glibc gave each one fresh pages from the kernel (its
     threads' arenas trim the freed memory at once), and faulting those pages in cost about
     a quarter of the client's CPU on the benchmark: 1.2 s of sys time in 1 GB (2.0 s -> 0.8 s
-    with one reader: bench/README.md, "Between run D and run G"). It also made the S3 sink's
-    peak memory steady (its 8 MiB part buffers are reused instead of mapped anew:
-    bench/README.md, "S3 sink").
+    with one reader). It also made the S3 sink's peak memory steady (its 8 MiB part buffers
+    are reused instead of mapped anew). The measurements are in bench/README.md.
     The memory kept is at most MALLOC_TRIM_BYTES per arena.
 
     Process-wide, so the CLI calls it and the library does not. A no-op without glibc, or

@@ -14,8 +14,8 @@ strings) and go out in the same JSON-native forms.
   would collide about twice, a permutation never does. Non-negative values stay
   non-negative, and the same integer gives the same output whichever column it is in, so
   foreign keys still match.
-* ``fake``: the HMAC picks entries of the word lists below (ECOSYSTEM.md section 8: 20-80x
-  faster than Faker and stable across versions). Emails use reserved domains
+* ``fake``: the HMAC picks entries of the word lists below (20-80x faster than Faker
+  here, and stable across versions, which seeded Faker is not). Emails use reserved domains
   (``example.com``, ``*.example``) and phone numbers the fictional 555-01xx range, so a
   fake value never reaches a real person. Fake values are not guaranteed unique.
 * ``mask``, ``generalize``, ``truncate``, ``redact``, ``null``: no key.

@@ -11,7 +11,7 @@ from .base import Source, TableReader
 
 __all__ = ["Source", "TableReader", "make_source"]
 
-#: dialect -> (module, class). One module per dialect, as in DESIGN.md.
+#: dialect -> (module, class). One module per dialect (docs/architecture.md).
 _REGISTRY = {
     "postgresql": ("sqlsnap.sources.postgresql", "PostgresSource"),
     "mysql": ("sqlsnap.sources.mysql", "MySQLSource"),

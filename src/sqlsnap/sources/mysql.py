@@ -1,5 +1,5 @@
-"""MySQL and MariaDB source: mysqlclient when installed (2-3.5x faster, ECOSYSTEM.md
-section 2), PyMySQL otherwise.
+"""MySQL and MariaDB source: mysqlclient when installed (2-3.5x faster than PyMySQL
+here on 1M rows), PyMySQL otherwise.
 
 Snapshot: one connection, ``REPEATABLE READ`` and ``START TRANSACTION WITH CONSISTENT
 SNAPSHOT, READ ONLY``. MySQL has no way to share that snapshot with a second connection,

@@ -3,7 +3,7 @@
 Snapshot: the main connection runs ``REPEATABLE READ, READ ONLY`` and exports its snapshot
 with ``pg_export_snapshot()``; every reader opens its own connection and adopts that
 snapshot with ``SET TRANSACTION SNAPSHOT`` before anything else, so parallel readers see
-exactly the same data (ECOSYSTEM.md section 1).
+exactly the same data.
 
 Two ways to read a table, producing identical bytes (tests/test_postgresql_paths.py):
 
@@ -11,8 +11,8 @@ Two ways to read a table, producing identical bytes (tests/test_postgresql_paths
   The server builds each row's JSON; Python only moves bytes. The C reader
   (``sqlsnap._pgcopy``, optional) reads it as binary COPY, without the GIL; without it, COPY
   runs in CSV mode with a quote and delimiter that never occur (JSON escapes every control
-  character), read in Python, because text mode doubles every backslash in the JSON
-  (ECOSYSTEM.md section 13). Both give the same bytes.
+  character), read in Python, because text mode doubles every backslash in the JSON.
+  Both give the same bytes.
 * portable: the same columns fetched as values and encoded by msgspec, with text loaders
   for numbers, JSON and dates so that no value passes through a lossy Python type.
 
@@ -546,8 +546,7 @@ class _PostgresReader(TableReader):
         # Non-blocking: psycopg's pq wrapper holds the GIL inside libpq, so a blocking
         # PQgetCopyData/PQgetResult stalls every other thread while this one waits for the
         # server (two readers stalled each other, and Ctrl-C waited on a lock wait). Waiting
-        # in select() instead releases the GIL (bench/README.md, "Reading: where the time
-        # goes"); it is the loop of psycopg's own copy generator (get_copy_data(1), wait for
+        # in select() instead releases the GIL (bench/README.md); it is the loop of psycopg's own copy generator (get_copy_data(1), wait for
         # the socket, consume_input), without its per-row generator.
         pgconn = self.conn.pgconn
         # The C reader reads the whole rows' json as binary COPY: the same text, which the
