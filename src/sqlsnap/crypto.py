@@ -7,8 +7,8 @@ sink, so the file's SHA-256 is that of the bytes stored.
 
 pyrage's streaming API pulls from a reader (``encrypt_io(reader, writer, recipients)``); the
 exporter pushes. :class:`Encrypting` bridges the two with an ``os.pipe`` and one thread
-(500 MB in 2.2 s with an 18 MB peak, measured on this project's 2-core machines): memory stays at the pipe's buffer
-plus age's 64 KiB chunks. :class:`Decrypting` is the mirror for verify.
+(500 MB in 2.2 s with an 18 MB peak, measured on this project's 2-core machines): memory
+stays at the pipe's buffer plus age's 64 KiB chunks. :class:`Decrypting` is the mirror for verify.
 
 Errors: a missing pyrage is a MissingDriverError with the pip line; a malformed key a
 UsageError (never echoing a secret key); a file that fails age's authentication a VerifyError.

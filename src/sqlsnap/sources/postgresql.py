@@ -546,8 +546,9 @@ class _PostgresReader(TableReader):
         # Non-blocking: psycopg's pq wrapper holds the GIL inside libpq, so a blocking
         # PQgetCopyData/PQgetResult stalls every other thread while this one waits for the
         # server (two readers stalled each other, and Ctrl-C waited on a lock wait). Waiting
-        # in select() instead releases the GIL (bench/README.md); it is the loop of psycopg's own copy generator (get_copy_data(1), wait for
-        # the socket, consume_input), without its per-row generator.
+        # in select() instead releases the GIL (bench/README.md); it is the loop of psycopg's
+        # own copy generator (get_copy_data(1), wait for the socket, consume_input), without
+        # its per-row generator.
         pgconn = self.conn.pgconn
         # The C reader reads the whole rows' json as binary COPY: the same text, which the
         # server then sends without scanning it for CSV quoting (sqlsnap/_pgcopy.c). A
