@@ -5,7 +5,12 @@ A store never shows a half-written object: bytes go to an :class:`Upload`, which
 object appear under its key only on ``commit()`` and leaves nothing behind on ``abort()``.
 Several objects that must appear together (a JSON Lines snapshot: one file per table and the
 manifest) are written through a :class:`Batch`: none of them is visible before
-``Batch.commit()``, and a failed or abandoned batch leaves nothing behind.
+``Batch.commit()``, and a failed or abandoned batch leaves nothing behind. Where the store
+cannot show them all at once (S3), the manifest (:data:`sqlsnap.format.MANIFEST`) appears
+last: a prefix without it is not a snapshot (yet, or any more).
+
+The one exception is ``stdout``: bytes written cannot be taken back, so there a failure is
+told by the exit code alone.
 
 Implementations, registered by URL scheme in :mod:`sqlsnap.stores`: ``file`` (a local
 folder; the default for a plain path), ``s3`` (a bucket and prefix), ``memory`` (a dict, for
@@ -40,14 +45,23 @@ class Entry:
 
 
 class Upload(ABC):
-    """An object being written. ``write`` may be called from one thread at a time."""
+    """An object being written. ``write`` may be called from one thread at a time. An upload
+    can stand where a binary file object is expected (``write``, ``flush``)."""
 
     #: Bytes written so far.
     bytes: int = 0
+    #: ``"open"``, then ``"committed"`` or ``"aborted"``: what a :class:`Batch` checks before
+    #: its own commit.
+    state: str = "open"
 
     @abstractmethod
     def write(self, data: bytes | memoryview, /) -> int:
         """Send ``data`` on its way (buffered, uploaded or written as the store does)."""
+
+    def flush(self) -> None:
+        """Nothing to do: ``commit()`` makes the bytes durable. Here because compressors
+        (gzip, zstandard) flush the file object they write to."""
+        return None
 
     @abstractmethod
     def commit(self) -> None:
@@ -61,17 +75,20 @@ class Upload(ABC):
 
 
 class Batch(ABC):
-    """Objects below one prefix that become visible together on :meth:`commit`."""
+    """Objects below one prefix that become visible together on :meth:`commit`.
+    ``create`` may be called from several threads, each upload written by one."""
 
     @abstractmethod
     def create(self, name: str) -> Upload:
-        """A new object ``<prefix>/<name>`` in the batch. Its ``commit()`` only finishes its
-        bytes; the object appears with the batch."""
+        """A new object ``<prefix>/<name>`` in the batch (``name`` may hold ``/``; each name
+        once). Its ``commit()`` only finishes its bytes; the object appears with the batch."""
 
     @abstractmethod
     def commit(self) -> None:
-        """Make every object of the batch visible (the store's ``manifest`` last, where order
-        can be seen); on failure nothing of the batch is left."""
+        """Make every object of the batch visible (:data:`sqlsnap.format.MANIFEST` last, where
+        order can be seen); on failure nothing of the batch is left. Every upload created
+        must be committed first: one still open or aborted fails the batch (OutputError),
+        so that a snapshot never appears with a table missing."""
 
     @abstractmethod
     def abort(self) -> None:
@@ -96,8 +113,8 @@ class Store(ABC):
 
     @abstractmethod
     def batch(self, prefix: str) -> Batch:
-        """Objects under ``prefix`` (a folder) that appear together. Fails with OutputError if
-        something already exists at ``prefix``."""
+        """Objects under ``prefix`` (a folder; ``""`` is the store's root) that appear
+        together. Fails with OutputError if something already exists at ``prefix``."""
 
     @abstractmethod
     def put(self, key: str, data: bytes) -> None:
@@ -113,12 +130,15 @@ class Store(ABC):
 
     @abstractmethod
     def exists(self, key: str) -> bool:
-        """Whether an object, or a non-empty prefix, is at ``key``."""
+        """Whether an object, or a non-empty prefix, is at ``key`` (in a ``file`` store, any
+        folder, even an empty one)."""
 
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[Entry]:
         """Objects whose key starts with ``prefix`` one level down (no ``/`` after the
-        prefix), and the common prefixes ("folders") of deeper ones, sorted by key."""
+        prefix), and the common prefixes ("folders") of deeper ones, sorted by key; keys are
+        whole (from the store's root). NotFoundError when the store itself (the root folder,
+        the bucket) does not exist; a prefix with nothing under it lists nothing."""
 
     @abstractmethod
     def delete(self, keys: Sequence[str]) -> None:

@@ -1,14 +1,25 @@
 """Local files: written under a hidden temporary name beside the final one (same file
-system), flushed to disk, and renamed into place only when complete."""
+system), flushed to disk, and renamed into place only when complete.
+
+:class:`FileStore` is the ``file`` store: keys are ``/``-separated paths below a root folder.
+An object is an :class:`AtomicFile`; a batch is an :class:`AtomicDir` (a hidden folder
+renamed into place, so its files appear at once). Listing skips the hidden temporary names
+of writes in progress, and symbolic links (which prune must not follow into other folders).
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import OutputError, os_error
+from ..errors import NotFoundError, OutputError, UsageError, os_error
+from .base import Batch, Entry, Reader, Store, Upload
 
 
 def check_writable_folder(path: str) -> None:
@@ -26,6 +37,10 @@ def temp_name(final: str, tag: str) -> str:
     """A hidden name beside ``final`` (same file system, so the last rename is atomic)."""
     folder, base = os.path.split(os.path.abspath(final))
     return os.path.join(folder, f".{base}.{tag}-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+#: What :func:`temp_name` makes: not listed, as the write it belongs to is not finished.
+TEMP_NAME = re.compile(r"^\..+\.[a-z]+-\d+-[0-9a-f]{8}$")
 
 
 #: Written bytes are handed to the kernel for writeback every this many bytes, so that the
@@ -64,8 +79,9 @@ class WritebackFile:
         self._fh.close()
 
 
-class AtomicFile:
-    """A file written under a temporary name and renamed into place by ``commit()``."""
+class AtomicFile(Upload):
+    """A file written under a temporary name and renamed into place by ``commit()``. Write
+    through ``write()`` (an :class:`Upload`) or straight to ``fh``."""
 
     def __init__(self, final: str) -> None:
         self.final = final
@@ -74,6 +90,14 @@ class AtomicFile:
             self.fh = WritebackFile(self.tmp)
         except OSError as exc:
             raise os_error(exc, final) from None
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        try:
+            n = self.fh.write(data)
+        except OSError as exc:
+            raise os_error(exc, self.final) from None
+        self.bytes += n
+        return n
 
     def commit(self) -> None:
         try:
@@ -84,8 +108,12 @@ class AtomicFile:
         except OSError as exc:
             self.abort()
             raise os_error(exc, self.final) from None
+        self.state = "committed"
 
     def abort(self) -> None:
+        if self.state == "committed":
+            return  # the file is in place: an abort in a ``finally`` must not remove it
+        self.state = "aborted"
         try:
             self.fh.close()
         except OSError:
@@ -124,3 +152,196 @@ class AtomicDir:
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class LocalReader:
+    """A local file opened for reading, with one-line errors."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            self._fh = open(path, "rb")  # noqa: SIM115 - closed by close()
+        except FileNotFoundError:
+            raise NotFoundError(f"{path} does not exist", path=path) from None
+        except IsADirectoryError:
+            raise UsageError(f"{path} is a folder; give a snapshot file", path=path) from None
+        except OSError as exc:
+            raise os_error(exc, path) from None
+
+    def read(self, n: int = -1, /) -> bytes:
+        return self._fh.read(n)
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class FileStore(Store):
+    """A local folder. Keys are paths below ``root`` (``""`` is the root itself), shown as
+    paths joined to ``root`` as it was given, so that relative paths stay relative. Folders
+    below the root are made as keys need them (and stay); the root itself never is."""
+
+    scheme = "file"
+
+    def __init__(self, root: str) -> None:
+        self.root = root or "."
+
+    def path(self, key: str) -> str:
+        """The local path of ``key``; keys cannot leave the root (no ``..``, no absolute key)."""
+        parts = key.rstrip("/").split("/") if key.rstrip("/") else []
+        if key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\0" in key:
+            raise UsageError(f"'{key}' is not a key below {self.root}; use names separated by '/', "
+                             "without '.', '..' or a leading '/'", path=key)
+        return os.path.join(self.root, *parts) if parts else self.root
+
+    def url(self, key: str) -> str:
+        return self.path(key)
+
+    def check_writable(self, key: str) -> None:
+        path = self.path(key)
+        if os.path.isdir(path) and not key.endswith("/"):
+            raise OutputError(f"{path} is an existing folder; give a new name with -o", path=path)
+        check_writable_folder(path)
+
+    def _make_parent(self, path: str) -> None:
+        """Make the folders between the root and ``path``, as keys with ``/`` need (S3 has
+        no folders to make); never the root itself: a missing root is the user's mistake."""
+        parent = os.path.dirname(path)
+        if parent != os.path.normpath(self.root) and os.path.isdir(self.root):
+            try:
+                os.makedirs(parent, exist_ok=True)
+            except OSError as exc:
+                raise os_error(exc, path) from None
+
+    def create(self, key: str) -> AtomicFile:
+        path = self.path(key)
+        if not key or key.endswith("/") or os.path.isdir(path):
+            raise UsageError(f"{path} names a folder; give a file name, e.g. "
+                             f"{os.path.join(path, '{database}-{timestamp}.json')}", path=path)
+        self._make_parent(path)
+        return AtomicFile(path)
+
+    def batch(self, prefix: str) -> FileBatch:
+        self._make_parent(self.path(prefix.rstrip("/")))
+        return FileBatch(self, prefix.rstrip("/"))
+
+    def put(self, key: str, data: bytes) -> None:
+        upload = self.create(key)
+        try:
+            upload.write(data)
+        except BaseException:
+            upload.abort()
+            raise
+        upload.commit()
+
+    def open(self, key: str) -> Reader:
+        return LocalReader(self.path(key))
+
+    def read_small(self, key: str, limit: int = 1 << 20) -> bytes | None:
+        path = self.path(key)
+        try:
+            with open(path, "rb") as fh:
+                return fh.read(limit)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise os_error(exc, path) from None
+
+    def exists(self, key: str) -> bool:
+        return os.path.lexists(self.path(key))
+
+    def list(self, prefix: str = "") -> Iterator[Entry]:
+        folder_key, _, start = prefix.rpartition("/")
+        folder = self.path(folder_key)
+        base = folder_key + "/" if folder_key else ""
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            # As in a bucket: nothing under a prefix is an empty list; a missing store is an error.
+            if os.path.isdir(self.root):
+                return
+            raise NotFoundError(f"folder {self.root} does not exist", path=self.root) from None
+        except OSError as exc:
+            raise os_error(exc, folder) from None
+        found: list[Entry] = []
+        for entry in entries:
+            if not entry.name.startswith(start) or TEMP_NAME.match(entry.name):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    found.append(Entry(base + entry.name + "/", prefix=True))
+                elif entry.is_file(follow_symlinks=False):
+                    stat = entry.stat(follow_symlinks=False)
+                    found.append(Entry(base + entry.name, stat.st_size,
+                                       datetime.fromtimestamp(stat.st_mtime, UTC)))
+            except FileNotFoundError:  # deleted while listing
+                continue
+        yield from sorted(found, key=lambda e: e.key)
+
+    def delete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            if not key.rstrip("/"):
+                raise UsageError(f"refusing to delete the whole of {self.root}; name what to delete",
+                                 path=self.root)
+            path = self.path(key)
+            try:
+                if key.endswith("/"):
+                    shutil.rmtree(path)
+                else:
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise os_error(exc, path) from None
+
+
+class FileBatch(Batch):
+    """Files written in a hidden folder beside the final one, renamed into place at once."""
+
+    def __init__(self, store: FileStore, prefix: str) -> None:
+        self._store = store
+        self._final = store.path(prefix)
+        check_writable_folder(self._final)
+        self._dir = AtomicDir(self._final)
+        self._uploads: dict[str, AtomicFile] = {}
+        self._lock = threading.Lock()
+        self._state = "open"
+
+    def create(self, name: str) -> AtomicFile:
+        relative = FileStore(self._dir.tmp).path(name)  # checks the name: no '..', no leading '/'
+        with self._lock:
+            if self._state != "open":
+                raise OutputError(f"the batch {self._final} was already ended", path=self._final)
+            if name in self._uploads:
+                raise UsageError(f"{name} was already written in {self._final}", path=self._final)
+            try:
+                os.makedirs(os.path.dirname(relative), exist_ok=True)
+            except OSError as exc:
+                raise os_error(exc, self._final) from None
+            upload = self._uploads[name] = AtomicFile(relative)
+        return upload
+
+    def commit(self) -> None:
+        with self._lock:
+            if self._state != "open":
+                raise OutputError(f"the batch {self._final} was already ended", path=self._final)
+            self._state = "committing"
+            unfinished = [n for n, u in self._uploads.items() if u.state != "committed"]
+        if unfinished:
+            self.abort()
+            raise OutputError(f"cannot finish {self._final}: {unfinished[0]} was not written to the end "
+                              f"({len(unfinished)} unfinished); nothing was left", path=self._final)
+        try:
+            self._dir.commit()  # fsyncs the folder, renames it into place; removes it on failure
+        except BaseException:
+            self._state = "aborted"
+            raise
+        self._state = "committed"
+
+    def abort(self) -> None:
+        with self._lock:
+            if self._state == "committed":
+                return
+            self._state = "aborted"
+            uploads = list(self._uploads.values())
+        for upload in uploads:
+            upload.abort()
+        self._dir.abort()
