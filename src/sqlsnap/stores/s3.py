@@ -15,19 +15,25 @@ endpoint, path-style addressing is used (MinIO and Supabase need it; R2 accepts 
 
 botocore errors are translated here, at the boundary, into one-line :class:`SnapError`
 messages that name the fix and never carry a credential.
+
+:class:`S3Store` is the ``s3`` store (one bucket; keys are object keys). Its batch
+(:class:`S3Batch`) uploads every object's parts but leaves each multipart upload open until
+the batch commits, then completes them all, the manifest last; S3 has no atomic commit of
+several objects, so during that commit a reader can see some of the objects without the
+manifest, and a failure deletes what was completed and aborts the rest.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shlex
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from ..errors import (
@@ -39,7 +45,9 @@ from ..errors import (
     UsageError,
     os_error,
 )
+from ..format import MANIFEST
 from ..urls import mask
+from .base import Batch, Entry, Store, Upload
 
 #: Parts are at least this big. S3 wants >= 5 MiB for every part but the last (moto enforces
 #: it: EntityTooSmall) and at most 10,000 parts; 8 MiB is what the AWS CLI uses.
@@ -70,13 +78,21 @@ ABORT_MAX_WAIT = 8.0
 #: a host that drops packets (botocore's own 3 attempts x 10 s connect timeout would not).
 ABORT_ATTEMPT_TIMEOUT = 5.0
 INSTALL_HINT = "pip install 'sqlsnap[s3]'  (installs boto3)"
+#: CompleteMultipartUpload requests in flight when a batch commits: a JSON Lines snapshot has
+#: one object per table, and each completion is a round trip (tens of ms on AWS, more while
+#: S3 assembles large objects), so 300 tables one after the other would take seconds.
+COMPLETES_IN_FLIGHT = 8
+#: User metadata (``x-amz-meta-sqlsnap-batch``) naming the batch an object was written by:
+#: tells whether a manifest whose completion answer was lost did appear, and lets an operator
+#: find what an interrupted batch left.
+BATCH_METADATA = "sqlsnap-batch"
 
 #: The IAM permission each action needs, named in "access denied" messages.
 _PERMISSIONS = {"upload": "s3:PutObject and s3:AbortMultipartUpload", "write": "s3:PutObject",
                 "complete": "s3:PutObject", "read": "s3:GetObject", "list": "s3:ListBucket",
                 "delete": "s3:DeleteObject", "use": "s3:ListBucket"}
-_CONTENT_TYPES = {".json": "application/json", ".zst": "application/zstd", ".gz": "application/gzip",
-                  ".sha256": "text/plain; charset=utf-8"}
+_CONTENT_TYPES = {".json": "application/json", ".jsonl": "application/x-ndjson", ".zst": "application/zstd",
+                  ".gz": "application/gzip", ".sha256": "text/plain; charset=utf-8"}
 
 
 @dataclass(frozen=True)
@@ -200,6 +216,22 @@ def translate(exc: BaseException, action: str, what: str, *, endpoint: str | Non
     return OutputError(f"cannot {action} {what}: {type(exc).__name__}", path=what)
 
 
+def check_bucket(client: Any, bucket: str, final: str, endpoint: str | None) -> None:
+    """Fail when ``bucket`` is missing or unreachable (``final``: what is being written)."""
+    try:
+        client.head_bucket(Bucket=bucket)
+    except Exception as exc:  # noqa: BLE001
+        err = translate(exc, "use the bucket of", final, endpoint=endpoint)
+        if isinstance(err, NotFoundError):
+            raise NotFoundError(f"bucket '{bucket}' does not exist at "
+                                f"{mask(endpoint) if endpoint else 'AWS'}; create it first "
+                                "or check the name", path=final) from None
+        # Write-only credentials may lack s3:ListBucket (HeadBucket answers 403): go on and
+        # let the upload itself say whether writing is allowed.
+        if "access denied" not in str(err):
+            raise err from None
+
+
 class S3Target:
     """An ``s3://bucket/key`` destination: checked before the export, then written by a sink."""
 
@@ -211,18 +243,7 @@ class S3Target:
 
     def check(self) -> None:
         """Fail before reading the database when the bucket is missing or unreachable."""
-        try:
-            self.client.head_bucket(Bucket=self.location.bucket)
-        except Exception as exc:  # noqa: BLE001
-            err = translate(exc, "use the bucket of", self.final, endpoint=self.endpoint)
-            if isinstance(err, NotFoundError):
-                raise NotFoundError(f"bucket '{self.location.bucket}' does not exist at "
-                                    f"{mask(self.endpoint) if self.endpoint else 'AWS'}; create it first "
-                                    "or check the name", path=self.final) from None
-            # Write-only credentials may lack s3:ListBucket (HeadBucket answers 403): go on and
-            # let the upload itself say whether writing is allowed.
-            if "access denied" not in str(err):
-                raise err from None
+        check_bucket(self.client, self.location.bucket, self.final, self.endpoint)
 
     def sink(self) -> S3Sink:
         return S3Sink(self.client, self.location, endpoint=self.endpoint)
@@ -250,19 +271,30 @@ class _PartWriter:
         pass
 
 
-class S3Sink:
-    """A multipart upload with the sink interface (``fh``, ``commit()``, ``abort()``).
+class S3Sink(Upload):
+    """A multipart upload: an :class:`Upload`, and the older sink interface (``fh``,
+    ``commit()``, ``abort()``).
 
     The upload starts with the first full part; a document smaller than one part is sent
     with a single PutObject at commit. Thread-safe for one writer thread at a time.
+
+    ``deferred`` (in an :class:`S3Batch`): ``commit()`` sends the last part (an object smaller
+    than one part is one part) and waits for all, but leaves the upload open; the batch
+    then calls :meth:`complete`. ``metadata`` is stored with the object (user metadata).
     """
 
-    def __init__(self, client: Any, location: S3Location, *, endpoint: str | None = None) -> None:
+    def __init__(self, client: Any, location: S3Location, *, endpoint: str | None = None,
+                 deferred: bool = False, metadata: dict[str, str] | None = None) -> None:
         self.client = client
         self.location = location
         self.endpoint = endpoint
         self.final = location.url
         self.fh = _PartWriter(self)
+        self.deferred = deferred
+        self._metadata = metadata or {}
+        #: Deferred, once committed: the parts to complete with ([] for an empty object, which
+        #: is put whole at completion: S3-compatible stores differ on empty parts).
+        self.parts: list[dict[str, Any]] | None = None
         self.upload_id: str | None = None
         self._buffer = bytearray()
         self._parts: list[Future[dict[str, Any]]] = []
@@ -276,10 +308,15 @@ class S3Sink:
     def _part_size(self) -> int:
         return PART_BYTES * (1 + max(0, len(self._parts) - EQUAL_PARTS) // PART_GROWTH_EVERY)
 
-    def _write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview, /) -> int:
+        self._write(data)
+        return data.nbytes if isinstance(data, memoryview) else len(data)
+
+    def _write(self, data: bytes | memoryview) -> None:
         if self._closed:
             raise OutputError(f"the upload to {self.final} was already ended", path=self.final)
         self._buffer += data
+        self.bytes += data.nbytes if isinstance(data, memoryview) else len(data)
         try:
             while len(self._buffer) >= self._part_size():
                 self._send_part(self._part_size())
@@ -306,7 +343,7 @@ class S3Sink:
         try:
             created = self.client.create_multipart_upload(
                 Bucket=self.location.bucket, Key=self.location.key,
-                ContentType=content_type(self.location.key))
+                ContentType=content_type(self.location.key), Metadata=self._metadata)
         except Exception as exc:  # noqa: BLE001
             raise self._error(exc) from None
         self.upload_id = created["UploadId"]
@@ -360,30 +397,34 @@ class S3Sink:
 
     # -- ending --------------------------------------------------------------------------
     def commit(self) -> None:
-        """Send what is left and make the object appear; aborts the upload on failure."""
+        """Send what is left and make the object appear (deferred: leave it to
+        :meth:`complete`); aborts the upload on failure."""
+        if self._closed:
+            raise OutputError(f"the upload to {self.final} was already ended", path=self.final)
         self._closed = True
         try:
-            if self.upload_id is None:
-                try:
-                    self.client.put_object(Bucket=self.location.bucket, Key=self.location.key,
-                                           Body=bytes(self._buffer),
-                                           ContentType=content_type(self.location.key))
-                except Exception as exc:  # noqa: BLE001
-                    raise self._error(exc) from None
-                self._buffer = bytearray()
+            if self.upload_id is None and self.deferred and not self._buffer:
+                self.parts = []
+                self.state = "committed"
                 return
+            if self.upload_id is None and not self.deferred:
+                self._put(bytes(self._buffer))
+                self._buffer = bytearray()
+                self.state = "committed"
+                return
+            if self.upload_id is None:  # deferred, less than one part: it is the one part
+                self._start()
             if self._buffer:
                 self._send_part()
             wait(self._parts)
             self._raise_failed_part()
             parts = [fut.result() for fut in self._parts]
-            try:
-                self.client.complete_multipart_upload(
-                    Bucket=self.location.bucket, Key=self.location.key, UploadId=self.upload_id,
-                    MultipartUpload={"Parts": parts})
-            except Exception as exc:  # noqa: BLE001
-                raise self._error(exc, "complete the upload of") from None
-            self.upload_id = None
+            if self.deferred:
+                self.parts = parts
+                self.state = "committed"
+                return
+            self._complete(parts)
+            self.state = "committed"
         except SnapError as exc:
             raise self._with_abort_note(exc) from None
         except BaseException:
@@ -391,6 +432,32 @@ class S3Sink:
             raise
         finally:
             self._shutdown()
+
+    def _put(self, body: bytes) -> None:
+        try:
+            self.client.put_object(Bucket=self.location.bucket, Key=self.location.key, Body=body,
+                                   ContentType=content_type(self.location.key), Metadata=self._metadata)
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(exc) from None
+
+    def _complete(self, parts: list[dict[str, Any]]) -> None:
+        try:
+            self.client.complete_multipart_upload(
+                Bucket=self.location.bucket, Key=self.location.key, UploadId=self.upload_id,
+                MultipartUpload={"Parts": parts})
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(exc, "complete the upload of") from None
+        self.upload_id = None
+
+    def complete(self) -> None:
+        """(Deferred, after ``commit()``) make the object visible; raises the translated error
+        and leaves the upload open on failure: the batch decides what to remove."""
+        if self.parts is None:
+            raise OutputError(f"the upload to {self.final} was not finished", path=self.final)
+        if self.upload_id is None:
+            self._put(b"")
+        else:
+            self._complete(self.parts)
 
     def abort(self) -> None:
         """Abandon the upload so that nothing is left at the key.
@@ -403,13 +470,17 @@ class S3Sink:
         if err is not None:
             raise err from None
 
-    def _abort_upload(self, cause: BaseException | None) -> SnapError | None:
-        """Stop the parts and abort the upload, retrying while the store cannot be reached.
+    def _abort_upload(self, cause: BaseException | None, *,
+                      deadline: float | None = None) -> SnapError | None:
+        """Stop the parts and abort the upload, retrying while the store cannot be reached
+        (until ``deadline``, a ``time.monotonic()``, default ABORT_RETRY_SECONDS from now).
 
         Returns None when nothing is left behind, else the error to raise instead of ``cause``:
         ``cause`` with a note saying what is left and how to remove it."""
         self._closed = True
         self._buffer = bytearray()
+        if self.state != "committed" or self.deferred:  # a completed object stays: abort is late
+            self.state = "aborted"
         # Taken first: a later call (the exporter's, after this one raised) has nothing to do.
         upload_id, self.upload_id = self.upload_id, None
         attempts, started = 0, time.monotonic()
@@ -422,7 +493,8 @@ class S3Sink:
             if upload_id is None:
                 return None
             client = self._abort_client()
-            deadline = started + ABORT_RETRY_SECONDS
+            if deadline is None:
+                deadline = started + ABORT_RETRY_SECONDS
             delay = ABORT_FIRST_WAIT
             while True:
                 attempts += 1
@@ -475,27 +547,33 @@ class S3Sink:
             command += f" --endpoint-url {shlex.quote(mask(self.endpoint))}"
         note = (f"the unfinished multipart upload {what}; remove it with: {command}  (or set a "
                 "lifecycle rule AbortIncompleteMultipartUpload on the bucket)")
-        err: SnapError
-        if isinstance(cause, SnapError) and not isinstance(cause, Interrupted):
-            err = (Interrupted if interrupted else type(cause))(f"{cause.message}; {note}", **cause.fields)
-            err.transient = cause.transient
-        elif interrupted or isinstance(cause, KeyboardInterrupt | Interrupted):
-            err = Interrupted(f"interrupted; the export was abandoned and nothing is at {self.final}, "
-                              f"but {note}", path=self.final)
-        elif isinstance(cause, OSError):
-            err = OutputError(f"{os_error(cause, self.final).message}; {note}", path=self.final)
-        elif cause is None:
-            err = OutputError(f"{self.final}: {note}", path=self.final)
-        else:
-            # Not one of ours (a bug): keep its traceback, which shows the note.
-            cause.add_note(note)
-            return None
-        return err
+        return _noted(cause, note, self.final, interrupted=interrupted)
 
     def _shutdown(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+def _noted(cause: BaseException | None, note: str, final: str, *,
+           interrupted: bool = False) -> SnapError | None:
+    """``cause`` (the error that ended the export) with ``note`` about what is left at ``final``;
+    None when ``cause`` is not ours (a bug: the note is added to its traceback instead)."""
+    err: SnapError
+    if isinstance(cause, SnapError) and not isinstance(cause, Interrupted):
+        err = (Interrupted if interrupted else type(cause))(f"{cause.message}; {note}", **cause.fields)
+        err.transient = cause.transient
+    elif interrupted or isinstance(cause, KeyboardInterrupt | Interrupted):
+        err = Interrupted(f"interrupted; the export was abandoned and nothing is at {final}, "
+                          f"but {note}", path=final)
+    elif isinstance(cause, OSError):
+        err = OutputError(f"{os_error(cause, final).message}; {note}", path=final)
+    elif cause is None:
+        err = OutputError(f"{final}: {note}", path=final)
+    else:
+        cause.add_note(note)
+        return None
+    return err
 
 
 def _attempts(n: int) -> str:
@@ -511,15 +589,10 @@ def _error_code(exc: BaseException) -> str:
 
 # -- reading, listing, deleting (verify, decrypt, prune) ----------------------------------
 
-@dataclass(frozen=True)
-class S3Object:
-    key: str
-    size: int
-    modified: datetime
+class S3Store(Store):
+    """The ``s3`` store: one bucket, keys are object keys."""
 
-
-class S3Store:
-    """Read access and housekeeping on a bucket, for verify, decrypt and prune."""
+    scheme = "s3"
 
     def __init__(self, bucket: str, endpoint_url: str | None = None) -> None:
         self.bucket = bucket
@@ -529,12 +602,30 @@ class S3Store:
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
+    def _error(self, exc: BaseException, action: str, key: str, *, writing: bool = False) -> SnapError:
+        return translate(exc, action, self.url(key), endpoint=self.endpoint, writing=writing)
+
+    def check_writable(self, key: str) -> None:
+        check_bucket(self.client, self.bucket, self.url(key), self.endpoint)
+
+    def create(self, key: str) -> S3Sink:
+        return S3Sink(self.client, parse_s3_url(self.url(key)), endpoint=self.endpoint)
+
+    def batch(self, prefix: str) -> S3Batch:
+        return S3Batch(self, prefix.rstrip("/"))
+
+    def put(self, key: str, data: bytes) -> None:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type(key))
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(exc, "write", key, writing=True) from None
+
     def open(self, key: str) -> Any:
         """A streaming reader (``read(n)``) on the object."""
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
         except Exception as exc:  # noqa: BLE001
-            raise translate(exc, "read", self.url(key), endpoint=self.endpoint) from None
+            raise self._error(exc, "read", key) from None
         return _Body(body, self, key)
 
     def _read(self, key: str, n: int, **ranged: str) -> bytes | None:
@@ -545,45 +636,222 @@ class S3Store:
             body.close()
             return data
         except Exception as exc:  # noqa: BLE001
-            err = translate(exc, "read", self.url(key), endpoint=self.endpoint)
+            if ranged and _error_code(exc) == "InvalidRange":
+                return b""  # a range of an empty object
+            err = self._error(exc, "read", key)
             if isinstance(err, NotFoundError):
                 return None
             raise err from None
 
     def read_small(self, key: str, limit: int = 1 << 20) -> bytes | None:
-        """The object's bytes, or None when it does not exist."""
-        return self._read(key, limit)
+        """The first ``limit`` bytes of the object, or None when it does not exist (a ranged
+        GET: the server sends no more than asked)."""
+        return self._read(key, limit, Range=f"bytes=0-{limit - 1}")
 
     def read_head(self, key: str, n: int) -> bytes:
         """The first ``n`` bytes of the object (b"" when it is gone)."""
         return self._read(key, n, Range=f"bytes=0-{n - 1}") or b""
 
-    def list(self, prefix: str) -> Iterator[S3Object]:
-        """Objects directly under ``prefix`` (not in deeper "folders")."""
+    def exists(self, key: str) -> bool:
+        if key and not key.endswith("/"):
+            try:
+                self.client.head_object(Bucket=self.bucket, Key=key)
+                return True
+            except Exception as exc:  # noqa: BLE001
+                if not isinstance(self._error(exc, "read", key), NotFoundError):
+                    raise self._error(exc, "read", key) from None
+            key += "/"
+        try:
+            answer = self.client.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(exc, "list", key) from None
+        return bool(answer.get("KeyCount") or answer.get("Contents"))
+
+    def list(self, prefix: str = "") -> Iterator[Entry]:
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=prefix, Delimiter="/")
             for page in pages:
-                for item in page.get("Contents", ()):
-                    yield S3Object(item["Key"], int(item.get("Size", 0)), item["LastModified"])
+                # Each page is in key order, objects and prefixes apart: merge them.
+                found = [Entry(item["Key"], int(item.get("Size", 0)), item["LastModified"])
+                         for item in page.get("Contents", ())]
+                found += [Entry(item["Prefix"], prefix=True) for item in page.get("CommonPrefixes", ())]
+                yield from sorted(found, key=lambda e: e.key)
         except Exception as exc:  # noqa: BLE001
-            raise translate(exc, "list", self.url(prefix), endpoint=self.endpoint) from None
+            raise self._error(exc, "list", prefix) from None
 
-    def delete(self, keys: list[str]) -> None:
-        for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
-            batch = keys[start:start + 1000]
+    def _all_under(self, prefix: str) -> list[str]:
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+            return [item["Key"] for page in pages for item in page.get("Contents", ())]
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(exc, "list", prefix) from None
+
+    def delete(self, keys: Sequence[str]) -> None:
+        every: list[str] = []
+        for key in keys:
+            if not key:
+                raise UsageError(f"refusing to delete the whole bucket {self.url('')}; name what to delete",
+                                 path=self.url(""))
+            every += self._all_under(key) if key.endswith("/") else [key]
+        for start in range(0, len(every), 1000):  # DeleteObjects takes at most 1000 keys
+            batch = every[start:start + 1000]
             try:
                 answer = self.client.delete_objects(
                     Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
             except Exception as exc:  # noqa: BLE001
-                raise translate(exc, "delete from", self.url(batch[0]), endpoint=self.endpoint,
-                                writing=True) from None
+                raise self._error(exc, "delete from", batch[0], writing=True) from None
             failed = answer.get("Errors") or []
             if failed:
                 first = failed[0]
                 raise OutputError(f"cannot delete {self.url(first.get('Key', '?'))}: "
                                   f"{first.get('Code', '?')} ({len(failed)} objects not deleted)",
                                   path=self.url(first.get("Key", "")))
+
+
+class S3Batch(Batch):
+    """Objects under one prefix, each a multipart upload left open until :meth:`commit`.
+
+    The commit completes the objects (COMPLETES_IN_FLIGHT at a time), then the manifest
+    alone, last. S3 cannot make several objects appear at once: while it runs, a reader can
+    see some table objects without the manifest; a snapshot is complete when its manifest is
+    there. On any failure the commit deletes every object whose completion it sent (an answer
+    lost on the way may hide a success), the manifest first, and aborts the other uploads; what
+    cannot be removed is named in the error, with the command that removes it.
+    """
+
+    def __init__(self, store: S3Store, prefix: str) -> None:
+        self._store = store
+        self._prefix = prefix
+        self._url = store.url(prefix + "/" if prefix else "")
+        if store.exists(prefix):
+            raise OutputError(f"{store.url(prefix)} already exists; remove it or choose another name "
+                              "with -o", path=store.url(prefix))
+        self._token = secrets.token_hex(8)
+        self._uploads: dict[str, S3Sink] = {}
+        #: Keys whose completion was sent: visible, or may be.
+        self._sent: list[str] = []
+        self._lock = threading.Lock()
+        self._state = "open"
+
+    def create(self, name: str) -> S3Sink:
+        if not name or name.startswith("/") or name.endswith("/"):
+            raise UsageError(f"'{name}' is not an object name in {self._url}", path=self._url)
+        key = f"{self._prefix}/{name}" if self._prefix else name
+        with self._lock:
+            if self._state != "open":
+                raise OutputError(f"the batch {self._url} was already ended", path=self._url)
+            if name in self._uploads:
+                raise UsageError(f"{name} was already written in {self._url}", path=self._url)
+            sink = self._uploads[name] = S3Sink(
+                self._store.client, S3Location(self._store.bucket, key), endpoint=self._store.endpoint,
+                deferred=True, metadata={BATCH_METADATA: self._token})
+        return sink
+
+    def commit(self) -> None:
+        with self._lock:
+            if self._state != "open":
+                raise OutputError(f"the batch {self._url} was already ended", path=self._url)
+            self._state = "committing"
+            uploads = dict(self._uploads)
+        try:
+            unfinished = [n for n, u in uploads.items() if u.state != "committed"]
+            if unfinished:
+                raise OutputError(f"cannot finish {self._url}: {unfinished[0]} was not written to the end "
+                                  f"({len(unfinished)} unfinished)", path=self._url)
+            # Nothing of ours is visible yet: anything there now was written by someone else.
+            if self._store.exists(self._prefix):
+                raise OutputError(f"{self._store.url(self._prefix)} appeared while the batch was being "
+                                  "written; choose another name with -o", path=self._url)
+            self._complete([u for n, u in uploads.items() if n != MANIFEST])
+            if MANIFEST in uploads:
+                self._complete([uploads[MANIFEST]])
+        except BaseException as exc:
+            err = self._rollback(exc)
+            if err is not None:
+                raise err from None
+            raise
+        self._state = "committed"
+
+    def _complete(self, uploads: list[S3Sink]) -> None:
+        if not uploads:
+            return
+        with self._lock:
+            self._sent += [u.location.key for u in uploads]
+        if len(uploads) == 1:
+            self._complete_one(uploads[0])
+            return
+        # Leaving the block waits for every completion sent, so that none lands after a rollback.
+        with ThreadPoolExecutor(max_workers=COMPLETES_IN_FLIGHT, thread_name_prefix="sqlsnap-s3") as pool:
+            futures = [pool.submit(self._complete_one, u) for u in uploads]
+        for fut in futures:
+            fut.result()
+
+    def _complete_one(self, upload: S3Sink) -> None:
+        try:
+            upload.complete()
+        except SnapError:
+            if not self._landed(upload):
+                raise
+
+    def _landed(self, upload: S3Sink) -> bool:
+        """Whether ``upload``'s object is there anyway (its completion's answer was lost)."""
+        try:
+            head = self._store.client.head_object(Bucket=self._store.bucket, Key=upload.location.key)
+        except Exception:  # noqa: BLE001 - then it cannot be shown to be there
+            return False
+        return bool(head.get("Metadata", {}).get(BATCH_METADATA) == self._token
+                    and head.get("ContentLength") == upload.bytes)
+
+    def abort(self) -> None:
+        """Remove whatever the batch wrote; like :meth:`S3Sink.abort`, raises the error being
+        handled with a note when something cannot be removed."""
+        with self._lock:
+            if self._state in ("committed", "aborted"):
+                return
+        err = self._rollback(sys.exc_info()[1])
+        if err is not None:
+            raise err from None
+
+    def _rollback(self, cause: BaseException | None) -> SnapError | None:
+        with self._lock:
+            self._state = "aborted"
+            sent, self._sent = self._sent, []
+            uploads = list(self._uploads.values())
+        notes: list[str] = []
+        if sent:
+            # The manifest first: what may stay behind is then not a snapshot.
+            manifest = f"{self._prefix}/{MANIFEST}" if self._prefix else MANIFEST
+            try:
+                self._store.delete(sorted(sent, key=lambda k: k != manifest))
+            except SnapError as exc:
+                command = f"aws s3 rm --recursive {shlex.quote(self._url)}"
+                if self._store.endpoint:
+                    command += f" --endpoint-url {shlex.quote(mask(self._store.endpoint))}"
+                notes.append(f"objects of the unfinished batch may be left under {self._url} "
+                             f"({exc.message}); remove them with: {command}")
+        # One deadline for all: a store that cannot be reached is given ABORT_RETRY_SECONDS once.
+        deadline = time.monotonic() + ABORT_RETRY_SECONDS
+        pending = [u for u in uploads if u.upload_id is not None or u.state == "open"]
+        interrupted = False
+        for i, upload in enumerate(pending):
+            err = upload._abort_upload(cause, deadline=deadline)
+            if err is None:
+                continue
+            interrupted = isinstance(err, Interrupted) and not isinstance(cause, Interrupted)
+            left = len(pending) - i
+            if left == 1:
+                return err if not notes else _noted(err, "; ".join(notes), self._url)
+            # The store is out of reach (or Ctrl-C): the others would fail the same way.
+            command = (f"aws s3api list-multipart-uploads --bucket {shlex.quote(self._store.bucket)} "
+                       f"--prefix {shlex.quote(self._prefix)}")
+            notes.append(f"{left} unfinished multipart uploads of the batch were left open; list them "
+                         f"with: {command} and abort each (or set a lifecycle rule "
+                         "AbortIncompleteMultipartUpload on the bucket)")
+            break
+        if not notes:
+            return None
+        return _noted(cause, "; ".join(notes), self._url, interrupted=interrupted)
 
 
 class _Body:
