@@ -1,10 +1,28 @@
-"""Destinations, registered by URL scheme: a local file (atomic rename), standard output,
-or ``s3://`` (multipart upload, aborted on failure). Each is checked before the export
-reads the database, gives a sink (``fh``, ``commit()``, ``abort()``) for the document, and
-stores the ``<name>.sha256`` checksum file beside it.
+"""Stores (:mod:`.base`: the interface), registered by URL scheme: :func:`open_store` turns a
+location into a store and the key inside it.
 
-Also here: the placeholders of output names, and opening a snapshot for reading (verify,
-decrypt), wherever it lives.
+=====================  ========================================  ===========================
+location               store                                     key
+=====================  ========================================  ===========================
+``-``                  ``stdout`` (write-only)                   ``""``
+``s3://bucket/a/b``    ``s3``: the bucket                        ``a/b``
+``memory://name/a/b``  ``memory``: the process-wide store *name*  ``a/b``
+``dir/name``           ``file``: rooted at ``dir``                ``name``
+``dir/`` or ``dir``    ``file``: rooted at ``dir`` itself          ``""``
+(an existing folder)
+``file:///abs/path``   as the plain path ``/abs/path``
+=====================  ========================================  ===========================
+
+A plain path names a folder when it ends in ``/`` or is an existing folder: the store is
+that folder and the key ``""`` (the folder itself: ``batch("")`` makes it, ``list("")``
+lists it, ``create("")`` refuses); otherwise the store is the path's folder and the key its
+base name. ``s3://bucket/dumps/`` keeps its key ``dumps/``: in a bucket a name is a prefix
+of keys, never a folder by itself.
+
+Also here, for the exporter and the readers until they move to stores: destinations
+(``prepare_destination``: a sink with ``fh``, ``commit()``, ``abort()``, and the
+``<name>.sha256`` checksum file beside it), the placeholders of output names, and opening
+a snapshot for reading (verify, decrypt), wherever it lives.
 """
 
 from __future__ import annotations
@@ -15,16 +33,71 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from ..errors import NotFoundError, UsageError, os_error
+from ..errors import UsageError, os_error
 from ..format import SIDECAR_SUFFIX, parse_sidecar, sidecar_text
-from .file import AtomicFile, check_writable_folder
+from .base import Batch, Entry, Reader, Store, Upload
+from .file import AtomicFile, FileStore, LocalReader, check_writable_folder
 from .s3 import is_s3
-from .stdout import StdoutSink
+from .stdout import StdoutSink, StdoutStore
 
 __all__ = [
-    "PLACEHOLDERS", "SIDECAR_SUFFIX", "Destination", "expand_placeholders", "is_remote", "is_s3",
-    "open_destination", "open_input", "plain_name", "prepare_destination", "read_sidecar", "sidecar_text",
+    "PLACEHOLDERS", "SCHEMES", "SIDECAR_SUFFIX", "Batch", "Destination", "Entry", "Reader", "Store", "Upload",
+    "expand_placeholders", "is_remote", "is_s3", "open_destination", "open_input", "open_store",
+    "plain_name", "prepare_destination", "read_sidecar", "sidecar_text",
 ]
+
+
+def _file(location: str, s3_endpoint: str | None) -> tuple[Store, str]:
+    path = location[len("file://"):] if location[:7].lower() == "file://" else location
+    if location[:7].lower() == "file://" and not path.startswith("/"):
+        raise UsageError(f"'{location}' names a host; use file:///absolute/path or a plain path")
+    if path.endswith(("/", os.sep)) or os.path.isdir(path):
+        return FileStore(path.rstrip("/" + os.sep) or path[:1]), ""
+    folder, name = os.path.split(path)
+    return FileStore(folder or "."), name
+
+
+def _s3(location: str, s3_endpoint: str | None) -> tuple[Store, str]:
+    from .s3 import S3Store, parse_s3_url
+
+    where = parse_s3_url(location, need_key=False)
+    return S3Store(where.bucket, s3_endpoint), where.key
+
+
+def _memory(location: str, s3_endpoint: str | None) -> tuple[Store, str]:
+    from .memory import named
+
+    name, _, key = location[len("memory://"):].partition("/")
+    if not name:
+        raise UsageError(f"'{location}' has no store name; use memory://NAME/key")
+    return named(name), key
+
+
+def _stdout(location: str, s3_endpoint: str | None) -> tuple[Store, str]:
+    return StdoutStore(), ""
+
+
+#: scheme -> (location, s3_endpoint) -> (store, key). ``-`` is ``stdout``, a plain path ``file``.
+SCHEMES: dict[str, Callable[[str, str | None], tuple[Store, str]]] = {
+    "file": _file,
+    "memory": _memory,
+    "s3": _s3,
+    "stdout": _stdout,
+}
+
+
+def open_store(location: str, *, s3_endpoint: str | None = None) -> tuple[Store, str]:
+    """The store holding ``location``, and the key of ``location`` inside it (the table in the
+    module docstring). ``s3_endpoint`` is for ``s3://`` (``--s3-endpoint``)."""
+    if location == "-":
+        return _stdout(location, s3_endpoint)
+    scheme = location.split("://", 1)[0].lower() if "://" in location else ""
+    if not scheme:
+        return _file(location, s3_endpoint)
+    if scheme not in SCHEMES or scheme == "stdout":
+        raise UsageError(f"unsupported location '{scheme}://'; use a path, '-' (standard output), "
+                         "file:///path, s3://bucket/key or memory://name/key")
+    return SCHEMES[scheme](location, s3_endpoint)
 
 #: The placeholders an output name may hold, and what each becomes.
 PLACEHOLDERS = {
@@ -151,24 +224,6 @@ def open_destination(location: str, *, s3_endpoint: str | None = None) -> Destin
     return _LocalFile(location)
 
 
-class _LocalReader:
-    def __init__(self, path: str) -> None:
-        try:
-            self._fh = open(path, "rb")  # noqa: SIM115 - closed by close()
-        except FileNotFoundError:
-            raise NotFoundError(f"{path} does not exist", path=path) from None
-        except IsADirectoryError:
-            raise UsageError(f"{path} is a folder; give a snapshot file", path=path) from None
-        except OSError as exc:
-            raise os_error(exc, path) from None
-
-    def read(self, n: int = -1) -> bytes:
-        return self._fh.read(n)
-
-    def close(self) -> None:
-        self._fh.close()
-
-
 class _StdinReader:
     def __init__(self) -> None:
         import sys
@@ -192,7 +247,7 @@ def open_input(location: str, *, s3_endpoint: str | None = None) -> Any:
 
         where = parse_s3_url(location)
         return S3Store(where.bucket, s3_endpoint).open(where.key)
-    return _LocalReader(location)
+    return LocalReader(location)
 
 
 def read_sidecar(location: str, *, s3_endpoint: str | None = None) -> tuple[str, str] | None:
