@@ -9,29 +9,45 @@ The library is the product; the CLI (``sqlsnap.cli``) is a thin layer over it::
 
 from ._version import __version__
 from .errors import (
+    AuthenticationError,
     ConnectError,
     Interrupted,
     MissingDriverError,
     NotFoundError,
     OutputError,
+    OutputUnavailable,
+    ServerUnreachable,
     SnapError,
+    Transient,
     UsageError,
     VerifyError,
 )
-from .exporter import ExportResult, TableResult, export, plan
+from .exporter import Export, ExportResult, TableResult, export, plan
+from .options import ExportOptions, PolicyOptions, SegmentOptions
 from .plan import Plan
+from .plan.filters import Condition, RowFilter
 from .snapshot import VerifyResult, verify
 
 __all__ = [
+    "AuthenticationError",
+    "Condition",
     "ConnectError",
+    "Export",
+    "ExportOptions",
     "ExportResult",
     "Interrupted",
     "MissingDriverError",
     "NotFoundError",
     "OutputError",
+    "OutputUnavailable",
     "Plan",
+    "PolicyOptions",
+    "RowFilter",
+    "SegmentOptions",
+    "ServerUnreachable",
     "SnapError",
     "TableResult",
+    "Transient",
     "UsageError",
     "VerifyError",
     "VerifyResult",

@@ -2,14 +2,20 @@
 
 ::
 
-    SnapError                 exit 1   an export failed for a reason not listed below
-    ├── UsageError            exit 2   bad option, URL or pattern: fix the command
-    ├── ConnectError          exit 3   server unreachable, authentication refused (may be transient)
-    ├── NotFoundError         exit 4   unknown database, schema or table; snapshot file or object missing
-    ├── MissingDriverError    exit 5   an optional driver (or boto3, pyrage) is not installed
-    ├── OutputError           exit 6   cannot write the destination (permissions, disk full, S3 errors)
-    ├── VerifyError           exit 7   verify: the snapshot is damaged or does not match its metadata
-    └── Interrupted           exit 130 Ctrl-C or SIGTERM; nothing was left under the final name
+    SnapError                     exit 1   an export failed for a reason not listed below
+    ├── UsageError                exit 2   bad option, URL or pattern: fix the command
+    ├── ConnectError              exit 3   cannot connect to the database server
+    │   ├── ServerUnreachable (T) exit 3   down, restarting, or a network problem
+    │   └── AuthenticationError   exit 3   the server refused the user or password
+    ├── NotFoundError             exit 4   unknown database, schema or table; snapshot file or object missing
+    ├── MissingDriverError        exit 5   an optional driver (or boto3, pyrage) is not installed
+    ├── OutputError               exit 6   cannot write the destination (permissions, disk full, S3 errors)
+    │   └── OutputUnavailable (T) exit 6   the store cannot be reached now (network, 5xx, throttling)
+    ├── VerifyError               exit 7   verify: the snapshot is damaged or does not match its metadata
+    └── Interrupted               exit 130 Ctrl-C, SIGTERM or a cancel; nothing was left under the final name
+
+(T): also a :class:`Transient`: trying again later may succeed, so a scheduler may retry it.
+Every other error is terminal: the same command fails the same way until something is fixed.
 
 Driver errors (psycopg, PyMySQL, mysqlclient, sqlite3) are translated at the source
 boundary with ``raise ... from exc`` so that they never reach the user as tracebacks.
@@ -26,7 +32,8 @@ class SnapError(Exception):
     """Root of sqlsnap's errors. ``exit_code`` is what the CLI exits with."""
 
     exit_code = 1
-    #: True when trying again later may succeed (a server restarting, a network blip).
+    #: True when trying again later may succeed (a server restarting, a network blip): the
+    #: classes that derive from :class:`Transient`.
     transient = False
 
     def __init__(self, message: str, **fields: object) -> None:
@@ -39,13 +46,31 @@ class SnapError(Exception):
         return self.message
 
 
+class Transient(SnapError):
+    """An error that may pass: trying again later may succeed. Derive from it; never set
+    ``transient`` on an instance."""
+
+    transient = True
+
+
 class UsageError(SnapError):
     exit_code = 2
 
 
 class ConnectError(SnapError):
+    """Cannot connect to the database server: see the two kinds below."""
+
     exit_code = 3
-    transient = True
+
+
+class ServerUnreachable(ConnectError, Transient):
+    """The database server cannot be reached (down, restarting, a network problem)."""
+
+    exit_code = 3
+
+
+class AuthenticationError(ConnectError):
+    """The server answered and refused the user or the password."""
 
 
 class NotFoundError(SnapError):
@@ -57,6 +82,13 @@ class MissingDriverError(SnapError):
 
 
 class OutputError(SnapError):
+    exit_code = 6
+
+
+class OutputUnavailable(OutputError, Transient):
+    """The destination cannot be reached now (connection refused or reset, timeouts, HTTP 5xx,
+    throttling)."""
+
     exit_code = 6
 
 

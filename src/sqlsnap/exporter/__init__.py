@@ -5,7 +5,7 @@
 it reports; :mod:`.memory` tunes the allocator for long exports.
 """
 
-from .job import DEFAULT_JOBS, FORMATS, export, plan
+from .job import DEFAULT_JOBS, FORMATS, Export, export, plan
 from .result import ExportResult, Progress, TableResult
 
-__all__ = ["DEFAULT_JOBS", "FORMATS", "ExportResult", "Progress", "TableResult", "export", "plan"]
+__all__ = ["DEFAULT_JOBS", "FORMATS", "Export", "ExportResult", "Progress", "TableResult", "export", "plan"]

@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from ..errors import ConnectError, NotFoundError, SnapError, UsageError
+from ..errors import AuthenticationError, NotFoundError, ServerUnreachable, SnapError, UsageError
 from ..model import Column, ForeignKey, Table
 from ..plan.request import ReadRequest
 from ..urls import mask
@@ -181,8 +181,8 @@ class MySQLSource(Source):
         if code == 1049:
             return NotFoundError(f"{msg} (check the database name in {where})")
         if code in (1045, 1698):
-            return ConnectError(f"{msg}; check the user and password (URL or MYSQL_PWD) for {where}")
-        return ConnectError(f"cannot connect to {where}: {msg}; is the server running and reachable?")
+            return AuthenticationError(f"{msg}; check the user and password (URL or MYSQL_PWD) for {where}")
+        return ServerUnreachable(f"cannot connect to {where}: {msg}; is the server running and reachable?")
 
     def close(self) -> None:
         if self._conn is not None:

@@ -35,7 +35,7 @@ from typing import Any
 
 import msgspec
 
-from ..errors import ConnectError, NotFoundError, SnapError
+from ..errors import AuthenticationError, NotFoundError, ServerUnreachable, SnapError
 from ..model import Column, ForeignKey, Table
 from ..plan.request import Part, Projection, ReadRequest
 from ..urls import mask
@@ -250,12 +250,12 @@ def translate_error(exc: Exception, url_display: str) -> SnapError:
     if "database" in low and "does not exist" in low:
         return NotFoundError(f"{msg} (check the database name in {url_display})")
     if "password authentication failed" in low or "no password supplied" in low:
-        return ConnectError(
+        return AuthenticationError(
             f"{msg}; give the password in the URL, PGPASSWORD or ~/.pgpass", url=url_display
         )
     if "role" in low and "does not exist" in low:
-        return ConnectError(f"{msg}; check the user name in {url_display}")
-    return ConnectError(f"cannot connect to {url_display}: {msg}; is the server running and reachable?")
+        return AuthenticationError(f"{msg}; check the user name in {url_display}")
+    return ServerUnreachable(f"cannot connect to {url_display}: {msg}; is the server running and reachable?")
 
 
 class PostgresSource(Source):
