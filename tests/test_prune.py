@@ -1,13 +1,16 @@
 """``sqlsnap prune``: exactly the right snapshots (and their checksum files) go, in a local
-folder and in a bucket on a real S3 server; everything that is not a sqlsnap snapshot stays."""
+folder, in a bucket on a real S3 server and in a memory store (the same test bodies, one
+code path through the Store interface); everything that is not a sqlsnap snapshot stays."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +19,8 @@ from click.testing import CliRunner
 
 from sqlsnap.cli import main
 from sqlsnap.prune import parse_age, prune
+from sqlsnap.stores import open_store
+from sqlsnap.stores.memory import MemoryStore
 
 from ._s3server import S3Server, aws_env
 
@@ -31,12 +36,81 @@ def stamp(days_ago: float) -> str:
     return (NOW - timedelta(days=days_ago)).strftime("%Y-%m-%dT%H-%M-%SZ")
 
 
-def snapshot(folder: Path, name: str, *, sidecar: bool = True, body: bytes = b"encrypted or not") -> Path:
-    path = folder / name
-    path.write_bytes(body)
+@dataclass
+class Place:
+    """A folder of snapshots in one kind of store, seen from outside sqlsnap's stores where
+    possible (the file system, boto3). ``str(place)`` is the folder as prune names it."""
+
+    kind: str
+    #: The folder's location without a trailing slash: a path, s3://bucket/dumps, memory://name/dumps.
+    root: str
+    write: Callable[[str, bytes], None]
+    names: Callable[[], set[str]]
+    exists: Callable[[str], bool]
+    #: Sets a name's modification time (None where the store has no way: S3).
+    touch: Callable[[str, float], None] | None = None
+
+    def __str__(self) -> str:
+        return self.root
+
+    @property
+    def folder(self) -> str:
+        """The whole folder as prune takes it: a local folder by its name, a prefix with its /."""
+        return self.root if self.kind == "file" else self.root + "/"
+
+
+@pytest.fixture(params=["file", "s3", "memory"])
+def place(request: pytest.FixtureRequest, tmp_path: Path) -> Place:
+    if request.param == "file":
+        folder = tmp_path / "dumps"
+        folder.mkdir()
+
+        def write_file(name: str, body: bytes) -> None:
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(body)
+
+        def utime(name: str, t: float) -> None:
+            os.utime(folder / name, (t, t))
+
+        return Place("file", str(folder), write_file, lambda: {p.name for p in folder.iterdir()},
+                     lambda name: (folder / name).exists(), utime)
+    if request.param == "s3":
+        server: S3Server = request.getfixturevalue("s3")
+        request.getfixturevalue("monkeypatch").setenv("AWS_ENDPOINT_URL", server.endpoint)  # for the CLI
+        client = server.client()
+        bucket = f"sqlsnap-{uuid.uuid4().hex[:12]}"
+        client.create_bucket(Bucket=bucket)
+
+        def put(name: str, body: bytes) -> None:
+            client.put_object(Bucket=bucket, Key=f"dumps/{name}", Body=body)
+
+        def listed() -> set[str]:
+            answer = client.list_objects_v2(Bucket=bucket, Prefix="dumps/", Delimiter="/")
+            return ({o["Key"][len("dumps/"):] for o in answer.get("Contents", [])}
+                    | {p["Prefix"][len("dumps/"):-1] for p in answer.get("CommonPrefixes", [])})
+
+        def exists(name: str) -> bool:
+            answer = client.list_objects_v2(Bucket=bucket, Prefix=f"dumps/{name}")
+            return any(o["Key"] in (f"dumps/{name}",) or o["Key"].startswith(f"dumps/{name}/")
+                       for o in answer.get("Contents", []))
+
+        return Place("s3", f"s3://{bucket}/dumps", put, listed, exists)
+    store, _ = open_store(f"memory://prune-{uuid.uuid4().hex[:8]}/")
+    assert isinstance(store, MemoryStore)
+
+    def touch(name: str, t: float) -> None:
+        store.set_modified(f"dumps/{name}", datetime.fromtimestamp(t, UTC))
+
+    return Place("memory", store.url("dumps"), lambda name, body: store.put(f"dumps/{name}", body),
+                 lambda: {e.key[len("dumps/"):].rstrip("/") for e in store.list("dumps/")},
+                 lambda name: store.exists(f"dumps/{name}"), touch)
+
+
+def snapshot(folder: Place, name: str, *, sidecar: bool = True, body: bytes = b"encrypted or not") -> str:
+    folder.write(name, body)
     if sidecar:
-        (folder / (name + ".sha256")).write_text("0" * 64 + f"  {name}\n")
-    return path
+        folder.write(name + ".sha256", ("0" * 64 + f"  {name.rsplit('/', 1)[-1]}\n").encode())
+    return name
 
 
 @pytest.fixture
@@ -53,28 +127,26 @@ def sqlite_snapshot(tmp_path: Path) -> bytes:
 
 
 @pytest.fixture
-def dumps(tmp_path: Path, sqlite_snapshot: bytes) -> Path:
-    folder = tmp_path / "dumps"
-    folder.mkdir()
+def dumps(place: Place, sqlite_snapshot: bytes) -> Place:
+    folder = place
     for days in (0.5, 3, 8, 15, 31, 60):
         snapshot(folder, f"app-{stamp(days)}.json.zst.age")
     # A snapshot without its checksum file, recognised by its first bytes.
     snapshot(folder, f"app-{stamp(90)}.json.zst", sidecar=False, body=sqlite_snapshot)
     # Not sqlsnap's: left alone whatever their age.
     snapshot(folder, f"app-{stamp(120)}.json", sidecar=False, body=b'{"hello": 1}')
-    (folder / "notes.txt").write_text("keep me")
-    (folder / f".app-{stamp(200)}.json.tmp-1-abcd").write_text("in progress")
-    (folder / "older").mkdir()
-    snapshot(folder / "older", f"app-{stamp(400)}.json")
+    folder.write("notes.txt", b"keep me")
+    folder.write(f".app-{stamp(200)}.json.tmp-1-abcd", b"in progress")
+    snapshot(folder, f"older/app-{stamp(400)}.json")
     snapshot(folder, f"billing-{stamp(100)}.json.gz")
     return folder
 
 
-def names(folder: Path) -> set[str]:
-    return {p.name for p in folder.iterdir()}
+def names(folder: Place) -> set[str]:
+    return folder.names()
 
 
-def test_keep_last_and_older_than(dumps: Path) -> None:
+def test_keep_last_and_older_than(dumps: Place) -> None:
     before = names(dumps)
     code, out, err = run("prune", f"{dumps}/app-", "--keep-last", "2", "--older-than", "10d")
     assert code == 0, err
@@ -85,11 +157,11 @@ def test_keep_last_and_older_than(dumps: Path) -> None:
     assert len(deleted) == 4 and all(line.startswith("deleted ") for line in deleted)
     assert f"ignored {dumps}/app-{stamp(120)}.json" in err
     assert "kept 3 snapshots, deleted 4" in err
-    assert (dumps / "older" / f"app-{stamp(400)}.json").exists()
+    assert dumps.exists(f"older/app-{stamp(400)}.json")
 
 
-def test_keep_last_alone_counts_every_snapshot_in_the_folder(dumps: Path) -> None:
-    code, out, err = run("prune", str(dumps), "--keep-last", "3", "--json")
+def test_keep_last_alone_counts_every_snapshot_in_the_folder(dumps: Place) -> None:
+    code, out, err = run("prune", dumps.folder, "--keep-last", "3", "--json")
     assert code == 0, err
     result = json.loads(out)
     kept = [Path(s["name"]).name for s in result["kept"]]
@@ -100,15 +172,15 @@ def test_keep_last_alone_counts_every_snapshot_in_the_folder(dumps: Path) -> Non
     assert "notes.txt" in names(dumps) and f"app-{stamp(120)}.json" in names(dumps)
 
 
-def test_older_than_alone_never_deletes_the_newest(tmp_path: Path) -> None:
+def test_older_than_alone_never_deletes_the_newest(place: Place) -> None:
     for days in (40, 50, 60):
-        snapshot(tmp_path, f"app-{stamp(days)}.json")
-    code, out, err = run("prune", str(tmp_path), "--older-than", "30d")
+        snapshot(place, f"app-{stamp(days)}.json")
+    code, out, err = run("prune", place.folder, "--older-than", "30d")
     assert code == 0, err
-    assert names(tmp_path) == {f"app-{stamp(40)}.json", f"app-{stamp(40)}.json.sha256"}
+    assert names(place) == {f"app-{stamp(40)}.json", f"app-{stamp(40)}.json.sha256"}
 
 
-def test_dry_run_deletes_nothing(dumps: Path) -> None:
+def test_dry_run_deletes_nothing(dumps: Place) -> None:
     before = names(dumps)
     code, out, err = run("prune", f"{dumps}/app-", "--keep-last", "1", "--dry-run")
     assert code == 0, err
@@ -117,26 +189,45 @@ def test_dry_run_deletes_nothing(dumps: Path) -> None:
     assert "would delete 6" in err
 
 
-def test_modification_time_without_a_timestamp_in_the_name(tmp_path: Path) -> None:
+@pytest.mark.parametrize("place", ["file", "memory"], indirect=True)  # S3 cannot set LastModified
+def test_modification_time_without_a_timestamp_in_the_name(place: Place) -> None:
+    assert place.touch is not None
     for i, days in enumerate((1, 20, 40)):
-        path = snapshot(tmp_path, f"nightly-{i}.json")
+        path = snapshot(place, f"nightly-{i}.json")
         t = (NOW - timedelta(days=days)).timestamp()
-        os.utime(path, (t, t))
-    result = prune(str(tmp_path), older_than="10d")
+        place.touch(path, t)
+    result = prune(place.folder, older_than="10d")
     assert sorted(Path(s.name).name for s in result.deleted) == ["nightly-1.json", "nightly-2.json"]
-    assert names(tmp_path) == {"nightly-0.json", "nightly-0.json.sha256"}
+    assert names(place) == {"nightly-0.json", "nightly-0.json.sha256"}
 
 
-def test_jsonl_folders_are_snapshots(tmp_path: Path) -> None:
+def test_jsonl_folders_are_snapshots(place: Place, tmp_path: Path) -> None:
     db = tmp_path / "src.db"
     sqlite3.connect(db).execute("CREATE TABLE t (id INTEGER)").connection.commit()
+    (tmp_path / "export").mkdir()
     for days in (1, 5):
-        code, _, err = run("export", f"sqlite:///{db}", "--format", "jsonl", "-q",
-                           "-o", str(tmp_path / f"src-{stamp(days)}"))
+        # Exported locally (the exporter writes JSON Lines to folders), then copied to the place.
+        local = tmp_path / "export" / f"src-{stamp(days)}"
+        code, _, err = run("export", f"sqlite:///{db}", "--format", "jsonl", "-q", "-o", str(local))
         assert code == 0, err
-    result = prune(str(tmp_path / "src-"), keep_last=1)
+        for file in sorted(local.iterdir()):
+            place.write(f"{local.name}/{file.name}", file.read_bytes())
+        shutil.rmtree(local)
+    result = prune(f"{place}/src-", keep_last=1)
     assert [Path(s.name).name for s in result.deleted] == [f"src-{stamp(5)}"]
-    assert not (tmp_path / f"src-{stamp(5)}").exists() and (tmp_path / f"src-{stamp(1)}").is_dir()
+    assert not place.exists(f"src-{stamp(5)}") and place.exists(f"src-{stamp(1)}/metadata.json")
+    assert names(place) == {f"src-{stamp(1)}"}
+
+
+def test_a_folder_without_a_sqlsnap_manifest_is_left_alone(place: Place) -> None:
+    place.write(f"src-{stamp(50)}/t.jsonl", b"{}\n")  # what an interrupted prune leaves: no manifest
+    place.write(f"src-{stamp(60)}/metadata.json", b'{"format": "other"}')
+    snapshot(place, f"src-{stamp(1)}.json")
+    snapshot(place, f"src-{stamp(2)}.json")
+    result = prune(place.folder, keep_last=1)
+    assert [Path(s.name).name for s in result.deleted] == [f"src-{stamp(2)}.json"]
+    assert names(place) == {f"src-{stamp(50)}", f"src-{stamp(60)}", f"src-{stamp(1)}.json",
+                            f"src-{stamp(1)}.json.sha256"}
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [

@@ -7,34 +7,37 @@ have its last copy pruned away. A snapshot's time is the UTC time in its name wh
 one (the ``{timestamp}`` placeholder: ``2026-11-22T14-30-00Z``), which survives copies
 between buckets; otherwise its modification time (S3's LastModified).
 
-Only files that are sqlsnap snapshots are considered: names ending in ``.json``,
+Only objects that are sqlsnap snapshots are considered: names ending in ``.json``,
 ``.json.zst`` or ``.json.gz`` (each optionally ``.age``) that have a ``.sha256`` file beside
-them or whose first bytes are sqlsnap metadata, and JSON Lines folders holding a sqlsnap
-``metadata.json`` (local only). Anything else under the prefix is left alone, and so are
-deeper folders.
+them or whose first bytes are sqlsnap metadata, and JSON Lines snapshots: folders (prefixes)
+holding a sqlsnap ``metadata.json``. Anything else under the prefix is left alone, and so
+are deeper folders, and hidden names (temporary files of writes in progress).
+
+One code path for every store (a local folder, an S3 prefix, a ``memory://`` store): it
+lists, reads and deletes through :class:`sqlsnap.stores.Store` only.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 
-from .errors import NotFoundError, UsageError, os_error
-from .format import SIDECAR_SUFFIX, SNAPSHOT_NAME, looks_like_snapshot
-from .stores import is_s3
+from .errors import NotFoundError, UsageError
+from .format import MANIFEST, SIDECAR_SUFFIX, SNAPSHOT_NAME, looks_like_snapshot
+from .stores import Store, open_store
 
 _STAMP = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2})-(\d{2})-(\d{2})Z")
 _AGE = re.compile(r"(\d+)\s*([smhdw])", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 #: Bytes read to recognise a snapshot that has no checksum file.
 HEAD_BYTES = 1 << 16
+#: A manifest larger than this is not read (a sqlsnap manifest is about 1 KB per table).
+MANIFEST_BYTES = 64 << 20
 
 
 def parse_age(text: str) -> timedelta:
@@ -58,13 +61,16 @@ def snapshot_time(name: str, modified: datetime) -> datetime:
 
 @dataclass
 class Snapshot:
-    #: Path or ``s3://`` URL.
+    #: Where it is, as its store shows it: a path, an ``s3://`` or ``memory://`` URL.
     name: str
     modified: datetime
     size: int
-    #: Files deleted along with it (its checksum file).
+    #: Files deleted along with it (its checksum file), named as ``name`` is.
     sidecars: list[str] = field(default_factory=list)
     folder: bool = False
+    #: Its key in the store (a folder's ends in ``/``), and its sidecars' keys.
+    key: str = field(default="", repr=False)
+    sidecar_keys: list[str] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "modified": self.modified.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -98,124 +104,80 @@ def _select(snapshots: list[Snapshot], keep_last: int | None, older_than: timede
     return kept, deleted
 
 
-def _local(prefix: str) -> tuple[list[Snapshot], list[str], Callable[[Snapshot], None]]:
-    if prefix.endswith(("/", os.sep)) or os.path.isdir(prefix):
-        folder, start = prefix, ""
-    else:
-        folder, start = os.path.dirname(prefix) or ".", os.path.basename(prefix)
-    if not os.path.isdir(folder):
-        raise NotFoundError(f"folder {folder} does not exist", path=folder)
+def _jsonl_snapshot(store: Store, prefix: str) -> Snapshot | None:
+    """The JSON Lines snapshot in the folder ``prefix`` (ending in ``/``), if it is one."""
     try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError as exc:
-        raise os_error(exc, folder) from None
-    names = {e.name for e in entries}
+        inside = list(store.list(prefix))
+    except NotFoundError:  # removed meanwhile
+        return None
+    manifest = next((e for e in inside if e.key == prefix + MANIFEST and not e.prefix), None)
+    if manifest is None or manifest.size > MANIFEST_BYTES:
+        return None
+    try:
+        meta = msgspec.json.decode(store.read_small(manifest.key, MANIFEST_BYTES) or b"")
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(meta, dict) or meta.get("format") != "sqlsnap":
+        return None
+    name = store.url(prefix.rstrip("/"))
+    size = sum(e.size for e in inside if not e.prefix)
+    when = snapshot_time(prefix, manifest.modified or datetime.now(UTC))
+    return Snapshot(name, when, size, folder=True, key=prefix)
+
+
+def _find(store: Store, start: str) -> tuple[list[Snapshot], list[str]]:
+    """The snapshots whose keys start with ``start`` one level down, and the names ignored."""
+    entries = list(store.list(start))
+    objects = {e.key for e in entries if not e.prefix}
     snapshots: list[Snapshot] = []
     ignored: list[str] = []
     for entry in entries:
-        if not entry.name.startswith(start) or entry.name.startswith("."):
+        base = entry.key.rstrip("/").rsplit("/", 1)[-1]
+        if base.startswith("."):
             continue
-        path = os.path.join(folder, entry.name)
-        if entry.is_dir(follow_symlinks=False):
-            manifest = os.path.join(path, "metadata.json")
-            try:
-                with open(manifest, "rb") as fh:
-                    meta = msgspec.json.decode(fh.read())
-                stat = os.stat(manifest)
-            except (OSError, msgspec.DecodeError):
-                continue
-            if isinstance(meta, dict) and meta.get("format") == "sqlsnap":
-                size = sum(f.stat().st_size for f in os.scandir(path) if f.is_file())
-                when = snapshot_time(path, datetime.fromtimestamp(stat.st_mtime, UTC))
-                snapshots.append(Snapshot(path, when, size, folder=True))
+        if entry.prefix:
+            found = _jsonl_snapshot(store, entry.key)
+            if found is not None:
+                snapshots.append(found)
             continue
-        if not entry.is_file(follow_symlinks=False) or not SNAPSHOT_NAME.search(entry.name):
+        if not SNAPSHOT_NAME.search(base):
             continue
-        sidecar = entry.name + SIDECAR_SUFFIX
-        if sidecar not in names:
-            try:
-                with open(path, "rb") as fh:
-                    head = fh.read(HEAD_BYTES)
-            except OSError:
-                head = b""
-            if not looks_like_snapshot(head):
-                ignored.append(path)
-                continue
-        stat = entry.stat()
-        modified = snapshot_time(path, datetime.fromtimestamp(stat.st_mtime, UTC))
-        snapshots.append(Snapshot(path, modified, stat.st_size,
-                                  [os.path.join(folder, sidecar)] if sidecar in names else []))
-
-    def delete(snap: Snapshot) -> None:
-        try:
-            if snap.folder:
-                shutil.rmtree(snap.name)
-            else:
-                os.unlink(snap.name)
-            for extra in snap.sidecars:
-                try:
-                    os.unlink(extra)
-                except FileNotFoundError:
-                    pass
-        except OSError as exc:
-            raise os_error(exc, snap.name) from None
-
-    return snapshots, ignored, delete
-
-
-def _s3(prefix: str, s3_endpoint: str | None) -> tuple[list[Snapshot], list[str],
-                                                       Callable[[list[Snapshot]], None]]:
-    from .stores.s3 import S3Store, parse_s3_url
-
-    where = parse_s3_url(prefix, need_key=False)
-    store = S3Store(where.bucket, s3_endpoint)
-    objects = list(store.list(where.key))
-    keys = {o.key for o in objects}
-    snapshots: list[Snapshot] = []
-    ignored: list[str] = []
-    for obj in objects:
-        base = obj.key.rsplit("/", 1)[-1]
-        if base.startswith(".") or not SNAPSHOT_NAME.search(base):
+        sidecar = entry.key + SIDECAR_SUFFIX
+        if sidecar not in objects and not looks_like_snapshot(store.read_small(entry.key, HEAD_BYTES) or b""):
+            ignored.append(store.url(entry.key))
             continue
-        sidecar = obj.key + SIDECAR_SUFFIX
-        if sidecar not in keys and not looks_like_snapshot(store.read_head(obj.key, HEAD_BYTES)):
-            ignored.append(store.url(obj.key))
-            continue
-        snapshots.append(Snapshot(store.url(obj.key), snapshot_time(obj.key, obj.modified), obj.size,
-                                  [store.url(sidecar)] if sidecar in keys else []))
+        sidecars = [sidecar] if sidecar in objects else []
+        modified = snapshot_time(entry.key, entry.modified or datetime.now(UTC))
+        snapshots.append(Snapshot(store.url(entry.key), modified, entry.size,
+                                  [store.url(k) for k in sidecars], key=entry.key, sidecar_keys=sidecars))
+    return snapshots, ignored
 
-    def key_of(url: str) -> str:
-        return parse_s3_url(url).key
 
-    def delete_many(snaps: list[Snapshot]) -> None:
-        # Snapshots first, then their checksum files: an interrupted prune leaves at worst a
-        # checksum file without its snapshot, never a snapshot that verify cannot check.
-        store.delete([key_of(s.name) for s in snaps])
-        store.delete([key_of(x) for s in snaps for x in s.sidecars])
-
-    return snapshots, ignored, delete_many
+def _delete(store: Store, snapshots: list[Snapshot]) -> None:
+    # Each step makes what an interruption leaves harmless: first the documents and the
+    # manifests (a folder without its manifest is no longer a snapshot anybody reads), then
+    # the folders' table files, then the checksum files: at worst a checksum file without its
+    # snapshot is left, never a snapshot that verify cannot check.
+    store.delete([s.key + MANIFEST if s.folder else s.key for s in snapshots])
+    store.delete([s.key for s in snapshots if s.folder])
+    store.delete([k for s in snapshots for k in s.sidecar_keys])
 
 
 def prune(prefix: str, *, keep_last: int | None = None, older_than: str | timedelta | None = None,
           dry_run: bool = False, s3_endpoint: str | None = None,
           now: datetime | None = None) -> PruneResult:
-    """Delete the snapshots under ``prefix`` (a folder, ``folder/name-prefix`` or ``s3://bucket/prefix``)
-    that are neither among the ``keep_last`` newest nor younger than ``older_than``."""
+    """Delete the snapshots under ``prefix`` (a folder, ``folder/name-prefix``, ``s3://bucket/prefix``
+    or ``memory://name/prefix``) that are neither among the ``keep_last`` newest nor younger
+    than ``older_than``."""
     if keep_last is None and older_than is None:
         raise UsageError("say what to keep: --keep-last N, --older-than AGE (e.g. 30d), or both")
     if keep_last is not None and keep_last < 1:
         raise UsageError("--keep-last must be at least 1")
     age = parse_age(older_than) if isinstance(older_than, str) else older_than
     now = now or datetime.now(UTC)
-    if is_s3(prefix):
-        snapshots, ignored, delete_many = _s3(prefix, s3_endpoint)
-        kept, deleted = _select(snapshots, keep_last, age, now)
-        if deleted and not dry_run:
-            delete_many(deleted)
-    else:
-        snapshots, ignored, delete = _local(prefix)
-        kept, deleted = _select(snapshots, keep_last, age, now)
-        if not dry_run:
-            for snap in deleted:
-                delete(snap)
+    store, start = open_store(prefix, s3_endpoint=s3_endpoint)
+    snapshots, ignored = _find(store, start)
+    kept, deleted = _select(snapshots, keep_last, age, now)
+    if deleted and not dry_run:
+        _delete(store, deleted)
     return PruneResult(prefix, dry_run, kept, deleted, ignored)
