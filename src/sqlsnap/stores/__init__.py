@@ -206,7 +206,7 @@ class _S3:
         return f"s3://{self.target.location.bucket}/{key}"
 
 
-#: scheme -> factory, as in DESIGN.md ("a backend is a small interface plus a registry").
+#: The legacy destinations by URL scheme (SCHEMES above is the registry of stores).
 _REGISTRY: dict[str, Callable[[str, str | None], Destination]] = {
     "s3": _S3,
 }
