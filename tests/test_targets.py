@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from sqlsnap.errors import ConnectError, NotFoundError, SnapError
+from sqlsnap.errors import AuthenticationError, NotFoundError, SnapError
 from sqlsnap.model import Column, ForeignKey, Table
 from sqlsnap.targets import column_type, connect_for_write, open_target
 from sqlsnap.targets.base import BATCH_ROWS
@@ -203,11 +203,13 @@ def test_a_target_creates_loads_links_and_rolls_back(any_url: str, tmp_path: Any
     finally:
         drop_database(any_url, name)
 
-    # Refused credentials: one line, exit 3, no password. This PostgreSQL trusts 127.0.0.1 (any
-    # password passes), so an unknown role is the refusal it can give; SQLite has no credentials.
+    # Refused credentials: one line, exit 3, terminal (retrying cannot help), no password. This
+    # PostgreSQL trusts 127.0.0.1 (any password passes), so an unknown role is the refusal it
+    # can give; SQLite has no credentials.
     if dialect != "sqlite":
         user = "sqlsnap_no_such_role" if dialect == "postgresql" else parse_url(any_url).user or "root"
-        with pytest.raises(ConnectError) as refused:
+        with pytest.raises(AuthenticationError) as refused:
             open_target(with_credentials(any_url, user, PASSWORD))
         assert_one_line(refused.value, PASSWORD)
         assert refused.value.exit_code == 3
+        assert not refused.value.transient

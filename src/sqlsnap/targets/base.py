@@ -27,7 +27,7 @@ from itertools import islice
 from types import TracebackType
 from typing import Any, ClassVar
 
-from ..errors import ConnectError, OutputError, SnapError
+from ..errors import OutputError, ServerUnreachable, SnapError
 from ..model import ForeignKey, Table
 from ..urls import SourceURL, mask
 
@@ -231,7 +231,8 @@ _PROBLEMS: dict[str, tuple[type[SnapError], str]] = {
     "permission": (OutputError, "grant the user the right to create tables and insert rows there, "
                                 "or choose another database"),
     "full": (OutputError, "free some space on the database's disk, or choose another database"),
-    "connection": (ConnectError, "the connection was lost; check that the server is up and try again"),
+    # Transient: the server restarting or a network blip; the caller may retry the whole load.
+    "connection": (ServerUnreachable, "the connection was lost; check that the server is up and try again"),
     "other": (SnapError, ""),
 }
 
