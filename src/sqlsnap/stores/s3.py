@@ -41,6 +41,7 @@ from ..errors import (
     MissingDriverError,
     NotFoundError,
     OutputError,
+    OutputUnavailable,
     SnapError,
     UsageError,
     os_error,
@@ -91,6 +92,8 @@ BATCH_METADATA = "sqlsnap-batch"
 _PERMISSIONS = {"upload": "s3:PutObject and s3:AbortMultipartUpload", "write": "s3:PutObject",
                 "complete": "s3:PutObject", "read": "s3:GetObject", "list": "s3:ListBucket",
                 "delete": "s3:DeleteObject", "use": "s3:ListBucket"}
+#: Error codes of a store that may answer later (S3's and common S3-compatible ones).
+_UNAVAILABLE = frozenset({"SlowDown", "ServiceUnavailable", "RequestTimeout", "InternalError", "Throttling"})
 _CONTENT_TYPES = {".json": "application/json", ".jsonl": "application/x-ndjson", ".zst": "application/zstd",
                   ".gz": "application/gzip", ".sha256": "text/plain; charset=utf-8"}
 
@@ -189,8 +192,11 @@ def translate(exc: BaseException, action: str, what: str, *, endpoint: str | Non
             return OutputError(f"access denied to {action} {what} ({code}); the credentials need "
                                f"{_PERMISSIONS.get(action.split()[0], 's3:PutObject')} on it", path=what)
         message = " ".join(str(error.get("Message") or "").split())[:200]
-        return OutputError(f"cannot {action} {what}: {where} answered {code}"
-                           + (f" ({mask(message)})" if message else ""), path=what)
+        # A store restarting, overloaded or throttling: trying again later may succeed.
+        unavailable = status in (500, 502, 503, 504) or code in _UNAVAILABLE
+        return (OutputUnavailable if unavailable else OutputError)(
+            f"cannot {action} {what}: {where} answered {code}" + (f" ({mask(message)})" if message else ""),
+            path=what)
     if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError | bx.CredentialRetrievalError):
         return OutputError(f"no usable AWS credentials to {action} {what}; set AWS_ACCESS_KEY_ID and "
                            "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE); see docs/destinations.md", path=what)
@@ -198,19 +204,15 @@ def translate(exc: BaseException, action: str, what: str, *, endpoint: str | Non
         return UsageError(f"invalid S3 request to {action} {what}: "
                           + " ".join(str(exc).split())[:200], path=what)
     if isinstance(exc, bx.EndpointConnectionError | bx.ConnectTimeoutError | bx.ProxyConnectionError):
-        err = OutputError(f"cannot reach {where} to {action} {what} (connection failed); check that the "
-                          "server is up and --s3-endpoint / AWS_ENDPOINT_URL", path=what)
-        err.transient = True
-        return err
+        return OutputUnavailable(f"cannot reach {where} to {action} {what} (connection failed); check that "
+                                 "the server is up and --s3-endpoint / AWS_ENDPOINT_URL", path=what)
     if isinstance(exc, bx.SSLError):
         return OutputError(f"TLS error talking to {where} to {action} {what}; check the endpoint's "
                            "certificate (AWS_CA_BUNDLE)", path=what)
     if isinstance(exc, bx.ConnectionClosedError | bx.ReadTimeoutError | bx.HTTPClientError
                   | bx.IncompleteReadError | bx.ConnectionError):
-        err = OutputError(f"the connection to {where} failed while trying to {action} {what} "
-                          f"({type(exc).__name__}); try again", path=what)
-        err.transient = True
-        return err
+        return OutputUnavailable(f"the connection to {where} failed while trying to {action} {what} "
+                                 f"({type(exc).__name__}); try again", path=what)
     if isinstance(exc, bx.BotoCoreError | ValueError):
         return OutputError(f"cannot {action} {what}: " + mask(" ".join(str(exc).split()))[:200], path=what)
     return OutputError(f"cannot {action} {what}: {type(exc).__name__}", path=what)
@@ -507,7 +509,7 @@ class S3Sink(Upload):
                     if code == "NoSuchUpload":
                         # Already gone: an earlier attempt went through but its answer was lost.
                         return None
-                    if not self._worth_retrying(exc, code) or time.monotonic() >= deadline:
+                    if not self._worth_retrying(exc) or time.monotonic() >= deadline:
                         failure = code or type(exc).__name__
                         break
                 time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
@@ -529,14 +531,9 @@ class S3Sink(Upload):
         except SnapError:  # pragma: no cover - the same configuration made self.client
             return self.client
 
-    def _worth_retrying(self, exc: BaseException, code: str) -> bool:
+    def _worth_retrying(self, exc: BaseException) -> bool:
         """The store could not be reached or is not serving yet (restarting, overloaded)."""
-        if translate(exc, "abort", self.final, endpoint=self.endpoint).transient:
-            return True
-        response = getattr(exc, "response", None)
-        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") \
-            if isinstance(response, dict) else None
-        return status in (500, 502, 503, 504) or code in ("SlowDown", "ServiceUnavailable", "RequestTimeout")
+        return translate(exc, "abort", self.final, endpoint=self.endpoint).transient
 
     def _left_behind(self, cause: BaseException | None, upload_id: str, what: str, *,
                      interrupted: bool = False) -> SnapError | None:
@@ -561,8 +558,8 @@ def _noted(cause: BaseException | None, note: str, final: str, *,
     None when ``cause`` is not ours (a bug: the note is added to its traceback instead)."""
     err: SnapError
     if isinstance(cause, SnapError) and not isinstance(cause, Interrupted):
+        # The same class: its exit code and its transience (a class, errors.Transient) stay.
         err = (Interrupted if interrupted else type(cause))(f"{cause.message}; {note}", **cause.fields)
-        err.transient = cause.transient
     elif interrupted or isinstance(cause, KeyboardInterrupt | Interrupted):
         err = Interrupted(f"interrupted; the export was abandoned and nothing is at {final}, "
                           f"but {note}", path=final)
