@@ -1,17 +1,12 @@
 """Stores (:mod:`.base`: the interface), registered by URL scheme: :func:`open_store` turns a
 location into a store and the key inside it.
 
-=====================  ========================================  ===========================
-location               store                                     key
-=====================  ========================================  ===========================
-``-``                  ``stdout`` (write-only)                   ``""``
-``s3://bucket/a/b``    ``s3``: the bucket                        ``a/b``
-``memory://name/a/b``  ``memory``: the process-wide store *name*  ``a/b``
-``dir/name``           ``file``: rooted at ``dir``                ``name``
-``dir/`` or ``dir``    ``file``: rooted at ``dir`` itself          ``""``
-(an existing folder)
-``file:///abs/path``   as the plain path ``/abs/path``
-=====================  ========================================  ===========================
+- ``-``: ``stdout`` (write-only), key ``""``;
+- ``s3://bucket/a/b``: ``s3``, the bucket, key ``a/b``;
+- ``memory://name/a/b``: ``memory``, the process-wide store called ``name``, key ``a/b``;
+- ``dir/name``: ``file``, rooted at ``dir``, key ``name``;
+- ``dir/``, or ``dir`` when it is an existing folder: ``file``, rooted at ``dir``, key ``""``;
+- ``file:///abs/path``: as the plain path ``/abs/path``.
 
 A plain path names a folder when it ends in ``/`` or is an existing folder: the store is
 that folder and the key ``""`` (the folder itself: ``batch("")`` makes it, ``list("")``
@@ -41,8 +36,8 @@ from .s3 import is_s3
 from .stdout import StdoutSink, StdoutStore
 
 __all__ = [
-    "PLACEHOLDERS", "SCHEMES", "SIDECAR_SUFFIX", "Batch", "Destination", "Entry", "Reader", "Store", "Upload",
-    "expand_placeholders", "is_remote", "is_s3", "open_destination", "open_input", "open_store",
+    "Batch", "Destination", "Entry", "PLACEHOLDERS", "Reader", "SCHEMES", "SIDECAR_SUFFIX", "Store",
+    "Upload", "expand_placeholders", "is_remote", "is_s3", "open_destination", "open_input", "open_store",
     "plain_name", "prepare_destination", "read_sidecar", "sidecar_text",
 ]
 

@@ -71,7 +71,8 @@ class Upload(ABC):
     @abstractmethod
     def abort(self) -> None:
         """Drop what was written: nothing visible, nothing left (idempotent, never raises
-        for what is already gone)."""
+        for what is already gone; nothing to do after a commit). Raises only to say what
+        could not be removed (an S3 upload the store would not abort), and how to remove it."""
 
 
 class Batch(ABC):
@@ -92,7 +93,8 @@ class Batch(ABC):
 
     @abstractmethod
     def abort(self) -> None:
-        """Drop every object of the batch (idempotent)."""
+        """Drop every object of the batch (idempotent; nothing to do after a commit). Raises
+        only to say what could not be removed, and how to remove it."""
 
 
 class Store(ABC):
@@ -142,5 +144,5 @@ class Store(ABC):
 
     @abstractmethod
     def delete(self, keys: Sequence[str]) -> None:
-        """Delete these objects; a key ending in ``/`` deletes everything under it. Keys
-        already gone are no error."""
+        """Delete these objects; a key ending in ``/`` deletes everything under it (``""``,
+        the whole store, is refused: UsageError). Keys already gone are no error."""
