@@ -53,7 +53,8 @@ def snapshot_time(name: str, modified: datetime) -> datetime:
     found = _STAMP.findall(os.path.basename(name.rstrip("/")))
     if found:
         try:
-            return datetime(*(int(x) for x in found[-1]), tzinfo=UTC)  # type: ignore[misc]
+            year, month, day, hour, minute, second = (int(x) for x in found[-1])
+            return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
         except ValueError:
             pass
     return modified

@@ -19,6 +19,7 @@ tests and for callers that want bytes), and ``stdout`` (write-only: one object, 
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -48,14 +49,15 @@ class Upload(ABC):
     """An object being written. ``write`` may be called from one thread at a time. An upload
     can stand where a binary file object is expected (``write``, ``flush``)."""
 
-    #: Bytes written so far.
+    #: Bytes written so far. (It shadows the type in this class: annotations here say
+    #: ``builtins.bytes``.)
     bytes: int = 0
     #: ``"open"``, then ``"committed"`` or ``"aborted"``: what a :class:`Batch` checks before
     #: its own commit.
     state: str = "open"
 
     @abstractmethod
-    def write(self, data: bytes | memoryview, /) -> int:
+    def write(self, data: builtins.bytes | memoryview, /) -> int:
         """Send ``data`` on its way (buffered, uploaded or written as the store does)."""
 
     def flush(self) -> None:

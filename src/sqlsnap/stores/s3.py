@@ -25,6 +25,7 @@ manifest, and a failure deletes what was completed and aborts the rest.
 
 from __future__ import annotations
 
+import builtins
 import os
 import secrets
 import shlex
@@ -677,7 +678,7 @@ class S3Store(Store):
         except Exception as exc:  # noqa: BLE001
             raise self._error(exc, "list", prefix) from None
 
-    def _all_under(self, prefix: str) -> list[str]:
+    def _all_under(self, prefix: str) -> builtins.list[str]:
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
             return [item["Key"] for page in pages for item in page.get("Contents", ())]
