@@ -457,9 +457,9 @@ class S3Sink(Upload):
         and leaves the upload open on failure: the batch decides what to remove."""
         if self.parts is None:
             raise OutputError(f"the upload to {self.final} was not finished", path=self.final)
-        if self.upload_id is None:
+        if not self.parts:  # nothing was written: no multipart upload was started
             self._put(b"")
-        else:
+        elif self.upload_id is not None:  # (None: already completed)
             self._complete(self.parts)
 
     def abort(self) -> None:
