@@ -31,7 +31,7 @@ import enum
 import gzip
 import hashlib
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import msgspec
@@ -289,7 +289,7 @@ class DocumentParser:
         self.tables: dict[str, Any] = {}
         self.algorithm = ""
 
-    def __iter__(self) -> Iterator[Event]:
+    def __iter__(self) -> Generator[Event, None, None]:
         return self._events()
 
     def _read_metadata(self, it: Iterator[bytes]) -> int:
@@ -341,7 +341,7 @@ class DocumentParser:
             raise VerifyError(f"{where} line {lineno}: the checksums are not a JSON object with "
                               f"\"{algorithm}\"", path=where, line=lineno) from None
 
-    def _events(self) -> Iterator[Event]:
+    def _events(self) -> Generator[Event, None, None]:
         lines, where = self.lines, self.where
         it = iter(lines)
         lineno = self._read_metadata(it)
