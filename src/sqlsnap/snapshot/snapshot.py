@@ -93,7 +93,7 @@ class Snapshot:
                              "again to read them again", path=self.location)
         self._started = True
         self._tables_gen = self._tables(raw)
-        return self._tables_gen
+        return _Tables(self, self._tables_gen)
 
     def _tables(self, raw: bool) -> Generator[tuple[str, Iterator[Any]], None, None]:
         sources = self._sources()
@@ -108,6 +108,14 @@ class Snapshot:
     def _sources(self) -> Generator[tuple[str, str, Iterator[Event]], None, None]:
         """(table, where its messages point, its events up to its ``TABLE_END``)."""
         raise NotImplementedError
+
+    def _broke(self, exc: BaseException) -> None:
+        """Keep why reading stopped: a later read raises it again instead of looking like
+        the end (a generator that raised is simply exhausted)."""
+        if self._error is None:
+            self._error = exc if isinstance(exc, SnapError | OSError) else UsageError(
+                f"reading {self.location} stopped ({type(exc).__name__}); open it again to read it",
+                path=self.location)
 
     def _check_usable(self) -> None:
         if self.closed:
@@ -218,6 +226,27 @@ class _Folder(Snapshot):
                 self._close_stream()
 
 
+class _Tables:
+    """``Snapshot.tables()``: ``(name, rows)`` from the generator, errors kept."""
+
+    def __init__(self, snapshot: Snapshot, gen: Iterator[tuple[str, Iterator[Any]]]) -> None:
+        self._snapshot = snapshot
+        self._gen = gen
+
+    def __iter__(self) -> _Tables:
+        return self
+
+    def __next__(self) -> tuple[str, Iterator[Any]]:
+        self._snapshot._check_usable()
+        try:
+            return next(self._gen)
+        except StopIteration:
+            raise
+        except BaseException as exc:
+            self._snapshot._broke(exc)
+            raise
+
+
 #: Bound once: an enum member's lookup costs 170 ns on Python 3.11 (see :class:`Kind`).
 _ROW_EVENT = Kind.ROW
 
@@ -248,8 +277,8 @@ class _Rows:
             kind, value, line = next(self._events)
         except StopIteration:
             raise self._interrupted() from None
-        except (SnapError, OSError) as exc:
-            snapshot._error = exc
+        except BaseException as exc:
+            snapshot._broke(exc)
             raise
         if kind is not _ROW_EVENT:
             self._end(value)
@@ -261,7 +290,7 @@ class _Rows:
             return self._decode(value)
         except msgspec.DecodeError as exc:
             error = row_error(self._where, self.name, line, self.rows, exc)
-        snapshot._error = error
+        snapshot._broke(error)
         raise error
 
     def _refuse(self) -> None:
@@ -285,7 +314,7 @@ class _Rows:
         try:
             check_count(span, self._expected, self._where)
         except VerifyError as exc:
-            self._snapshot._error = exc
+            self._snapshot._broke(exc)
             raise
 
     def skip(self) -> None:
@@ -300,8 +329,8 @@ class _Rows:
                     self._end(value)
                     return
                 self.rows += 1
-        except (SnapError, OSError) as exc:
-            self._snapshot._error = exc
+        except BaseException as exc:
+            self._snapshot._broke(exc)
             raise
         raise self._interrupted()
 
