@@ -213,6 +213,43 @@ def test_failed_part_aborts_the_upload_and_leaves_nothing(
     assert open_uploads(s3, bucket) == []
 
 
+def test_jsonl_to_s3_appears_whole_with_its_manifest_last(
+        s3: S3Server, bucket: str, big_db: str, small_parts: int, tmp_path: Path) -> None:
+    """A JSON Lines snapshot under an S3 prefix: one object per table and the manifest, the
+    same bytes as the local folder, verified from the bucket; the prefix is never reused."""
+    code, out, err = run("export", big_db, "--format", "jsonl", "-o", f"s3://{bucket}/dumps/{{database}}/",
+                         "--s3-endpoint", s3.endpoint, "--json", "-q")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert sorted(keys(s3, bucket)) == ["dumps/big/accounts.jsonl", "dumps/big/events.jsonl",
+                                        "dumps/big/metadata.json"]
+    assert open_uploads(s3, bucket) == []
+    local = tmp_path / "local"
+    assert run("export", big_db, "--format", "jsonl", "-o", str(local), "-q")[0] == 0
+    client = s3.client()
+    for name in ("accounts.jsonl", "events.jsonl"):
+        body = client.get_object(Bucket=bucket, Key=f"dumps/big/{name}")["Body"].read()
+        assert body == (local / name).read_bytes()
+    manifest = json.loads(client.get_object(Bucket=bucket, Key="dumps/big/metadata.json")["Body"].read())
+    assert manifest["tables"]["events"]["rows"] == BIG_ROWS and summary["rows"] == BIG_ROWS + 50
+    assert summary["bytes"] == sum(o["Size"] for o in client.list_objects_v2(Bucket=bucket)["Contents"])
+    code, out, err = run("export", big_db, "--format", "jsonl", "-o", f"s3://{bucket}/dumps/big/",
+                         "--s3-endpoint", s3.endpoint, "-q")
+    assert code == 6
+    assert_one_line_error(err, f"s3://{bucket}/dumps/big/ already exists")
+
+
+def test_jsonl_to_s3_that_fails_leaves_nothing(
+        s3: S3Server, bucket: str, big_db: str, small_parts: int) -> None:
+    s3.deny_parts_after = 1
+    code, out, err = run("export", big_db, "--format", "jsonl", "-o", f"s3://{bucket}/dumps/x/",
+                         "--s3-endpoint", s3.endpoint, "-q")
+    assert code == 6, err
+    assert_one_line_error(err, "access denied", "s3:PutObject")
+    assert keys(s3, bucket) == []
+    assert open_uploads(s3, bucket) == []
+
+
 def test_interrupt_during_upload_aborts_it(
         s3: S3Server, bucket: str, big_db: str, small_parts: int) -> None:
     import _thread
@@ -260,7 +297,7 @@ def test_abort_after_another_failure_says_what_is_left(cause: SnapError,
     aws_env(monkeypatch)
     monkeypatch.setattr(s3mod, "ABORT_RETRY_SECONDS", 0.6)
     endpoint = f"http://127.0.0.1:{free_port()}"
-    sink = s3mod.S3Target("s3://backups/my dump.json", endpoint).sink()
+    sink = s3mod.S3Store("backups", endpoint).create("my dump.json")
     sink.upload_id = "UPLOAD-1"  # as if the first part had been sent before the store went away
     with pytest.raises(type(cause)) as raised:
         try:
@@ -459,7 +496,6 @@ def test_missing_credentials(s3: S3Server, bucket: str, small_db: str,
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--format", "jsonl", "-o", "s3://b/folder/"], "JSON Lines output to S3 is not supported"),
     (["-o", "s3://b/"], "names no object"),
     (["-o", "s3:///x.json"], "has no bucket"),
     (["-o", "ftp://host/x.json"], "unsupported destination 'ftp://'"),

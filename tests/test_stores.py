@@ -428,8 +428,8 @@ def test_a_plain_path_naming_an_existing_folder_is_that_folder(tmp_path: Path) -
     assert key == "" and store.url("a.json") == str(tmp_path / "a.json")
     with pytest.raises(OutputError, match="is an existing folder"):
         store.check_writable(key)  # -o FOLDER for a document, or for JSON Lines that exist
-    with pytest.raises(UsageError, match="names a folder; give a file name"):
-        store.create(key)
+    with pytest.raises(OutputError, match="is an existing folder; give a new name"):
+        store.create(key)  # the name is taken (exit 6, as before the stores)
     with pytest.raises(OutputError, match="already exists"):
         store.batch(key)
     # A new folder given with a trailing slash is made by a batch.

@@ -46,8 +46,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..codecs import SUFFIXES, compression_for
-from ..errors import Interrupted, SnapError, UsageError, os_error
-from ..format import JSONL_SUFFIX, MANIFEST, build_metadata, default_name, encode_metadata, table_filename
+from ..errors import Interrupted, OutputError, SnapError, UsageError, os_error
+from ..format import (
+    JSONL_SUFFIX,
+    MANIFEST,
+    SIDECAR_SUFFIX,
+    build_metadata,
+    default_name,
+    encode_metadata,
+    sidecar_text,
+    table_filename,
+)
 from ..model import Table
 from ..options import FORMATS, ExportOptions
 from ..plan import Plan, PlanOptions, build_plan, plan_options
@@ -55,8 +64,9 @@ from ..plan.request import ReadRequest
 from ..policy import HashKey
 from ..policy.transforms import compile_projections
 from ..sources import Source, make_source
-from ..stores import Destination, expand_placeholders, is_remote, plain_name, prepare_destination
-from ..stores.file import AtomicDir
+from ..stores import SCHEMES as STORE_SCHEMES
+from ..stores import Store, expand_placeholders, open_store, plain_name
+from ..stores.file import FileStore
 from ..urls import SourceURL, parse_url
 from ..writers.document import write_document
 from ..writers.jsonl import TableFile
@@ -124,9 +134,9 @@ class Export:
 
     # -- 1 and 2: check, destination -----------------------------------------------------------
 
-    def _destination(self, url: SourceURL) -> tuple[str, str, Destination, list[Any]]:
-        """(destination, compression, store target, age recipients), checked before the
-        database is read."""
+    def _destination(self, url: SourceURL) -> tuple[str, str, Store, str, list[Any]]:
+        """(destination, compression, store, key in the store, age recipients), checked before
+        the database is read."""
         o = self.options
         recipients: list[Any] = []
         if o.encrypt_to or o.encrypt_to_file:
@@ -144,10 +154,25 @@ class Export:
                                           environment=o.environment, export_type=o.export_type)
         if destination == "-" and o.format == "jsonl":
             raise UsageError("JSON Lines output is a folder; give it with -o FOLDER")
+        if o.format == "jsonl" and recipients:
+            raise UsageError("--encrypt-to works with --format json only; use --format json for an "
+                             "encrypted snapshot")
+        if not recipients and destination.lower().endswith(".age"):
+            raise UsageError("the output name ends in .age but no recipient was given; add --encrypt-to "
+                             "age1... or --encrypt-to-file FILE")
         compression = compression_for(o.compress, None if destination == "-" else plain_name(destination))
-        target = prepare_destination(destination, format=o.format, encrypted=bool(recipients),
-                                     s3_endpoint=o.s3_endpoint)
-        return destination, compression, target, recipients
+        scheme = destination.split("://", 1)[0].lower() if "://" in destination else ""
+        if scheme and scheme not in STORE_SCHEMES:
+            raise UsageError(f"unsupported destination '{scheme}://'; use a file path, '-', s3://bucket/key "
+                             "or memory://name/key")
+        store, key = open_store(destination, s3_endpoint=o.s3_endpoint)
+        if o.format == "json":
+            store.check_object_name(key)
+        elif store.exists(key):
+            raise OutputError(f"{store.url(key)} already exists; remove it or choose another folder with -o",
+                              path=store.url(key))
+        store.check_writable(key)
+        return destination, compression, store, key, recipients
 
     # -- the whole export ----------------------------------------------------------------------
 
@@ -157,7 +182,7 @@ class Export:
         url = parse_url(o.source)
         # The policy file, patterns and hash key are checked before connecting.
         plan_opts, key = _plan_options(o, url.dialect)
-        destination, compression, target, recipients = self._destination(url)
+        destination, compression, store, store_key, recipients = self._destination(url)
         self._check_cancelled()
         with _open_source(url, o) as src:
             source_info = src.info()
@@ -174,12 +199,12 @@ class Export:
             n_jobs = max(1, min(o.jobs or DEFAULT_JOBS, src.max_readers, len(order) or 1))
             if self.progress:
                 self.progress.start(order)
-            run = _Run(self, src, the_plan, order, requests, results, n_jobs, source_info, destination,
+            run = _Run(self, src, the_plan, order, requests, results, n_jobs, source_info, store, store_key,
                        compression, recipients)
             if o.format == "jsonl":
                 metadata, size, sha256, checksum_file = run.jsonl()
             else:
-                metadata, size, sha256, checksum_file = run.document(target)
+                metadata, size, sha256, checksum_file = run.document()
         if self.progress:
             self.progress.finish()
         return ExportResult(
@@ -202,11 +227,11 @@ class _Run:
 
     def __init__(self, job: Export, src: Source, the_plan: Plan, order: list[Table],
                  requests: dict[str, ReadRequest], results: dict[str, TableResult], n_jobs: int,
-                 source_info: dict[str, Any], destination: str, compression: str,
+                 source_info: dict[str, Any], store: Store, key: str, compression: str,
                  recipients: list[Any]) -> None:
         self.job, self.src, self.plan, self.order = job, src, the_plan, order
         self.requests, self.results, self.n_jobs = requests, results, n_jobs
-        self.source_info, self.destination, self.compression = source_info, destination, compression
+        self.source_info, self.store, self.key, self.compression = source_info, store, key, compression
         self.recipients = recipients
         #: Set to stop the readers: by them on a failure, by the writer on Ctrl-C.
         self.stop = threading.Event()
@@ -223,8 +248,12 @@ class _Run:
                     cancel=self.stop, requested=self.job.cancel, parts=parts, open_part=open_part)
 
     def jsonl(self) -> tuple[dict[str, Any], int, None, None]:
-        """A folder of ``<table>.jsonl`` files and the manifest, which is written last."""
-        folder = AtomicDir(self.destination)
+        """A folder (or prefix) of ``<table>.jsonl`` files and the manifest, written as one
+        batch of the store: nothing of it appears before all of it is written, the manifest
+        last."""
+        where = self.store.url(self.key)
+        batch = self.store.batch(self.key)
+        files: list[TableFile] = []
         try:
             taken: set[str] = {MANIFEST}
             suffix = JSONL_SUFFIX + SUFFIXES[self.compression]
@@ -233,34 +262,35 @@ class _Run:
 
             def open_file(part: Task) -> TableFile:
                 result = self.results[part.name]
-                return TableFile(os.path.join(folder.tmp, result.file or ""), self.compression, result)
+                files.append(TableFile(batch.create(result.file or ""), self.compression, result))
+                return files[-1]
 
             # Largest first, so the longest table starts at once and the others fill in.
             parts = [Task(self.requests[t.name]) for t in sorted(self.order, key=size_of, reverse=True)]
             run_readers(self._readers(parts, open_file), lambda r: None)
             metadata = self._metadata()
-            with open(os.path.join(folder.tmp, MANIFEST), "xb") as fh:
-                fh.write(encode_metadata(metadata) + b"\n")
+            manifest = batch.create(MANIFEST)
+            manifest.write(encode_metadata(metadata) + b"\n")
+            manifest.commit()
             self.job._check_cancelled()
-            folder.commit()
+            batch.commit()
         except OSError as exc:
-            folder.abort()
-            raise os_error(exc, self.destination) from None
+            batch.abort()
+            raise os_error(exc, where) from None
         except BaseException:
-            folder.abort()
+            batch.abort()
             raise
-        size = sum(os.path.getsize(os.path.join(self.destination, f)) for f in os.listdir(self.destination))
-        return metadata, size, None, None
+        return metadata, sum(f.upload.bytes for f in files) + manifest.bytes, None, None
 
-    def document(self, target: Destination) -> tuple[dict[str, Any], int, str, str | None]:
+    def document(self) -> tuple[dict[str, Any], int, str, str | None]:
         """One document, written as the rows arrive, then committed with its checksum file."""
         counted = _count_rows(self.src, [self.requests[t.name] for t in self.order])
         self.job._check_cancelled()
         metadata = self._metadata(counted)
         # Spools (tables read ahead of the writer) go beside a local file, on the same disk
         # as the result, else to the temp folder. An encrypted export never spools.
-        spool_dir = tempfile.gettempdir() if self.destination == "-" or is_remote(self.destination) else \
-            os.path.dirname(os.path.abspath(self.destination))
+        spool_dir = os.path.dirname(os.path.abspath(self.store.path(self.key))) \
+            if isinstance(self.store, FileStore) else tempfile.gettempdir()
         may_spool = self.n_jobs > 1 and not self.recipients
         # With several readers, large tables are read in parts side by side (the largest
         # table alone was 60% of the work: bench/README.md).
@@ -274,14 +304,15 @@ class _Run:
         budget, ahead = Budget(channel.SPOOL_BYTES, self.stop), Budget(channel.AHEAD_BYTES, self.stop)
         for part in parts:
             channels[part.name].append(Channel(spool_dir, self.stop, may_spool, budget, ahead))
-        sink: Any = None
+        upload: Any = None
         written: tuple[int, str] = (0, "")
+        where = self.store.url(self.key)
         try:
-            sink = target.sink()
+            upload = self.store.create(self.key)
 
             def write(readers: Readers) -> None:
                 nonlocal written
-                written = write_document(sink, self.compression, metadata, self.order, channels,
+                written = write_document(upload, self.compression, metadata, self.order, channels,
                                          readers.check, self.results, self.recipients)
 
             # In document order: the writer takes the parts in that order.
@@ -289,15 +320,19 @@ class _Run:
             _check_counts(counted, self.results)
             size, sha256 = written
             self.job._check_cancelled()
-            sink.commit()
-            checksum_file = target.write_checksum(sha256)
+            upload.commit()
+            checksum_file = None
+            if self.store.scheme != "stdout":
+                checksum_key = self.key + SIDECAR_SUFFIX
+                self.store.put(checksum_key, sidecar_text(sha256, self.key))
+                checksum_file = self.store.url(checksum_key)
         except OSError as exc:
-            if sink:
-                sink.abort()
-            raise os_error(exc, self.destination) from None
+            if upload:
+                upload.abort()
+            raise os_error(exc, where) from None
         except BaseException:
-            if sink:
-                sink.abort()
+            if upload:
+                upload.abort()
             raise
         finally:
             for chs in channels.values():

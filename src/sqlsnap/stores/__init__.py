@@ -14,10 +14,8 @@ lists it, ``create("")`` refuses); otherwise the store is the path's folder and 
 base name. ``s3://bucket/dumps/`` keeps its key ``dumps/``: in a bucket a name is a prefix
 of keys, never a folder by itself.
 
-Also here, for the exporter and the readers until they move to stores: destinations
-(``prepare_destination``: a sink with ``fh``, ``commit()``, ``abort()``, and the
-``<name>.sha256`` checksum file beside it), the placeholders of output names, and opening
-a snapshot for reading (verify, decrypt), wherever it lives.
+Also here: the placeholders of output names, and opening a snapshot and its checksum file
+for reading (verify, decrypt), wherever they live.
 """
 
 from __future__ import annotations
@@ -26,19 +24,18 @@ import os
 import re
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from ..errors import UsageError, os_error
 from ..format import SIDECAR_SUFFIX, parse_sidecar, sidecar_text
 from .base import Batch, Entry, Reader, Store, Upload
-from .file import AtomicFile, FileStore, LocalReader, check_writable_folder
+from .file import FileStore, LocalReader
 from .s3 import is_s3
-from .stdout import StdoutSink, StdoutStore
+from .stdout import StdoutStore
 
 __all__ = [
-    "Batch", "Destination", "Entry", "PLACEHOLDERS", "Reader", "SCHEMES", "SIDECAR_SUFFIX", "Store",
-    "Upload", "expand_placeholders", "is_remote", "is_s3", "open_destination", "open_input", "open_store",
-    "plain_name", "prepare_destination", "read_sidecar", "sidecar_text",
+    "PLACEHOLDERS", "SCHEMES", "SIDECAR_SUFFIX", "Batch", "Entry", "Reader", "Store", "Upload",
+    "expand_placeholders", "is_s3", "open_input", "open_store", "plain_name", "read_sidecar", "sidecar_text",
 ]
 
 
@@ -135,90 +132,6 @@ def expand_placeholders(template: str, *, database: str, when: datetime, environ
     return _PLACEHOLDER.sub(value, template)
 
 
-def is_remote(location: str) -> bool:
-    return is_s3(location)
-
-
-class Destination(Protocol):
-    final: str
-
-    def check(self) -> None: ...
-    def sink(self) -> Any: ...
-    def write_checksum(self, sha256: str) -> str | None: ...
-
-
-class _LocalFile:
-    def __init__(self, path: str) -> None:
-        self.final = path
-
-    def check(self) -> None:
-        check_writable_folder(self.final)
-
-    def sink(self) -> AtomicFile:
-        return AtomicFile(self.final)
-
-    def write_checksum(self, sha256: str) -> str:
-        path = self.final + SIDECAR_SUFFIX
-        sidecar = AtomicFile(path)
-        try:
-            sidecar.fh.write(sidecar_text(sha256, self.final))
-        except OSError as exc:
-            sidecar.abort()
-            raise os_error(exc, path) from None
-        sidecar.commit()
-        return path
-
-
-class _Stdout:
-    final = "-"
-
-    def check(self) -> None:
-        pass
-
-    def sink(self) -> StdoutSink:
-        return StdoutSink()
-
-    def write_checksum(self, sha256: str) -> None:
-        return None
-
-
-class _S3:
-    def __init__(self, url: str, endpoint_url: str | None) -> None:
-        from .s3 import S3Target
-
-        self.target = S3Target(url, endpoint_url)
-        self.final = self.target.final
-
-    def check(self) -> None:
-        self.target.check()
-
-    def sink(self) -> Any:
-        return self.target.sink()
-
-    def write_checksum(self, sha256: str) -> str:
-        key = self.target.location.key + SIDECAR_SUFFIX
-        self.target.put_small(key, sidecar_text(sha256, self.target.location.key))
-        return f"s3://{self.target.location.bucket}/{key}"
-
-
-#: The legacy destinations by URL scheme (SCHEMES above is the registry of stores).
-_REGISTRY: dict[str, Callable[[str, str | None], Destination]] = {
-    "s3": _S3,
-}
-
-
-def open_destination(location: str, *, s3_endpoint: str | None = None) -> Destination:
-    """The destination for ``-o``: ``-`` (stdout), ``s3://bucket/key`` or a local path."""
-    if location == "-":
-        return _Stdout()
-    scheme = location.split("://", 1)[0].lower() if "://" in location else ""
-    if scheme in _REGISTRY:
-        return _REGISTRY[scheme](location, s3_endpoint)
-    if scheme:
-        raise UsageError(f"unsupported destination '{scheme}://'; use a file path, '-' or s3://bucket/key")
-    return _LocalFile(location)
-
-
 class _StdinReader:
     def __init__(self) -> None:
         import sys
@@ -271,21 +184,3 @@ def read_sidecar(location: str, *, s3_endpoint: str | None = None) -> tuple[str,
 def plain_name(path: str) -> str:
     """The name without its ``.age`` suffix: what tells the compression of an encrypted file."""
     return path[:-4] if path.lower().endswith(".age") else path
-
-
-def prepare_destination(destination: str, *, format: str, encrypted: bool,
-                        s3_endpoint: str | None = None) -> Destination:
-    """The destination for an export, checked before the database is read."""
-    if format == "jsonl":
-        if is_remote(destination):
-            raise UsageError("JSON Lines output to S3 is not supported; use --format json (one object), or "
-                             "write the folder locally and copy it (aws s3 sync)")
-        if encrypted:
-            raise UsageError("--encrypt-to works with --format json only; use --format json for an "
-                             "encrypted snapshot")
-    if not encrypted and destination.lower().endswith(".age"):
-        raise UsageError("the output name ends in .age but no recipient was given; add --encrypt-to "
-                         "age1... or --encrypt-to-file FILE")
-    target = open_destination(destination, s3_endpoint=s3_endpoint)
-    target.check()
-    return target

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from ..errors import UsageError
+
 
 class Reader(Protocol):
     """A stream of an object's bytes."""
@@ -110,6 +112,14 @@ class Store(ABC):
     @abstractmethod
     def check_writable(self, key: str) -> None:
         """Fail (OutputError, NotFoundError) before any row is read if ``key`` cannot be written."""
+
+    def check_object_name(self, key: str) -> None:
+        """Fail (UsageError) when ``key`` cannot name one object (it is empty, or a folder),
+        saying how to name one; what :meth:`create` would refuse, without touching the store."""
+        if not key or key.endswith("/"):
+            example = self.url(key.rstrip("/") + "/app.json" if key.rstrip("/") else "app.json")
+            raise UsageError(f"{self.url(key)} names no object; give a name too, e.g. {example}",
+                             path=self.url(key))
 
     @abstractmethod
     def create(self, key: str) -> Upload:

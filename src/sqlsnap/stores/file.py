@@ -211,11 +211,18 @@ class FileStore(Store):
             except OSError as exc:
                 raise os_error(exc, path) from None
 
-    def create(self, key: str) -> AtomicFile:
+    def check_object_name(self, key: str) -> None:
         path = self.path(key)
-        if not key or key.endswith("/") or os.path.isdir(path):
+        if os.path.isdir(path):  # the name is taken: an output problem (exit 6), as a file there
+            raise OutputError(f"{path} is an existing folder; give a new name with -o, e.g. "
+                              f"{os.path.join(path, '{database}-{timestamp}.json')}", path=path)
+        if not key or key.endswith("/"):
             raise UsageError(f"{path} names a folder; give a file name, e.g. "
                              f"{os.path.join(path, '{database}-{timestamp}.json')}", path=path)
+
+    def create(self, key: str) -> AtomicFile:
+        self.check_object_name(key)
+        path = self.path(key)
         self._make_parent(path)
         return AtomicFile(path)
 

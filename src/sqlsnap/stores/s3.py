@@ -235,31 +235,6 @@ def check_bucket(client: Any, bucket: str, final: str, endpoint: str | None) -> 
             raise err from None
 
 
-class S3Target:
-    """An ``s3://bucket/key`` destination: checked before the export, then written by a sink."""
-
-    def __init__(self, url: str, endpoint_url: str | None = None) -> None:
-        self.location = parse_s3_url(url)
-        self.endpoint = endpoint_url or endpoint_from_env()
-        self.client = make_client(endpoint_url)
-        self.final = self.location.url
-
-    def check(self) -> None:
-        """Fail before reading the database when the bucket is missing or unreachable."""
-        check_bucket(self.client, self.location.bucket, self.final, self.endpoint)
-
-    def sink(self) -> S3Sink:
-        return S3Sink(self.client, self.location, endpoint=self.endpoint)
-
-    def put_small(self, key: str, body: bytes) -> None:
-        try:
-            self.client.put_object(Bucket=self.location.bucket, Key=key, Body=body,
-                                   ContentType=content_type(key))
-        except Exception as exc:  # noqa: BLE001
-            raise translate(exc, "write", f"s3://{self.location.bucket}/{key}", endpoint=self.endpoint,
-                            writing=True) from None
-
-
 class _PartWriter:
     """The sink's ``fh``: collects writes into parts and hands full parts to the uploader."""
 
@@ -605,6 +580,9 @@ class S3Store(Store):
 
     def check_writable(self, key: str) -> None:
         check_bucket(self.client, self.bucket, self.url(key), self.endpoint)
+
+    def check_object_name(self, key: str) -> None:
+        parse_s3_url(self.url(key))  # says "names no object" with an example
 
     def create(self, key: str) -> S3Sink:
         return S3Sink(self.client, parse_s3_url(self.url(key)), endpoint=self.endpoint)

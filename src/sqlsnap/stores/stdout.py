@@ -52,6 +52,9 @@ class StdoutStore(Store):
     def check_writable(self, key: str) -> None:
         pass
 
+    def check_object_name(self, key: str) -> None:
+        pass  # one stream, no names
+
     def create(self, key: str) -> StdoutSink:
         return StdoutSink()
 

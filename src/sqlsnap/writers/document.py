@@ -25,7 +25,7 @@ from ..model import Table
 
 
 def write_document(
-    sink: Any,
+    upload: Any,
     compression: str,
     metadata: dict[str, Any],
     order: Sequence[Table],
@@ -39,8 +39,9 @@ def write_document(
     per-table checksums are computed here, where each table's bytes pass in order (its parts
     are read side by side), so that the reader threads do nothing but drain the server.
 
-    Bytes go data -> compression -> age encryption (with ``recipients``) -> SHA-256 -> sink."""
-    tee = HashingWriter(sink.fh)
+    Bytes go data -> compression -> age encryption (with ``recipients``) -> SHA-256 -> the
+    store's ``upload``."""
+    tee = HashingWriter(upload)
     encrypting = None
     if recipients:
         from ..crypto import Encrypting

@@ -1,24 +1,23 @@
 """The JSON Lines layout: each table's rows, one JSON object a line, in a file of its own,
-written as its reader streams it (the manifest is written last, by the export)."""
+written as its reader streams it, into an upload of the store's batch (the manifest is
+written last, by the export)."""
 
 from __future__ import annotations
 
-import os
-
 from ..codecs import Compressed
 from ..format import TABLE_CHECKSUM, TABLE_CHECKSUMS, TableOutcome
-from ..stores.file import WritebackFile
+from ..stores.base import Upload
 
 
 class TableFile:
-    """A table's file in the JSON Lines layout: compressed, hashed, fsynced when finished,
-    closed whatever happens."""
+    """A table's file: compressed and hashed on the way into ``upload``, committed (its bytes
+    made durable; it appears with the batch) when finished, dropped if it was not."""
 
-    def __init__(self, path: str, compression: str, result: TableOutcome) -> None:
+    def __init__(self, upload: Upload, compression: str, result: TableOutcome) -> None:
         self.result = result
         self.digest = TABLE_CHECKSUMS[TABLE_CHECKSUM]()
-        self.fh = WritebackFile(path)
-        self.out = Compressed(self.fh, compression)
+        self.upload = upload
+        self.out = Compressed(upload, compression)
 
     def write(self, chunk: bytes) -> None:
         self.digest.update(chunk)
@@ -27,8 +26,8 @@ class TableFile:
     def finish(self) -> None:
         self.result.checksum = self.digest.hexdigest()
         self.out.close()
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
+        self.upload.commit()
 
     def close(self) -> None:
-        self.fh.close()
+        if self.upload.state != "committed":
+            self.upload.abort()
