@@ -44,7 +44,12 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test,mysqlclient]'
 
-# 4. The tests. Every server and tool is required: a missing one fails the run instead of
+# 4. Lint and types first: they take seconds and fail for reasons a test run would bury.
+#    Settings are in pyproject.toml ([tool.ruff], [tool.mypy]).
+.venv/bin/ruff check src tests bench scripts
+.venv/bin/mypy
+
+# 5. The tests. Every server and tool is required: a missing one fails the run instead of
 # skipping its tests (tests/conftest.py).
 export SQLSNAP_REQUIRE_SERVERS="${SQLSNAP_REQUIRE_SERVERS:-1}"
 exec .venv/bin/python -m pytest "$@"

@@ -22,3 +22,14 @@ def test_errors_share_one_root_and_distinct_exit_codes() -> None:
     from sqlsnap.errors import EXIT_CODES
 
     assert set(codes) <= set(EXIT_CODES)
+
+
+def test_the_public_surface_is_exactly_this() -> None:
+    """Adding or removing a public name is a decision: change this list with it."""
+    assert sqlsnap.__all__ == [
+        "AuthenticationError", "Condition", "ConnectError", "Export", "ExportOptions", "ExportResult",
+        "Interrupted", "MissingDriverError", "NotFoundError", "OutputError", "OutputUnavailable", "Plan",
+        "PolicyOptions", "RowFilter", "SegmentOptions", "ServerUnreachable", "SnapError", "Snapshot",
+        "TableResult", "Transient", "UsageError", "VerifyError", "VerifyResult", "__version__", "export",
+        "open_snapshot", "plan", "verify",
+    ]

@@ -26,7 +26,7 @@ from .exporter import Export, ExportResult, TableResult, export, plan
 from .options import ExportOptions, PolicyOptions, SegmentOptions
 from .plan import Plan
 from .plan.filters import Condition, RowFilter
-from .snapshot import VerifyResult, verify
+from .snapshot import Snapshot, VerifyResult, open_snapshot, verify
 
 __all__ = [
     "AuthenticationError",
@@ -46,6 +46,7 @@ __all__ = [
     "SegmentOptions",
     "ServerUnreachable",
     "SnapError",
+    "Snapshot",
     "TableResult",
     "Transient",
     "UsageError",
@@ -53,6 +54,7 @@ __all__ = [
     "VerifyResult",
     "__version__",
     "export",
+    "open_snapshot",
     "plan",
     "verify",
 ]

@@ -60,6 +60,18 @@ DATA_LINE = b'"data": {'
 DATA_END = b"},"
 CHECKSUMS_PREFIX = b'"checksums": '
 END = b"}"
+#: How a table's header line ends, after its name: rows follow; empty, another table
+#: follows; empty and the last.
+TABLE_OPEN = b": ["
+TABLE_EMPTY_NEXT = b": [],"
+TABLE_EMPTY_LAST = b": []"
+#: The line after a table's last row: another table follows, or it was the last.
+TABLE_CLOSE_NEXT = b"],"
+TABLE_CLOSE_LAST = b"]"
+#: Between rows, and between the metadata and ``"data"``: a comma ending the line.
+SEPARATOR = b","
+#: How a row (a JSON object) starts: the last row of a table has no comma to tell it.
+ROW_START = b"{"
 #: How documents written before the closing checksums member (same version) ended the data.
 LEGACY_END = b"}}"
 #: The first bytes of every document: what prune looks for in a file without a checksum file.

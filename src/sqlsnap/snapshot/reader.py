@@ -44,6 +44,13 @@ from ..format import (
     DOC_PREFIX,
     GZIP_MAGIC,
     LEGACY_END,
+    ROW_START,
+    SEPARATOR,
+    TABLE_CLOSE_LAST,
+    TABLE_CLOSE_NEXT,
+    TABLE_EMPTY_LAST,
+    TABLE_EMPTY_NEXT,
+    TABLE_OPEN,
     ZSTD_MAGIC,
     check_metadata,
 )
@@ -206,18 +213,6 @@ def plain_stream(source: Any, counter: CountingReader, where: str, identities: S
 
 # -- the document's layout (docs/format.md) --------------------------------------------------
 
-#: How a table's header line ends, after its name: rows follow; empty, another table
-#: follows; empty and the last. (The writer spells these too: they belong in sqlsnap.format.)
-TABLE_OPEN = b": ["
-TABLE_EMPTY_NEXT = b": [],"
-TABLE_EMPTY_LAST = b": []"
-#: The line after a table's last row: another table follows, or it was the last.
-TABLE_CLOSE_NEXT = b"],"
-TABLE_CLOSE_LAST = b"]"
-#: Between rows, and between the metadata and ``"data"``: a comma ending the line.
-SEPARATOR = b","
-#: How a row (a JSON object) starts: the last row of a table has no comma to tell it.
-ROW_START = b"{"
 
 
 class Kind(enum.Enum):

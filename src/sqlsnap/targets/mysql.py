@@ -34,7 +34,7 @@ def _translate(exc: Exception, *, action: str, where: str, table: str | None = N
                source: Any = None) -> SnapError:
     """The one place where the MySQL drivers' errors become sqlsnap's."""
     if source is not None:  # connecting: the source knows the URL and the fixes
-        return source.translate_error(exc)  # type: ignore[no-any-return]
+        return source.translate_error(exc)
     msg = first_line(exc)
     if action.startswith("creating database") and _code(exc) in (1044, 1227):  # access denied
         return OutputError(f"{action} in {where} failed: {msg}; create it first (CREATE DATABASE), "

@@ -16,8 +16,11 @@ from ..format import (
     DATA_LINE,
     DOC_PREFIX,
     END,
+    SEPARATOR,
     TABLE_CHECKSUM,
     TABLE_CHECKSUMS,
+    TABLE_CLOSE_LAST,
+    TABLE_OPEN,
     TableOutcome,
     encode_metadata,
 )
@@ -51,7 +54,7 @@ def write_document(
     try:
         out.write(DOC_PREFIX + encode_metadata(metadata) + b",\n" + DATA_LINE)
         for i, table in enumerate(order):
-            out.write((b"," if i else b"") + b"\n" + msgspec.json.encode(table.name) + b": [")
+            out.write((SEPARATOR if i else b"") + b"\n" + msgspec.json.encode(table.name) + TABLE_OPEN)
             # Rows are JSON lines; in the document they are separated by ",\n". The last two
             # bytes written so far are held back: at the table's end they are the ",\n" that
             # must not follow the last row. (Spooled chunks may end inside a row.)
@@ -68,7 +71,7 @@ def write_document(
             results[table.name].checksum = digest.hexdigest()
             if held and held != b",\n":
                 raise SnapError(f"table {table.name}: the reader did not end its last row", table=table.name)
-            out.write(b"\n]" if held else b"]")
+            out.write(b"\n" + TABLE_CLOSE_LAST if held else TABLE_CLOSE_LAST)
         checksums = {TABLE_CHECKSUM: {t.name: results[t.name].checksum for t in order}}
         out.write(b"\n" + DATA_END + b"\n" + CHECKSUMS_PREFIX + msgspec.json.encode(checksums)
                   + b"\n" + END + b"\n")
