@@ -9,6 +9,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 import sqlsnap
@@ -17,6 +18,7 @@ from sqlsnap.plan.filters import Condition, RowFilter
 
 from .conftest import execute_script
 
+SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "metadata.schema.json"
 ROWS = [
     (1, "open", "2026-09-30 23:00:00", "10.50"),
     (2, "closed", "2026-10-01 00:00:00", "3.25"),
@@ -69,6 +71,7 @@ def test_the_same_filter_selects_the_same_rows_on_every_dialect(any_url: str, tm
         {"column": "status", "op": "in", "values": ["open", "closed"]},
         {"column": "cost", "op": "is not null", "values": []}]}
     assert sqlsnap.verify(str(out)).ok
+    jsonschema.validate(meta, json.loads(SCHEMA.read_text()))  # the documented shape of filters
 
 
 def test_values_are_bound_never_pasted(any_url: str, tmp_path: Path) -> None:
