@@ -20,13 +20,14 @@ tests and for callers that want bytes), and ``stdout`` (write-only: one object, 
 from __future__ import annotations
 
 import builtins
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from ..errors import UsageError
+from ..errors import OutputError, UsageError
 
 
 class Reader(Protocol):
@@ -99,6 +100,68 @@ class Batch(ABC):
     def abort(self) -> None:
         """Drop every object of the batch (idempotent; nothing to do after a commit). Raises
         only to say what could not be removed, and how to remove it."""
+
+
+class TrackedBatch(Batch):
+    """What every batch keeps: its uploads by name, one lock, and its state (open, then
+    committing and committed, or aborted). A store's batch says how to make an upload
+    (:meth:`_new`), how to make the finished uploads visible together (:meth:`_publish`), and
+    how to drop them (:meth:`_drop`)."""
+
+    def __init__(self, where: str) -> None:
+        #: How the batch is named in messages (a folder, ``s3://bucket/prefix/``).
+        self._where = where
+        self._uploads: dict[str, Upload] = {}
+        self._lock = threading.Lock()
+        self._state = "open"
+
+    @abstractmethod
+    def _new(self, name: str) -> Upload:
+        """A new upload for ``name`` (called under the lock)."""
+
+    @abstractmethod
+    def _publish(self, uploads: dict[str, Upload]) -> None:
+        """Make every upload visible, the manifest last where order can be seen."""
+
+    @abstractmethod
+    def _drop(self, uploads: builtins.list[Upload]) -> None:
+        """Remove what the uploads wrote (idempotent)."""
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise OutputError(f"the batch {self._where} was already ended", path=self._where)
+
+    def create(self, name: str) -> Upload:
+        with self._lock:
+            self._check_open()
+            if name in self._uploads:
+                raise UsageError(f"{name} was already written in {self._where}", path=self._where)
+            upload = self._uploads[name] = self._new(name)
+        return upload
+
+    def commit(self) -> None:
+        with self._lock:
+            self._check_open()
+            self._state = "committing"
+            uploads = dict(self._uploads)
+        try:
+            unfinished = [n for n, u in uploads.items() if u.state != "committed"]
+            if unfinished:
+                raise OutputError(f"cannot finish {self._where}: {unfinished[0]} was not written to the end "
+                                  f"({len(unfinished)} unfinished)", path=self._where)
+            self._publish(uploads)
+        except BaseException:
+            self.abort()
+            raise
+        self._state = "committed"
+
+    def abort(self) -> None:
+        with self._lock:
+            if self._state in ("committed", "aborted"):
+                return
+            self._state = "aborted"
+            uploads = builtins.list(self._uploads.values())
+        self._drop(uploads)
 
 
 class Store(ABC):

@@ -13,13 +13,12 @@ import os
 import re
 import secrets
 import shutil
-import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import NotFoundError, OutputError, UsageError, os_error
-from .base import Batch, Entry, Reader, Store, Upload
+from .base import Entry, Reader, Store, TrackedBatch, Upload
 
 
 def check_writable_folder(path: str) -> None:
@@ -300,55 +299,27 @@ class FileStore(Store):
                 raise os_error(exc, path) from None
 
 
-class FileBatch(Batch):
+class FileBatch(TrackedBatch):
     """Files written in a hidden folder beside the final one, renamed into place at once."""
 
     def __init__(self, store: FileStore, prefix: str) -> None:
-        self._store = store
-        self._final = store.path(prefix)
-        check_writable_folder(self._final)
-        self._dir = AtomicDir(self._final)
-        self._uploads: dict[str, AtomicFile] = {}
-        self._lock = threading.Lock()
-        self._state = "open"
+        final = store.path(prefix)
+        super().__init__(final)
+        check_writable_folder(final)
+        self._dir = AtomicDir(final)
 
-    def create(self, name: str) -> AtomicFile:
+    def _new(self, name: str) -> Upload:
         relative = FileStore(self._dir.tmp).path(name)  # checks the name: no '..', no leading '/'
-        with self._lock:
-            if self._state != "open":
-                raise OutputError(f"the batch {self._final} was already ended", path=self._final)
-            if name in self._uploads:
-                raise UsageError(f"{name} was already written in {self._final}", path=self._final)
-            try:
-                os.makedirs(os.path.dirname(relative), exist_ok=True)
-            except OSError as exc:
-                raise os_error(exc, self._final) from None
-            upload = self._uploads[name] = AtomicFile(relative)
-        return upload
-
-    def commit(self) -> None:
-        with self._lock:
-            if self._state != "open":
-                raise OutputError(f"the batch {self._final} was already ended", path=self._final)
-            self._state = "committing"
-            unfinished = [n for n, u in self._uploads.items() if u.state != "committed"]
-        if unfinished:
-            self.abort()
-            raise OutputError(f"cannot finish {self._final}: {unfinished[0]} was not written to the end "
-                              f"({len(unfinished)} unfinished); nothing was left", path=self._final)
         try:
-            self._dir.commit()  # fsyncs the folder, renames it into place; removes it on failure
-        except BaseException:
-            self._state = "aborted"
-            raise
-        self._state = "committed"
+            os.makedirs(os.path.dirname(relative), exist_ok=True)
+        except OSError as exc:
+            raise os_error(exc, self._where) from None
+        return AtomicFile(relative)
 
-    def abort(self) -> None:
-        with self._lock:
-            if self._state == "committed":
-                return
-            self._state = "aborted"
-            uploads = list(self._uploads.values())
+    def _publish(self, uploads: dict[str, Upload]) -> None:
+        self._dir.commit()  # fsyncs the folder, renames it into place; removes it on failure
+
+    def _drop(self, uploads: list[Upload]) -> None:
         for upload in uploads:
             upload.abort()
         self._dir.abort()

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from ..errors import NotFoundError, OutputError, UsageError
 from ..format import MANIFEST
-from .base import Batch, Entry, Reader, Store, Upload
+from .base import Entry, Reader, Store, TrackedBatch, Upload
 
 _NAMED: dict[str, MemoryStore] = {}
 _NAMED_LOCK = threading.Lock()
@@ -162,8 +162,9 @@ class MemoryUpload(Upload):
         self.state = "aborted"
 
 
-class MemoryBatch(Batch):
+class MemoryBatch(TrackedBatch):
     def __init__(self, store: MemoryStore, prefix: str) -> None:
+        super().__init__(store.url(prefix))
         self._store = store
         self._prefix = prefix
         if prefix:
@@ -171,50 +172,18 @@ class MemoryBatch(Batch):
         if store.exists(prefix):
             raise OutputError(f"{store.url(prefix)} already exists; remove it or choose another name",
                               path=store.url(prefix))
-        self._uploads: dict[str, MemoryUpload] = {}
-        self._lock = threading.Lock()
-        self._state = "open"
 
-    def create(self, name: str) -> MemoryUpload:
+    def _new(self, name: str) -> Upload:
         key = _check_key(f"{self._prefix}/{name}" if self._prefix else name)
-        with self._lock:
-            if self._state != "open":
-                raise OutputError(f"the batch {self._store.url(self._prefix)} was already ended",
-                                  path=self._store.url(self._prefix))
-            if name in self._uploads:
-                raise UsageError(f"{name} was already written in {self._store.url(self._prefix)}",
-                                 path=self._store.url(self._prefix))
-            upload = self._uploads[name] = MemoryUpload(self._store, key, in_batch=True)
-        return upload
+        return MemoryUpload(self._store, key, in_batch=True)
 
-    def commit(self) -> None:
-        with self._lock:
-            if self._state != "open":
-                raise OutputError(f"the batch {self._store.url(self._prefix)} was already ended",
-                                  path=self._store.url(self._prefix))
-            self._state = "committing"
-            uploads = dict(self._uploads)
-        unfinished = [n for n, u in uploads.items() if u.state != "committed"]
-        if unfinished:
-            self.abort()
-            raise OutputError(f"cannot finish {self._store.url(self._prefix)}: {unfinished[0]} was not "
-                              f"written to the end ({len(unfinished)} unfinished); nothing was left",
-                              path=self._store.url(self._prefix))
+    def _publish(self, uploads: dict[str, Upload]) -> None:
         # All at once, under the store's lock: the manifest's place in the order does not show.
-        objects = {u.key: u.data or b"" for n, u in uploads.items() if n != MANIFEST}
-        objects.update({u.key: u.data or b"" for n, u in uploads.items() if n == MANIFEST})
-        try:
-            self._store._store(objects, empty_prefix=self._prefix)
-        except BaseException:
-            self.abort()
-            raise
-        self._state = "committed"
+        mine = {n: u for n, u in uploads.items() if isinstance(u, MemoryUpload)}
+        objects = {u.key: u.data or b"" for n, u in mine.items() if n != MANIFEST}
+        objects.update({u.key: u.data or b"" for n, u in mine.items() if n == MANIFEST})
+        self._store._store(objects, empty_prefix=self._prefix)
 
-    def abort(self) -> None:
-        with self._lock:
-            if self._state == "committed":
-                return
-            self._state = "aborted"
-            uploads = list(self._uploads.values())
+    def _drop(self, uploads: list[Upload]) -> None:
         for upload in uploads:
             upload.abort()

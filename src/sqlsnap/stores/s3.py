@@ -49,7 +49,7 @@ from ..errors import (
 )
 from ..format import MANIFEST
 from ..urls import mask
-from .base import Batch, Entry, Store, Upload
+from .base import Entry, Store, TrackedBatch, Upload
 
 #: Parts are at least this big. S3 wants >= 5 MiB for every part but the last (moto enforces
 #: it: EntityTooSmall) and at most 10,000 parts; 8 MiB is what the AWS CLI uses.
@@ -685,7 +685,7 @@ class S3Store(Store):
                                   path=self.url(first.get("Key", "")))
 
 
-class S3Batch(Batch):
+class S3Batch(TrackedBatch):
     """Objects under one prefix, each a multipart upload left open until :meth:`commit`.
 
     The commit completes the objects (COMPLETES_IN_FLIGHT at a time), then the manifest
@@ -697,57 +697,38 @@ class S3Batch(Batch):
     """
 
     def __init__(self, store: S3Store, prefix: str) -> None:
+        super().__init__(store.url(prefix + "/" if prefix else ""))
         self._store = store
         self._prefix = prefix
-        self._url = store.url(prefix + "/" if prefix else "")
+        self._url = self._where
         if store.exists(prefix):
             raise OutputError(f"{store.url(prefix)} already exists; remove it or choose another name "
                               "with -o", path=store.url(prefix))
         self._token = secrets.token_hex(8)
-        self._uploads: dict[str, S3Sink] = {}
         #: Keys whose completion was sent: visible, or may be.
         self._sent: list[str] = []
-        self._lock = threading.Lock()
-        self._state = "open"
 
-    def create(self, name: str) -> S3Sink:
+    def _new(self, name: str) -> Upload:
         if not name or name.startswith("/") or name.endswith("/"):
             raise UsageError(f"'{name}' is not an object name in {self._url}", path=self._url)
         key = f"{self._prefix}/{name}" if self._prefix else name
-        with self._lock:
-            if self._state != "open":
-                raise OutputError(f"the batch {self._url} was already ended", path=self._url)
-            if name in self._uploads:
-                raise UsageError(f"{name} was already written in {self._url}", path=self._url)
-            sink = self._uploads[name] = S3Sink(
-                self._store.client, S3Location(self._store.bucket, key), endpoint=self._store.endpoint,
-                deferred=True, metadata={BATCH_METADATA: self._token})
-        return sink
+        return S3Sink(self._store.client, S3Location(self._store.bucket, key), endpoint=self._store.endpoint,
+                      deferred=True, metadata={BATCH_METADATA: self._token})
 
-    def commit(self) -> None:
-        with self._lock:
-            if self._state != "open":
-                raise OutputError(f"the batch {self._url} was already ended", path=self._url)
-            self._state = "committing"
-            uploads = dict(self._uploads)
-        try:
-            unfinished = [n for n, u in uploads.items() if u.state != "committed"]
-            if unfinished:
-                raise OutputError(f"cannot finish {self._url}: {unfinished[0]} was not written to the end "
-                                  f"({len(unfinished)} unfinished)", path=self._url)
-            # Nothing of ours is visible yet: anything there now was written by someone else.
-            if self._store.exists(self._prefix):
-                raise OutputError(f"{self._store.url(self._prefix)} appeared while the batch was being "
-                                  "written; choose another name with -o", path=self._url)
-            self._complete([u for n, u in uploads.items() if n != MANIFEST])
-            if MANIFEST in uploads:
-                self._complete([uploads[MANIFEST]])
-        except BaseException as exc:
-            err = self._rollback(exc)
-            if err is not None:
-                raise err from None
-            raise
-        self._state = "committed"
+    def _publish(self, uploads: dict[str, Upload]) -> None:
+        sinks = {n: u for n, u in uploads.items() if isinstance(u, S3Sink)}
+        # Nothing of ours is visible yet: anything there now was written by someone else.
+        if self._store.exists(self._prefix):
+            raise OutputError(f"{self._store.url(self._prefix)} appeared while the batch was being "
+                              "written; choose another name with -o", path=self._url)
+        self._complete([u for n, u in sinks.items() if n != MANIFEST])
+        if MANIFEST in sinks:
+            self._complete([sinks[MANIFEST]])
+
+    def _drop(self, uploads: builtins.list[Upload]) -> None:
+        err = self._rollback(sys.exc_info()[1])
+        if err is not None:
+            raise err from None
 
     def _complete(self, uploads: list[S3Sink]) -> None:
         if not uploads:
@@ -785,15 +766,13 @@ class S3Batch(Batch):
         with self._lock:
             if self._state in ("committed", "aborted"):
                 return
-        err = self._rollback(sys.exc_info()[1])
-        if err is not None:
-            raise err from None
+        self._drop([])
 
     def _rollback(self, cause: BaseException | None) -> SnapError | None:
         with self._lock:
             self._state = "aborted"
             sent, self._sent = self._sent, []
-            uploads = list(self._uploads.values())
+            uploads = [u for u in self._uploads.values() if isinstance(u, S3Sink)]
         notes: list[str] = []
         if sent:
             # The manifest first: what may stay behind is then not a snapshot.
