@@ -96,7 +96,7 @@ PLACEHOLDERS = {
     "database": "the source database's name (a SQLite file's name without its suffix)",
     "timestamp": "the UTC time of the snapshot, like 2026-11-22T14-30-00Z",
     "environment": "--environment (SQLSNAP_ENVIRONMENT)",
-    "export_type": "full for a whole database",
+    "export_type": "full for every row of the tables exported, segment when rows are filtered",
 }
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 #: Characters that would change the meaning of a path or key if a value carried them.
