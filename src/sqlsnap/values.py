@@ -92,3 +92,174 @@ def nullable(conv: Converter) -> Converter:
         return None if value is None else conv(value)
 
     return convert
+
+
+# -- decoders: the contract's JSON back to values a driver binds (restore) --------------------
+#
+# A row is parsed with every value left as its JSON text (``RAW_ROW``), and each column's
+# decoder, picked once per column by ``column_decoder``, turns that text into the value the
+# source held: a json column keeps its exact text (key order, spacing, number spellings), a
+# numeric column its digits as a Decimal, a binary column its bytes.
+
+#: A row's values as their JSON text, decoded column by column afterwards.
+RAW_ROW = msgspec.json.Decoder(dict[str, msgspec.Raw])
+#: One value, every non-integer number a Decimal (never through a float: 0.1 stays 0.1).
+_VALUE = msgspec.json.Decoder(float_hook=Decimal)
+_NULL = msgspec.Raw(b"null")
+_FLOAT_WORDS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+#: Column shapes ``column_decoder`` tells apart; a target adapts values by shape.
+SHAPES = ("array", "bits", "bytes", "float", "json", "numeric", "sqlite", "value")
+
+Decoder = Callable[[msgspec.Raw], Any]
+
+
+def decode_value(raw: msgspec.Raw) -> Any:
+    """The value as JSON has it: None, bool, int, Decimal, str, list, dict."""
+    return _VALUE.decode(raw)
+
+
+def decode_float(raw: msgspec.Raw) -> float | None:
+    """A float column's number (the shortest form that reads back to the same double), or
+    one of the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``."""
+    value = _VALUE.decode(raw)
+    if value is None:
+        return None
+    return _FLOAT_WORDS[value] if isinstance(value, str) else float(value)
+
+
+def decode_numeric(raw: msgspec.Raw) -> int | Decimal | None:
+    """A numeric column's exact digits; ``"NaN"`` and the infinities as Decimals."""
+    value = _VALUE.decode(raw)
+    return Decimal(value) if isinstance(value, str) else value
+
+
+def decode_base64(raw: msgspec.Raw) -> bytes | None:
+    value = _VALUE.decode(raw)
+    return None if value is None else base64.b64decode(value)
+
+
+def decode_json_text(raw: msgspec.Raw) -> str | None:
+    """A json column's document as it was written (its exact text). JSON ``null`` is SQL NULL:
+    the contract writes both the same way."""
+    return None if raw == _NULL else bytes(raw).decode("utf-8")
+
+
+def decode_bits(raw: msgspec.Raw) -> int | None:
+    """MySQL ``BIT(n)``: the string of n binary digits, as the integer the driver binds."""
+    value = _VALUE.decode(raw)
+    return None if value is None else int(value, 2)
+
+
+def decode_array(element_json: bool) -> Decoder:
+    """A PostgreSQL array: nested lists of native values; elements of a json(b) array come
+    back as their JSON text, which the server parses again."""
+
+    def text_elements(value: Any) -> Any:
+        if isinstance(value, list):
+            return [text_elements(v) for v in value]
+        return None if value is None else ENCODER.encode(value).decode("utf-8")
+
+    def decode(raw: msgspec.Raw) -> Any:
+        value = _VALUE.decode(raw)
+        return text_elements(value) if element_json and value is not None else value
+
+    return decode
+
+
+def decode_sqlite(binary: bool, json_column: bool) -> Decoder:
+    """A SQLite value, markers included (docs/format.md, "SQLite"): the storage class it had.
+    Non-integer numbers are REALs there, so they come back as floats (the exported number is
+    the shortest form of the double, so ``float()`` gives the same bits back)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Decimal):
+            return float(value)
+        if isinstance(value, str):
+            if binary:
+                return base64.b64decode(value)
+            return value
+        if isinstance(value, dict) and len(value) == 1:
+            (key, inner), = value.items()
+            if key == "$base64":
+                return base64.b64decode(inner)
+            if key == "$text":
+                return inner
+            if key == "$text_base64":
+                # Text that was not UTF-8: sqlite3 binds only valid UTF-8 as TEXT, so its bytes
+                # come back as a blob (docs/restore.md says so).
+                return base64.b64decode(inner)
+            if key == "$real":
+                return _FLOAT_WORDS[inner]
+            if key == "$json":
+                return ENCODER.encode(inner).decode("utf-8")
+        if json_column and isinstance(value, dict | list | bool | int):
+            return ENCODER.encode(value).decode("utf-8")
+        if isinstance(value, dict | list):
+            return ENCODER.encode(value).decode("utf-8")
+        return value
+
+    def decode(raw: msgspec.Raw) -> Any:
+        if json_column and bytes(raw)[:1] in (b"{", b"["):
+            value = _VALUE.decode(raw)
+            if not (isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _SQLITE_MARKERS):
+                # A JSON document in a JSON column: its exact text (SQLite stored it as text).
+                return bytes(raw).decode("utf-8")
+            return plain(value)
+        return plain(_VALUE.decode(raw))
+
+    return decode
+
+
+_SQLITE_MARKERS = frozenset({"$base64", "$text", "$text_base64", "$json", "$real"})
+_PG_FLOATS = ("real", "double precision")
+_MYSQL_FLOATS = ("float", "double", "real")
+
+
+def column_shape(dialect: str, column: dict[str, Any]) -> str:
+    """How the contract wrote a column of ``dialect`` described by ``column`` (its metadata:
+    ``type``, ``encoding``): one of :data:`SHAPES`."""
+    type_ = str(column.get("type", "")).lower()
+    if dialect == "sqlite":
+        return "sqlite"
+    if column.get("encoding") == "base64":
+        return "bytes"
+    if dialect == "postgresql":
+        if type_.endswith("]"):
+            return "array"
+        if type_ in ("json", "jsonb"):
+            return "json"
+        if type_ in _PG_FLOATS:
+            return "float"
+        if type_.startswith(("numeric", "decimal")):
+            return "numeric"
+        return "value"
+    # mysql and mariadb
+    if type_ == "json":
+        return "json"
+    if type_.startswith(_MYSQL_FLOATS):
+        return "float"
+    if type_.startswith(("decimal", "numeric")):
+        return "numeric"
+    if type_.startswith("bit"):
+        return "bits"
+    return "value"
+
+
+def column_decoder(dialect: str, column: dict[str, Any], *, json_text: bool = False) -> Decoder:
+    """The decoder of one column of a snapshot exported from ``dialect`` (``json_text``: the
+    column holds JSON documents whatever its type says, as MariaDB's JSON, a checked
+    ``LONGTEXT``). NULL decodes to None in every shape."""
+    shape = "json" if json_text else column_shape(dialect, column)
+    if shape == "sqlite":
+        upper = str(column.get("type", "")).upper()
+        return decode_sqlite(column.get("encoding") == "base64" or "BLOB" in upper, "JSON" in upper)
+    if shape == "array":
+        element = str(column.get("type", "")).lower().rstrip("[]")
+        return decode_array(element in ("json", "jsonb"))
+    return {
+        "bits": decode_bits,
+        "bytes": decode_base64,
+        "float": decode_float,
+        "json": decode_json_text,
+        "numeric": decode_numeric,
+    }.get(shape, decode_value)

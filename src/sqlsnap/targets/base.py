@@ -155,6 +155,12 @@ class Target(ABC):
         with self._boundary("listing the tables"):
             return sorted(self._table_names())
 
+    def execute(self, sql: str, args: Sequence[Any] | None = None, *, action: str = "running a statement",
+                table: str | None = None) -> list[tuple[Any, ...]]:
+        """Run one statement of the dialect's SQL inside the error boundary; its rows."""
+        with self._boundary(action, table):
+            return self._execute(sql, args)
+
     def commit(self) -> None:
         with self._boundary("committing"):
             self.connection.commit()

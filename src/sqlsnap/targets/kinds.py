@@ -9,7 +9,9 @@ knowledge about the databases written to.
 
 from __future__ import annotations
 
-__all__ = ["KINDS", "column_type"]
+import re
+
+__all__ = ["KINDS", "column_type", "kind_of"]
 
 #: kind -> dialect -> type text; ``{}`` takes the kind's argument.
 KINDS: dict[str, dict[str, str]] = {
@@ -36,7 +38,61 @@ KINDS: dict[str, dict[str, str]] = {
     # Binary of any length, and binary of at most N bytes (a hash, a token).
     "bytes": {"postgresql": "bytea", "mysql": "LONGBLOB", "sqlite": "BLOB"},
     "varbinary": {"postgresql": "bytea", "mysql": "VARBINARY({})", "sqlite": "BLOB"},
+    # Kinds a restore maps other dialects' types onto (docs/restore.md).
+    "smallint": {"postgresql": "smallint", "mysql": "SMALLINT", "sqlite": "INTEGER"},
+    "double": {"postgresql": "double precision", "mysql": "DOUBLE", "sqlite": "REAL"},
+    # Without a zone: MySQL DATETIME, PostgreSQL timestamp.
+    "timestamp": {"postgresql": "timestamp", "mysql": "DATETIME(6)", "sqlite": "DATETIME"},
+    "time": {"postgresql": "time", "mysql": "TIME(6)", "sqlite": "TIME"},
+    # Written as ISO 8601 durations (P1Y2M3DT4H): PostgreSQL reads them back, others keep text.
+    "interval": {"postgresql": "interval", "mysql": "VARCHAR(64)", "sqlite": "TEXT"},
+    # A numeric of no declared precision; MySQL needs one, and takes its widest.
+    "decimal": {"postgresql": "numeric", "mysql": "DECIMAL(65,30)", "sqlite": "NUMERIC"},
+    "char": {"postgresql": "char({})", "mysql": "CHAR({})", "sqlite": "CHAR({})"},
 }  # fmt: skip
+
+#: (pattern on a lower-cased source type, kind), first match wins; ``{}`` in a kind takes the
+#: pattern's first group (a length, a precision). A type no pattern knows becomes text: every
+#: value the contract writes as a string (inet, ranges, enums, money...) fits there.
+_SOURCE_KINDS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), k) for p, k in [
+    (r".*(\[\]|\])$", "json"),  # PostgreSQL arrays arrive as JSON arrays
+    (r"(boolean|bool)\b", "bool"),  # MySQL TINYINT(1) holds integers, and stays one (format.md)
+    (r"bigint.*unsigned", "numeric:20,0"),  # up to 2^64-1, past PostgreSQL's bigint
+    (r"(tiny|small)int", "smallint"),
+    (r"(big|medium)?int(eger)?\b|serial|bigserial|int[248]|year", "bigint"),
+    (r"(numeric|decimal)\s*\((\d+\s*,\s*\d+|\d+)\)", "numeric:{}"),
+    (r"numeric|decimal", "decimal"),
+    (r"real|double|float", "double"),
+    (r"timestamp with time zone|timestamptz", "timestamptz"),
+    (r"timestamp|datetime", "timestamp"),
+    (r"date", "date"),
+    (r"time", "time"),
+    (r"interval", "interval"),
+    (r"uuid", "uuid"),
+    (r"jsonb?\b", "json"),
+    (r"inet", "inet"),
+    (r"bytea|blob|binary|varbinary", "bytes"),
+    (r"(long|medium)text", "longtext"),
+    (r"(character varying|varchar|nvarchar)\s*\((\d+)\)", "varchar:{}"),
+    (r"(character|char|nchar)\s*\((\d+)\)", "char:{}"),
+]]
+
+
+def kind_of(type_text: str, *, timezone: bool = False) -> str:
+    """The kind a column of another dialect becomes in a restore: ``kind_of("numeric(10,2)")``
+    is ``numeric:10,2``; unknown types are ``text``. ``timezone``: a zone-less timestamp type
+    that holds UTC times written with ``Z`` (MySQL TIMESTAMP, SQLite DATETIME) becomes
+    ``timestamptz``."""
+    lower = type_text.strip().lower()
+    for pattern, kind in _SOURCE_KINDS:
+        m = pattern.match(lower)
+        if m:
+            if "{}" in kind:
+                kind = kind.format(re.sub(r"\s+", "", m.groups()[-1]))
+            if kind == "timestamp" and timezone:
+                return "timestamptz"
+            return kind
+    return "text"
 
 
 def column_type(kind: str, dialect: str) -> str:

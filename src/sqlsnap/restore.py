@@ -1,0 +1,411 @@
+"""Loading a snapshot back into a database: :func:`restore`.
+
+::
+
+    result = sqlsnap.restore("app.json.zst", "postgresql://me@localhost/app_copy")
+    result.tables        # {"companies": 3, "users": 30, ...}
+
+The snapshot streams (:func:`sqlsnap.open_snapshot`: any layout, codec or store export
+writes) table by table in file order, parents first; each table is created when its rows
+arrive, loaded by the target's bulk path (:mod:`sqlsnap.targets`), and its foreign keys are
+added once every table is in, so cycles load. Memory holds one batch of rows.
+
+* **Types.** Same dialect: the recorded source types, primary and foreign keys. Another
+  dialect: each source type through :func:`sqlsnap.targets.kinds.kind_of` (docs/restore.md).
+* **Values** are decoded back to the source's values by the decoders of
+  :mod:`sqlsnap.values` (exact digits, bytes, json text, arrays, SQLite markers).
+* **All or nothing.** PostgreSQL and SQLite run the whole restore in one transaction (DDL
+  included). MySQL commits around every CREATE and DROP: a failure rolls back the rows and
+  drops the tables the restore created; ``replace=True`` there drops the old tables for good
+  before loading.
+* **Provenance.** A ``_sqlsnap_restore`` table gets one row per restore: when, from which
+  snapshot, exported when and from where, rows per table.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from .errors import NotFoundError, OutputError, SnapError, UsageError, VerifyError
+from .model import Column, ForeignKey, Table, dependency_order
+from .snapshot import open_snapshot
+from .targets import Target, column_type, open_target
+from .targets.kinds import kind_of
+from .urls import mask
+from .values import ENCODER, RAW_ROW, column_decoder, column_shape
+
+__all__ = ["PROVENANCE_TABLE", "RestoreResult", "restore"]
+
+#: The table that says which snapshot a restored database came from.
+PROVENANCE_TABLE = "_sqlsnap_restore"
+#: Rows looked at before creating a MariaDB/MySQL table, to tell a JSON column (MariaDB's
+#: JSON is a LONGTEXT with a json_valid check, recorded as ``longtext``) by its first
+#: non-null value. Bounded so that memory stays one batch (targets.base.BATCH_ROWS is 2000).
+_PEEK_ROWS = 1000
+_NULL = msgspec.Raw(b"null")
+
+
+@dataclass
+class RestoreResult:
+    """What :func:`restore` did."""
+
+    snapshot: str
+    #: The target, masked.
+    target: str
+    #: Rows loaded per table, in load order.
+    tables: dict[str, int] = field(default_factory=dict)
+    #: Tables dropped and created again (``replace``) or added to (``append``).
+    replaced: list[str] = field(default_factory=list)
+    appended: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.tables.values())
+
+    def summary(self) -> dict[str, Any]:
+        return {"snapshot": self.snapshot, "target": self.target, "tables": self.tables,
+                "total_rows": self.total_rows, "replaced": self.replaced, "appended": self.appended,
+                "seconds": round(self.seconds, 3)}
+
+
+def restore(
+    snapshot: str,
+    target_url: str,
+    *,
+    tables: Sequence[str] | None = None,
+    exclude_tables: Sequence[str] | None = None,
+    replace: bool = False,
+    append: bool = False,
+    identities: Sequence[Any] = (),
+    s3_endpoint: str | None = None,
+    progress: Callable[[str, int], None] | None = None,
+) -> RestoreResult:
+    """Load ``snapshot`` into the database at ``target_url`` (created when missing).
+
+    ``tables`` / ``exclude_tables``: globs of the tables to restore (default: all). A target
+    that already holds any of them is refused (:class:`OutputError`) unless ``replace`` (drop
+    and create them again) or ``append`` (add the rows to them). ``progress`` is called with
+    ``(table, rows)`` after each table. A failure leaves the target as it was (see the module
+    docstring for MySQL)."""
+    if replace and append:
+        raise UsageError("--replace and --append exclude each other; choose one")
+    started = time.monotonic()
+    with open_snapshot(snapshot, identities=identities, s3_endpoint=s3_endpoint) as snap:
+        meta = snap.metadata
+        names = list(meta.get("tables", {}))
+        selected = _select(names, tables, exclude_tables)
+        with open_target(target_url) as target:
+            job = _Restore(snap, target, meta, selected, replace=replace, append=append, progress=progress)
+            job.result.snapshot = mask(snapshot)
+            job.run()
+    job.result.seconds = time.monotonic() - started
+    return job.result
+
+
+def _select(names: list[str], include: Sequence[str] | None, exclude: Sequence[str] | None) -> list[str]:
+    if include:
+        unmatched = [p for p in include if not fnmatch.filter(names, p)]
+        if unmatched:
+            raise NotFoundError(f"no table of the snapshot matches {', '.join(map(repr, unmatched))}; its "
+                                f"tables are: {', '.join(names) or '(none)'}", table=unmatched[0])
+        names = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in include)]
+    return [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in exclude or ())]
+
+
+def _dialect(name: str) -> str:
+    return "mysql" if name == "mariadb" else name
+
+
+class _Restore:
+    def __init__(self, snap: Any, target: Target, meta: dict[str, Any], selected: list[str], *,
+                 replace: bool, append: bool, progress: Callable[[str, int], None] | None) -> None:
+        self.snap = snap
+        self.target = target
+        self.meta = meta
+        self.source = _dialect(str(meta.get("source", {}).get("dialect", "")))
+        self.same = self.source == target.dialect
+        self.selected = selected
+        self.replace = replace
+        self.append = append
+        self.progress = progress
+        self.result = RestoreResult(snapshot="", target=target.where)
+        #: Tables this restore created (MySQL drops them again on failure), in creation order.
+        self.created: list[Table] = []
+        self.existing: set[str] = set()
+
+    # -- the run --------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        target = self.target
+        self.existing = set(target.table_names())
+        clash = [n for n in self.selected if n in self.existing]
+        if clash and not (self.replace or self.append):
+            shown = ", ".join(clash[:5]) + (f" and {len(clash) - 5} more" if len(clash) > 5 else "")
+            raise OutputError(f"{target.where} already holds {len(clash)} table(s) of the snapshot "
+                              f"({shown}); restore into an empty database, or pass --replace to drop "
+                              "and recreate them or --append to add the rows", where=target.where)
+        self._begin()
+        try:
+            if self.replace:
+                self._drop(clash)
+                self.existing -= set(clash)
+                self.result.replaced = clash
+            self.result.appended = clash if self.append else []
+            self._load_all()
+            self._add_keys()
+            self._record()
+            self._finish()
+            target.commit()
+        except BaseException:
+            self._undo()
+            raise
+
+    def _begin(self) -> None:
+        dialect = self.target.dialect
+        if dialect == "sqlite":
+            # sqlite3 opens a transaction only before INSERTs; DDL inside one needs BEGIN.
+            self.target.execute("BEGIN", action="starting the transaction")
+        elif dialect == "postgresql":
+            # Zone-less times from other dialects (SQLite DATETIME text) are UTC.
+            self.target.execute("SET TIME ZONE 'UTC'", action="setting the session")
+        elif dialect == "mysql":
+            # As mysqldump's files do: keys are declared with the tables and checked once the
+            # rows are in (_check_keys); an explicit 0 in an AUTO_INCREMENT column stays 0;
+            # TIMESTAMP values are UTC; strict, so a value that does not fit fails.
+            self.target.execute("SET SESSION foreign_key_checks = 0, time_zone = '+00:00', "
+                                "sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO'",
+                                action="setting the session")
+
+    def _undo(self) -> None:
+        try:
+            self.target.rollback()
+            if self.target.dialect == "mysql":  # its DDL committed: drop what was created
+                for table in reversed(self.created):
+                    self.target.drop_table(table.name)
+        except SnapError:
+            pass  # the error that stopped the restore is the one to report
+
+    def _finish(self) -> None:
+        if self.target.dialect == "mysql":
+            self.target.execute("SET SESSION foreign_key_checks = 1", action="setting the session")
+
+    def _drop(self, names: list[str]) -> None:
+        if names and self.target.dialect == "postgresql":
+            # One statement: tables in a cycle of keys can only be dropped together.
+            listed = ", ".join(map(self.target.quote, names))
+            self.target.execute(f"DROP TABLE {listed}", action=f"dropping tables {', '.join(names)}")
+            return
+        tables = [Table(n, "", n, [], foreign_keys=self._keys(n)) for n in names]
+        for table in reversed(dependency_order(tables)):  # children first
+            self.target.drop_table(table.name)
+
+    # -- tables ---------------------------------------------------------------------------------
+
+    def _keys(self, name: str) -> list[ForeignKey]:
+        """The table's foreign keys whose parent is restored too, or already in the target."""
+        keys = self.meta["tables"][name].get("foreign_keys") or []
+        parents = set(self.selected) | self.existing
+        return [ForeignKey(tuple(k["columns"]), k["references"]["table"], tuple(k["references"]["columns"]))
+                for k in keys if k["references"]["table"] in parents]
+
+    def _column_type(self, column: dict[str, Any], json_text: bool) -> str:
+        source_type = str(column.get("type", ""))
+        if self.same:
+            if json_text:
+                return "JSON"
+            return self._known_type(source_type)
+        if json_text:
+            kind = "json"
+        elif column.get("encoding") == "base64":
+            kind = "bytes"
+        else:
+            # MySQL TIMESTAMP and SQLite DATETIME text are written in UTC with Z.
+            zone = (self.source == "mysql" and source_type.lower().startswith("timestamp")) or \
+                (self.source == "sqlite" and "DATETIME" in source_type.upper())
+            kind = kind_of(source_type, timezone=zone)
+        return column_type(kind, self.target.dialect)
+
+    def _known_type(self, type_text: str) -> str:
+        """A PostgreSQL type that does not exist in the target (an enum, a domain, an
+        extension's type: the snapshot records only the name) becomes text."""
+        if self.target.dialect != "postgresql" or not type_text:
+            return type_text
+        found = self.target.execute("SELECT to_regtype(%s)", (type_text,), action="looking up a type")
+        return type_text if found and found[0][0] is not None else "text"
+
+    def _model(self, name: str, json_columns: set[str]) -> Table:
+        info = self.meta["tables"][name]
+        columns = [Column(c["name"], self._column_type(c, c["name"] in json_columns),
+                          bool(c.get("nullable", True))) for c in info["columns"]]
+        keys = self._keys(name)
+        if self.target.dialect == "sqlite":
+            keys.reverse()  # SQLite lists a table's keys last declared first: keep the recorded order
+        return Table(name, "", name, columns, primary_key=list(info.get("primary_key") or []),
+                     foreign_keys=keys)
+
+    def _load_all(self) -> None:
+        wanted = set(self.selected)
+        seen: set[str] = set()
+        for name, rows in self.snap.tables(raw=True):
+            if name not in wanted:
+                continue
+            seen.add(name)
+            self._load(name, rows)
+        for name in self.selected:  # listed in the metadata, absent from the data: still created
+            if name not in seen:
+                self._load(name, iter(()))
+
+    def _load(self, name: str, rows: Iterator[bytes]) -> None:
+        info = self.meta["tables"][name]
+        columns = info["columns"]
+        head: list[bytes] = []
+        json_columns: set[str] = set()
+        if self.source == "mysql":
+            head, json_columns = _peek_json(rows, columns)
+        table = self._model(name, json_columns)
+        if name in self.existing:  # appending: the target's table as it is
+            pass
+        else:
+            self.target.create_table(table, with_foreign_keys=self.target.dialect == "mysql")
+            self.created.append(table)
+        convert = _row_converter(self.source, self.target.dialect, columns, table.columns, json_columns, name)
+        stream = (convert(row) for source in (head, rows) for row in source)
+        loaded = self.target.load(table, stream)
+        self.result.tables[name] = loaded
+        if self.progress:
+            self.progress(name, loaded)
+
+    def _add_keys(self) -> None:
+        for table in self.created:
+            if self.target.dialect == "mysql":
+                self._check_keys(table)
+            elif self.target.dialect == "sqlite" or self.target.keys_after_load:
+                self.target.add_foreign_keys(table)
+
+    def _check_keys(self, table: Table) -> None:
+        """MySQL with foreign_key_checks off accepted every row: find the first without its
+        parent, as ADD FOREIGN KEY would."""
+        q = self.target.quote
+        for fk in table.foreign_keys:
+            on = " AND ".join(f"p.{q(r)} = c.{q(c)}" for c, r in zip(fk.columns, fk.ref_columns, strict=True))
+            present = " AND ".join(f"c.{q(c)} IS NOT NULL" for c in fk.columns)
+            sql = (f"SELECT COUNT(*) FROM {q(table.name)} c LEFT JOIN {q(fk.ref_table)} p ON {on} "
+                   f"WHERE {present} AND p.{q(fk.ref_columns[0])} IS NULL")
+            action = f"checking the foreign keys of {table.name}"
+            (count,), = self.target.execute(sql, action=action, table=table.name)
+            if count:
+                raise OutputError(f"{action} in {self.target.where} failed: {count} row(s) without a parent "
+                                  f"row in {fk.ref_table}; restore {fk.ref_table} too, or fix the rows",
+                                  where=self.target.where, table=table.name)
+
+    def _record(self) -> None:
+        columns = [("restored_at", "text"), ("snapshot", "text"), ("exported_at", "text"),
+                   ("source_dialect", "varchar:32"), ("source_database", "text"), ("generator", "text"),
+                   ("tables", "longtext"), ("total_rows", "bigint")]
+        table = Table(PROVENANCE_TABLE, "", PROVENANCE_TABLE,
+                      [Column(n, column_type(k, self.target.dialect), True) for n, k in columns])
+        if PROVENANCE_TABLE not in self.existing and PROVENANCE_TABLE not in self.result.tables:
+            self.target.create_table(table)
+            self.created.append(table)
+        source = self.meta.get("source", {})
+        row = (datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), self.result.snapshot,
+               self.meta.get("exported_at"), source.get("dialect"), source.get("database"),
+               self.meta.get("generator"), ENCODER.encode(self.result.tables).decode(),
+               self.result.total_rows)
+        self.target.load(table, iter([row]))
+
+
+def _peek_json(rows: Iterator[bytes], columns: list[dict[str, Any]]) -> tuple[list[bytes], set[str]]:
+    """Up to :data:`_PEEK_ROWS` rows, and the LONGTEXT columns whose first non-null value is a
+    JSON document rather than a string: MariaDB's JSON columns."""
+    candidates = {c["name"] for c in columns if str(c.get("type", "")).lower() == "longtext"}
+    if not candidates:
+        return [], set()
+    head: list[bytes] = []
+    json_columns: set[str] = set()
+    for raw in rows:
+        head.append(raw)
+        for name, value in RAW_ROW.decode(raw).items():
+            if name in candidates and value != _NULL:
+                candidates.discard(name)
+                if bytes(value)[:1] != b'"':
+                    json_columns.add(name)
+        if not candidates or len(head) >= _PEEK_ROWS:
+            break
+    return head, json_columns
+
+
+def _row_converter(source: str, target: str, columns: list[dict[str, Any]], target_columns: list[Column],
+                   json_columns: set[str], table: str) -> Callable[[bytes], tuple[Any, ...]]:
+    """Raw row JSON -> a tuple in column order, each value decoded (values.py) and adapted to
+    what the target's driver binds into the target's column type."""
+    plan: list[tuple[str, Callable[[Any], Any], Callable[[Any], Any] | None]] = []
+    for column, target_column in zip(columns, target_columns, strict=True):
+        is_json = column["name"] in json_columns
+        decode = column_decoder(source, column, json_text=is_json)
+        shape = "json" if is_json else column_shape(source, column)
+        plan.append((column["name"], decode, _adapter(shape, target, target_column.type)))
+    count = 0
+
+    def convert(raw: bytes) -> tuple[Any, ...]:
+        nonlocal count
+        count += 1
+        try:
+            values = RAW_ROW.decode(raw)
+            out = []
+            for name, decode, adapt in plan:
+                value = decode(values.get(name, _NULL))
+                out.append(adapt(value) if adapt is not None and value is not None else value)
+            return tuple(out)
+        except (msgspec.DecodeError, ValueError, KeyError, TypeError) as exc:
+            raise VerifyError(f"row {count} of table {table} has a value that format v1 does not write "
+                              f"({type(exc).__name__}: {exc}); check the snapshot with sqlsnap verify",
+                              table=table) from exc
+
+    return convert
+
+
+def _json_text(value: Any) -> Any:
+    return value if isinstance(value, str) else ENCODER.encode(value).decode("utf-8")
+
+
+def _mysql_time(value: Any) -> Any:
+    """ISO 8601 with T and Z (PostgreSQL timestamptz, SQLite text) -> MySQL's DATETIME text."""
+    if isinstance(value, str) and len(value) >= 19 and value[10:11] == "T":
+        return value.rstrip("Z").replace("T", " ", 1)
+    return value
+
+
+def _adapter(shape: str, target: str, target_type: str) -> Callable[[Any], Any] | None:
+    """What the target's driver needs beyond the decoded value, or None."""
+    upper = target_type.upper()
+    json_target = (any(w in upper for w in ("JSON", "TEXT", "CHAR", "CLOB")) or upper == "") \
+        and not upper.endswith("]")  # an array column takes the list itself
+    if shape == "array" and (target != "postgresql" or json_target):
+        return _json_text  # a JSON array, in a json or text column
+    if target == "mysql":
+        if upper.startswith(("DATETIME", "TIMESTAMP")):
+            return _mysql_time
+        if shape == "value" and json_target:
+            return lambda v: _json_text(v) if isinstance(v, dict | list) else v
+    if target == "sqlite" and shape in ("value", "numeric"):
+        return _sqlite_value
+    return None
+
+
+def _sqlite_value(value: Any) -> Any:
+    """sqlite3 binds no list, dict or Decimal: JSON text, and the decimal's digits."""
+    if isinstance(value, dict | list):
+        return _json_text(value)
+    if isinstance(value, Decimal):
+        return format(value, "f") if value.is_finite() else str(value)
+    return value

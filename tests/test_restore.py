@@ -1,0 +1,356 @@
+"""sqlsnap restore: snapshots load back into PostgreSQL, MariaDB and SQLite.
+
+One body per behaviour over the three dialects (``any_url``): the demo database exported,
+restored into an empty database of the same dialect and exported again gives the same data
+bytes; every snapshot restores into SQLite with all its rows and keys; a failure leaves the
+target as it was; a target holding the snapshot's tables is refused; composite keys and a
+cycle of foreign keys load; generated values of each column type survive the round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sqlsnap
+from sqlsnap import demo
+from sqlsnap.cli.restore import restore_cmd
+from sqlsnap.errors import OutputError, SnapError
+from sqlsnap.restore import PROVENANCE_TABLE, restore
+from sqlsnap.targets import connect_for_write, open_target
+from tests.conftest import (
+    MYSQL_HOST,
+    MYSQL_PORT,
+    MYSQL_USER,
+    PG_ADMIN_URL,
+    _mysql_admin,
+    execute_script,
+    pg_connect,
+    pg_database,
+    unique_name,
+)
+
+#: The demo at scale 1 (about 10k rows) keeps the three round trips to seconds; the issue's
+#: scale 10 is the benchmark's business (bench/restore.py).
+SCALE = 1
+#: The demo's secret columns, included so that the restored database holds every column and
+#: the second export's metadata can equal the first's.
+SECRETS = ("users.password_hash", "oauth_accounts.access_token", "oauth_accounts.refresh_token",
+           "oauth_accounts.id_token", "sessions.session_token", "sessions.token_hash")
+#: Metadata members that name the moment and the database exported: the only ones allowed
+#: to differ between the source's export and the restored copy's.
+VARYING = {"exported_at", "source", "exported_by", "generator"}
+
+
+def dialect_of(url: str) -> str:
+    return url.split(":", 1)[0]
+
+
+@contextmanager
+def mysql_database() -> Iterator[str]:
+    name = unique_name()
+    admin = _mysql_admin()
+    try:
+        yield f"mysql://{MYSQL_USER}@{MYSQL_HOST}:{MYSQL_PORT}/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()
+
+
+@pytest.fixture
+def empty_url(any_url: str, tmp_path: Path) -> Iterator[str]:
+    """A second, not yet created database of ``any_url``'s dialect (restore creates it)."""
+    dialect = dialect_of(any_url)
+    if dialect == "sqlite":
+        yield f"sqlite:///{tmp_path / 'restored.db'}"
+    elif dialect == "postgresql":
+        with pg_database() as url:
+            yield url
+    else:
+        with mysql_database() as url:
+            yield url
+
+
+def build_demo(url: str) -> None:
+    conn = connect_for_write(url)
+    try:
+        demo.build(conn, dialect_of(url), SCALE)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def data_bytes(path: Path) -> bytes:
+    """The document's data section: from ``"data"`` to the checksums line."""
+    raw = path.read_bytes()
+    return raw[raw.index(b'\n"data"'):raw.index(b'\n"checksums"')]
+
+
+def metadata(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_bytes())["metadata"]
+
+
+def tables_of(url: str) -> list[str]:
+    with open_target(url, create=False) as target:
+        return target.table_names()
+
+
+def rows_of(url: str, sql: str) -> list[tuple[Any, ...]]:
+    with open_target(url, create=False) as target:
+        return target.execute(sql)
+
+
+# -- the demo round trip ---------------------------------------------------------------------
+
+
+def test_demo_round_trip_same_dialect(any_url: str, empty_url: str, tmp_path: Path) -> None:
+    build_demo(any_url)
+    first = tmp_path / "first.json"
+    sqlsnap.export(any_url, str(first), include_secrets=SECRETS)
+    result = restore(str(first), empty_url)
+    meta = metadata(first)
+    assert result.tables == {name: t["rows"] for name, t in meta["tables"].items()}
+    assert result.total_rows == meta["total_rows"] > 5000
+
+    # Where it came from, in the restored database; then out of the way of the comparison.
+    (recorded,) = rows_of(empty_url, f"SELECT snapshot, exported_at, total_rows FROM {PROVENANCE_TABLE}")
+    assert recorded == (str(first), meta["exported_at"], meta["total_rows"])
+    execute_script(empty_url, [f"DROP TABLE {PROVENANCE_TABLE}"])
+
+    second = tmp_path / "second.json"
+    sqlsnap.export(empty_url, str(second), include_secrets=SECRETS)
+    assert data_bytes(second) == data_bytes(first)
+    again = metadata(second)
+    assert {k for k in meta.keys() | again.keys() if meta.get(k) != again.get(k)} <= VARYING
+    assert again["source"]["database"] != meta["source"]["database"] or dialect_of(any_url) == "sqlite"
+
+
+def test_every_dialect_restores_into_sqlite(any_url: str, tmp_path: Path) -> None:
+    build_demo(any_url)
+    snap = tmp_path / "demo.json"
+    sqlsnap.export(any_url, str(snap))
+    meta = metadata(snap)
+    db = tmp_path / "analysis.db"
+    restore(str(snap), f"sqlite:///{db}")
+    with sqlite3.connect(db) as conn:
+        for name, table in meta["tables"].items():
+            assert conn.execute(f'SELECT count(*) FROM "{name}"').fetchone() == (table["rows"],), name
+            keys = {(row[3], row[2]) for row in conn.execute(f"PRAGMA foreign_key_list(\"{name}\")")}
+            recorded = {(fk["columns"][0], fk["references"]["table"]) for fk in table["foreign_keys"]}
+            assert keys == recorded, name
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        # Decoded, not copied as text: numbers stay numbers, JSON stays one document.
+        kinds = conn.execute("SELECT typeof(id), typeof(latitude) FROM sites WHERE latitude IS NOT NULL "
+                             "LIMIT 1").fetchone()
+        assert kinds in (("integer", "real"), ("integer", "integer"))
+    # A second restore of the same snapshot into it is refused: it holds the tables.
+    with pytest.raises(OutputError, match="--replace"):
+        restore(str(snap), f"sqlite:///{db}")
+
+
+# -- refusals and failures --------------------------------------------------------------------
+
+
+SCHEMA = {
+    # Composite keys, a composite foreign key, and a cycle (teams.captain -> players, players.team -> teams).
+    "sqlite": [
+        "CREATE TABLE teams (league INTEGER NOT NULL, code VARCHAR(8) NOT NULL, captain INTEGER, "
+        "PRIMARY KEY (league, code), FOREIGN KEY (captain) REFERENCES players (id))",
+        "CREATE TABLE players (id INTEGER PRIMARY KEY, league INTEGER, team VARCHAR(8), name TEXT NOT NULL, "
+        "FOREIGN KEY (league, team) REFERENCES teams (league, code))",
+    ],
+    "postgresql": [
+        "CREATE TABLE teams (league integer NOT NULL, code varchar(8) NOT NULL, captain integer, "
+        "PRIMARY KEY (league, code))",
+        "CREATE TABLE players (id integer PRIMARY KEY, league integer, team varchar(8), name text NOT NULL, "
+        "FOREIGN KEY (league, team) REFERENCES teams (league, code))",
+        "ALTER TABLE teams ADD FOREIGN KEY (captain) REFERENCES players (id) DEFERRABLE INITIALLY DEFERRED",
+    ],
+    "mysql": [
+        "SET foreign_key_checks = 0",
+        "CREATE TABLE teams (league INT NOT NULL, code VARCHAR(8) NOT NULL, captain INT, "
+        "PRIMARY KEY (league, code), FOREIGN KEY (captain) REFERENCES players (id)) ENGINE=InnoDB",
+        "CREATE TABLE players (id INT PRIMARY KEY, league INT, team VARCHAR(8), name TEXT NOT NULL, "
+        "FOREIGN KEY (league, team) REFERENCES teams (league, code)) ENGINE=InnoDB",
+    ],
+}
+ROWS = [
+    "INSERT INTO teams VALUES (1, 'red', 10), (1, 'blue', 11), (2, 'red', NULL)",
+    "INSERT INTO players VALUES (10, 1, 'red', 'Ana'), (11, 1, 'blue', 'Bo'), (12, NULL, NULL, 'Cy')",
+]
+
+
+def cycle_snapshot(url: str, path: Path) -> Path:
+    statements = SCHEMA[dialect_of(url)] + (["BEGIN"] if dialect_of(url) == "postgresql" else []) + ROWS
+    if dialect_of(url) == "postgresql":
+        statements.append("COMMIT")
+    execute_script(url, statements)
+    sqlsnap.export(url, str(path))
+    return path
+
+
+def test_composite_keys_and_a_cycle_round_trip(any_url: str, empty_url: str, tmp_path: Path) -> None:
+    first = cycle_snapshot(any_url, tmp_path / "cycle.json")
+    meta = metadata(first)
+    assert meta["tables"]["teams"]["foreign_keys"] and meta["tables"]["players"]["foreign_keys"]
+    assert restore(str(first), empty_url).tables == {"players": 3, "teams": 3}
+    execute_script(empty_url, [f"DROP TABLE {PROVENANCE_TABLE}"])
+    second = tmp_path / "again.json"
+    sqlsnap.export(empty_url, str(second))
+    assert data_bytes(second) == data_bytes(first)
+    assert metadata(second)["tables"] == meta["tables"]
+
+
+def test_a_target_holding_the_tables_is_refused_then_replaced_or_appended(
+        any_url: str, empty_url: str, tmp_path: Path) -> None:
+    snap = cycle_snapshot(any_url, tmp_path / "cycle.json")
+    restore(str(snap), empty_url)
+    with pytest.raises(OutputError, match="already holds 2 table.*--replace.*--append") as caught:
+        restore(str(snap), empty_url)
+    assert caught.value.exit_code == 6
+    cli = CliRunner().invoke(restore_cmd, [str(snap), empty_url])
+    assert cli.exit_code == 6
+    assert cli.stderr.startswith("Error: ") and cli.stderr.count("\n") == 1
+
+    assert sorted(restore(str(snap), empty_url, replace=True).replaced) == ["players", "teams"]
+    assert rows_of(empty_url, "SELECT count(*) FROM players") == [(3,)]
+    assert rows_of(empty_url, f"SELECT count(*) FROM {PROVENANCE_TABLE}") == [(2,)]
+    # Appending the same rows again breaks the primary keys: refused, and nothing changes.
+    with pytest.raises(SnapError, match="constraint|Duplicate|duplicate|UNIQUE"):
+        restore(str(snap), empty_url, append=True)
+    assert rows_of(empty_url, "SELECT count(*) FROM players") == [(3,)]
+    assert rows_of(empty_url, f"SELECT count(*) FROM {PROVENANCE_TABLE}") == [(2,)]
+
+
+def test_a_bad_row_in_the_middle_leaves_the_target_as_it_was(any_url: str, empty_url: str,
+                                                           tmp_path: Path) -> None:
+    build_demo(any_url)
+    good = tmp_path / "demo.json"
+    sqlsnap.export(any_url, str(good))
+    lines = good.read_text().splitlines(keepends=True)
+    start = lines.index('"incidents": [\n')
+    rows = int(metadata(good)["tables"]["incidents"]["rows"])
+    middle = start + 1 + rows // 2
+    row = json.loads(lines[middle].rstrip(",\n"))
+    row["title"] = None  # NOT NULL in every dialect
+    lines[middle] = json.dumps(row) + ",\n"
+    bad = tmp_path / "bad.json"
+    bad.write_text("".join(lines))
+
+    with open_target(empty_url) as target:  # the target exists and holds a table of its own
+        target.execute("CREATE TABLE keep_me (id integer)")
+        target.execute("INSERT INTO keep_me VALUES (1)")
+        target.commit()
+    before = tables_of(empty_url)
+    with pytest.raises(SnapError, match="incidents"):
+        restore(str(bad), empty_url)
+    assert tables_of(empty_url) == before == ["keep_me"]
+    assert rows_of(empty_url, "SELECT id FROM keep_me") == [(1,)]
+
+
+def test_replace_and_append_together_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(sqlsnap.UsageError, match="choose one"):
+        restore(str(tmp_path / "x.json"), f"sqlite:///{tmp_path / 'y.db'}", replace=True, append=True)
+
+
+def test_tables_and_exclude_tables_pick_part_of_the_snapshot(tmp_path: Path) -> None:
+    source = f"sqlite:///{tmp_path / 'src.db'}"
+    build_demo(source)
+    snap = tmp_path / "demo.json"
+    sqlsnap.export(source, str(snap))
+    target = f"sqlite:///{tmp_path / 'part.db'}"
+    result = restore(str(snap), target, tables=["companies", "sites", "users"],
+                             exclude_tables=["users"])
+    assert sorted(result.tables) == ["companies", "sites"]
+    assert tables_of(target) == [PROVENANCE_TABLE, "companies", "sites"]
+    with pytest.raises(sqlsnap.NotFoundError, match="no table of the snapshot matches 'nope'"):
+        restore(str(snap), f"sqlite:///{tmp_path / 'none.db'}", tables=["nope"])
+
+
+# -- generated values, per column type ------------------------------------------------------------
+
+def _jsonb(value: Any) -> Any:
+    from psycopg.types.json import Jsonb
+
+    return Jsonb(value)
+
+
+#: (type, strategy of Python values the driver binds) per dialect.
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
+_FINITE = st.floats(allow_nan=False, allow_infinity=False, width=64)
+TYPES: dict[str, list[tuple[str, st.SearchStrategy[Any]]]] = {
+    "postgresql": [
+        ("bigint", st.integers(-(2**63), 2**63 - 1)),
+        ("numeric", st.decimals(allow_nan=False, allow_infinity=False, places=6,
+                                min_value=Decimal("-1e20"), max_value=Decimal("1e20"))),
+        ("double precision", st.floats(width=64)),
+        ("text", _TEXT),
+        ("bytea", st.binary(max_size=40)),
+        ("boolean", st.booleans()),
+        ("timestamptz", st.datetimes(timezones=st.just(UTC))),
+        ("date", st.dates()),
+        ("jsonb", st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | _TEXT,
+                               lambda c: st.lists(c, max_size=3) | st.dictionaries(_TEXT, c, max_size=3),
+                               max_leaves=8).map(_jsonb)),
+        ("integer[]", st.lists(st.integers(-(2**31), 2**31 - 1) | st.none(), max_size=5)),
+        ("text[]", st.lists(_TEXT, max_size=4)),
+    ],
+    "sqlite": [
+        ("INTEGER", st.integers(-(2**63), 2**63 - 1)),
+        ("REAL", _FINITE),
+        ("TEXT", _TEXT),
+        ("BLOB", st.binary(max_size=40)),
+        ("JSON", _TEXT | st.integers(-100, 100)),
+        ("", st.integers(-1000, 1000) | _FINITE | _TEXT | st.binary(max_size=20)),
+    ],
+}
+
+
+@pytest.mark.parametrize("dialect,index", [(d, i) for d, types in TYPES.items() for i in range(len(types))],
+                         ids=[f"{d}-{t or 'none'}" for d, types in TYPES.items() for t, _ in types])
+def test_generated_values_survive_export_restore_export(dialect: str, index: int, tmp_path: Path,
+                                                         request: pytest.FixtureRequest) -> None:
+    type_, values = TYPES[dialect][index]
+    source = request.getfixturevalue("pg_url" if dialect == "postgresql" else "sqlite_url")
+    column = f'"v" {type_}' if type_ else '"v"'
+    execute_script(source, [f"CREATE TABLE t (id integer PRIMARY KEY, {column})"])
+    n = [0]
+
+    @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(values | st.none(), min_size=1, max_size=8))
+    def check(generated: list[Any]) -> None:
+        n[0] += 1
+        target = (f"sqlite:///{tmp_path / f'r{n[0]}.db'}" if dialect == "sqlite"
+                  else f"{source}_r{n[0]}")
+        with open_target(source, create=False) as src:
+            src.execute("DELETE FROM t")
+            for i, value in enumerate(generated):
+                src.execute("INSERT INTO t VALUES (?, ?)" if dialect == "sqlite" else
+                            "INSERT INTO t VALUES (%s, %s)", (i, value))
+            src.commit()
+        first, second = tmp_path / f"a{n[0]}.json", tmp_path / f"b{n[0]}.json"
+        sqlsnap.export(source, str(first))
+        try:
+            restore(str(first), target)
+            execute_script(target, [f"DROP TABLE {PROVENANCE_TABLE}"])
+            sqlsnap.export(target, str(second))
+            assert data_bytes(second) == data_bytes(first)
+            assert metadata(second)["tables"] == metadata(first)["tables"]
+        finally:
+            if dialect == "postgresql":
+                with pg_connect(f"{PG_ADMIN_URL}/postgres") as admin:
+                    admin.execute(f'DROP DATABASE IF EXISTS "{target.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+    check()
