@@ -232,21 +232,24 @@ class InspectResult:
 
 class _Distinct:
     """Distinct values: exact up to :data:`EXACT_DISTINCT`, then a k-minimum-values estimate
-    (the k smallest 64-bit hashes of the values seen; n is about (k-1) / (k-th smallest))."""
+    (the k smallest 64-bit hashes of the values seen; n is about (k-1) / (k-th smallest)).
+    Values are held as their 128-bit hashes, so a column of long texts costs the same as one
+    of integers (collisions: about 1 in 10^29 at 10k values)."""
 
     __slots__ = ("exact", "heap", "members")
 
     def __init__(self) -> None:
-        self.exact: set[bytes] | None = set()
+        self.exact: set[int] | None = set()
         self.heap: list[int] = []  # negated: a max-heap of the k smallest hashes
         self.members: set[int] = set()
 
     def add(self, key: bytes) -> None:
+        digest = xxhash.xxh3_128_intdigest(key)
         if self.exact is not None:
-            self.exact.add(key)
+            self.exact.add(digest)
             if len(self.exact) > EXACT_DISTINCT:
                 self.exact = None
-        h = xxhash.xxh64_intdigest(key)
+        h = digest & 0xFFFF_FFFF_FFFF_FFFF
         if h in self.members:
             return
         if len(self.heap) < KMV_K:
