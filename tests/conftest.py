@@ -29,7 +29,8 @@ SQLSNAP = str(Path(sys.executable).with_name("sqlsnap"))
 #: instead of skipping its tests, so "all three dialects" cannot pass green with one missing.
 REQUIRE = os.environ.get("SQLSNAP_REQUIRE_SERVERS") == "1"
 #: What the suite needs when REQUIRE is set: Python modules, and commands on PATH.
-REQUIRED_MODULES = ("psycopg", "pymysql", "boto3", "moto", "pyrage", "zstandard", "jsonschema", "hypothesis")
+REQUIRED_MODULES = ("psycopg", "pymysql", "boto3", "moto", "pyrage", "zstandard", "jsonschema", "hypothesis",
+                    "duckdb", "mcp")
 REQUIRED_COMMANDS = ("age", "age-keygen", "sha256sum", "xxh128sum")
 
 

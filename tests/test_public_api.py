@@ -31,5 +31,5 @@ def test_the_public_surface_is_exactly_this() -> None:
         "Interrupted", "MissingDriverError", "NotFoundError", "OutputError", "OutputUnavailable", "Plan",
         "PolicyOptions", "RowFilter", "SegmentOptions", "ServerUnreachable", "SnapError", "Snapshot",
         "TableResult", "Transient", "UsageError", "VerifyError", "VerifyResult", "__version__", "export",
-        "open_snapshot", "plan", "verify",
+        "open_snapshot", "plan", "query", "verify",
     ]

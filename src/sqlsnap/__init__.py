@@ -8,6 +8,7 @@ The library is the product; the CLI (``sqlsnap.cli``) is a thin layer over it::
 """
 
 from ._version import __version__
+from .ai import query
 from .errors import (
     AuthenticationError,
     ConnectError,
@@ -56,5 +57,6 @@ __all__ = [
     "export",
     "open_snapshot",
     "plan",
+    "query",
     "verify",
 ]

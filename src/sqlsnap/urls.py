@@ -16,6 +16,11 @@ SCHEMES = {
     "mariadb": "mysql",
     "sqlite": "sqlite",
 }
+#: Schemes of databases sqlsnap writes snapshots into (restore, query) but never exports
+#: from -> dialect: ``duckdb:///path/to/file.duckdb``.
+TARGET_SCHEMES = {
+    "duckdb": "duckdb",
+}
 
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]*)@")
 _SECRET_PARAMS = re.compile(r"(?i)(\b(?:password|passwd|pwd|sslpassword|secret|token)=)[^&\s]+")
@@ -46,8 +51,9 @@ class SourceURL:
         return mask(self.raw)
 
 
-def parse_url(url: str) -> SourceURL:
-    """Parse ``postgresql://``, ``postgres://``, ``mysql://`` and ``sqlite:///path`` URLs."""
+def parse_url(url: str, *, target: bool = False) -> SourceURL:
+    """Parse ``postgresql://``, ``postgres://``, ``mysql://`` and ``sqlite:///path`` URLs;
+    with ``target``, also ``duckdb:///path`` (a database written to, never exported from)."""
     if "://" not in url:
         raise UsageError(
             f"'{mask(url)}' is not a database URL; use postgresql://user@host/db, "
@@ -56,20 +62,28 @@ def parse_url(url: str) -> SourceURL:
     scheme = url.split("://", 1)[0].lower()
     base = scheme.split("+", 1)[0]  # tolerate SQLAlchemy-style "postgresql+psycopg://"
     dialect = SCHEMES.get(base)
+    if base in TARGET_SCHEMES:
+        if not target:
+            raise UsageError(
+                f"'{scheme}://' is a DuckDB file, which sqlsnap loads snapshots into but cannot export "
+                "from; export from postgresql://, mysql:// or sqlite://, then: sqlsnap query SNAPSHOT SQL"
+            )
+        dialect = TARGET_SCHEMES[base]
     if dialect is None:
         raise UsageError(
             f"unsupported URL scheme '{scheme}://'; use one of: "
             + ", ".join(f"{s}://" for s in SCHEMES)
         )
-    if dialect == "sqlite":
-        # sqlite:///relative.db and sqlite:////absolute/path.db, as SQLAlchemy spells them.
+    if dialect in ("sqlite", "duckdb"):
+        # sqlite:///relative.db and sqlite:////absolute/path.db, as SQLAlchemy spells them
+        # (and duckdb_engine spells duckdb:///).
         path = url.split("://", 1)[1]
         if path.startswith("/"):
             path = path[1:]
         path, _, query = path.partition("?")
         if not path:
-            raise UsageError("sqlite URL has no file path; use sqlite:///path/to/file.db")
-        return SourceURL("sqlite", url, database=unquote(path), params=dict(parse_qsl(query)))
+            raise UsageError(f"{dialect} URL has no file path; use {dialect}:///path/to/file.db")
+        return SourceURL(dialect, url, database=unquote(path), params=dict(parse_qsl(query)))
     try:
         parts = urlsplit(url)
         port = parts.port

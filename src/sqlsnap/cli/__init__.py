@@ -20,6 +20,7 @@ from .demo import demo_cmd
 from .export import export_cmd
 from .plan import plan_cmd
 from .prune import prune_cmd
+from .query import query_cmd
 from .verify import verify_cmd
 
 __all__ = ["main"]
@@ -39,5 +40,5 @@ def main() -> None:
     keep_chunk_memory()
 
 
-for _command in (export_cmd, plan_cmd, demo_cmd, verify_cmd, prune_cmd, decrypt_cmd):
+for _command in (export_cmd, plan_cmd, demo_cmd, verify_cmd, prune_cmd, decrypt_cmd, query_cmd):
     main.add_command(_command)

@@ -29,6 +29,7 @@ _REGISTRY = {
     "postgresql": ("sqlsnap.targets.postgresql", "PostgresTarget"),
     "mysql": ("sqlsnap.targets.mysql", "MySQLTarget"),
     "sqlite": ("sqlsnap.targets.sqlite", "SQLiteTarget"),
+    "duckdb": ("sqlsnap.targets.duckdb", "DuckDBTarget"),
 }
 DIALECTS = tuple(_REGISTRY)
 
