@@ -28,8 +28,9 @@ def test_the_public_surface_is_exactly_this() -> None:
     """Adding or removing a public name is a decision: change this list with it."""
     assert sqlsnap.__all__ == [
         "AuthenticationError", "Condition", "ConnectError", "Export", "ExportOptions", "ExportResult",
-        "Interrupted", "MissingDriverError", "NotFoundError", "OutputError", "OutputUnavailable", "Plan",
-        "PolicyOptions", "RowFilter", "SegmentOptions", "ServerUnreachable", "SnapError", "Snapshot",
-        "TableResult", "Transient", "UsageError", "VerifyError", "VerifyResult", "__version__", "export",
-        "open_snapshot", "plan", "query", "verify",
+        "InspectResult", "Interrupted", "MissingDriverError", "NotFoundError", "OutputError",
+        "OutputUnavailable", "Plan", "PolicyOptions", "RestoreResult", "RowFilter", "SegmentOptions",
+        "ServerUnreachable", "SnapError", "Snapshot", "TableResult", "Transient", "UsageError",
+        "VerifyError", "VerifyResult", "__version__", "export", "inspect", "open_snapshot", "plan", "query",
+        "restore", "verify",
     ]

@@ -24,9 +24,11 @@ from .errors import (
     VerifyError,
 )
 from .exporter import Export, ExportResult, TableResult, export, plan
+from .inspect import InspectResult, inspect
 from .options import ExportOptions, PolicyOptions, SegmentOptions
 from .plan import Plan
 from .plan.filters import Condition, RowFilter
+from .restore import RestoreResult, restore
 from .snapshot import Snapshot, VerifyResult, open_snapshot, verify
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "Export",
     "ExportOptions",
     "ExportResult",
+    "InspectResult",
     "Interrupted",
     "MissingDriverError",
     "NotFoundError",
@@ -43,6 +46,7 @@ __all__ = [
     "OutputUnavailable",
     "Plan",
     "PolicyOptions",
+    "RestoreResult",
     "RowFilter",
     "SegmentOptions",
     "ServerUnreachable",
@@ -55,8 +59,10 @@ __all__ = [
     "VerifyResult",
     "__version__",
     "export",
+    "inspect",
     "open_snapshot",
     "plan",
     "query",
+    "restore",
     "verify",
 ]

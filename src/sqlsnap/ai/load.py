@@ -26,6 +26,7 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
+from itertools import islice
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,13 @@ __all__ = ["LoadResult", "cache_key", "cached_database", "load_snapshot"]
 
 #: Bumped when what the loader writes changes, so that older cached files are not reused.
 LOADER_VERSION = 1
+#: Rows per commit while loading a table, and DuckDB's memory limit meanwhile: memory then
+#: stays at the limit plus ~90 MB whatever the size. Loading the demo at scale 30 (300k rows,
+#: bench/ai.py) peaked at 496 MB of RSS with one commit per table and DuckDB's default limit
+#: (80% of the machine; a transaction's appended rows stay in memory until it commits), 332 MB
+#: with 50k-row commits and a 256 MB limit, 217 MB with 128 MB (206 MB at scale 10).
+COMMIT_ROWS = 50_000
+MEMORY_LIMIT = "128MB"
 #: Bytes per read when the SHA-256 must be computed (no ``.sha256`` file beside it).
 _HASH_BLOCK = 1 << 20
 
@@ -108,6 +116,7 @@ def load_snapshot(location: str, database: str, *, identities: Sequence[Any] = (
             dialect = str(metadata.get("source", {}).get("dialect", ""))
             entries: dict[str, dict[str, Any]] = metadata["tables"]
             filters = metadata.get("filters") or {}
+            target.execute(f"SET memory_limit = '{MEMORY_LIMIT}'", action="setting the memory limit")
             _meta_tables(target)
             total = 0
             for position, (name, rows) in enumerate(snap.tables()):
@@ -121,7 +130,12 @@ def load_snapshot(location: str, database: str, *, identities: Sequence[Any] = (
                                                        tuple(fk["references"]["columns"]))
                                             for fk in entry.get("foreign_keys", [])])
                 target.create_table(table)
-                total += target.load(table, _values(rows, [c[1] for c in kept], [c[4] for c in kept]))
+                values = _values(rows, [c[1] for c in kept], [c[4] for c in kept])
+                # Committed every COMMIT_ROWS: DuckDB holds a transaction's appended rows in
+                # memory until it commits (the file is still complete only when renamed).
+                while n := target.load(table, islice(values, COMMIT_ROWS)):
+                    total += n
+                    target.commit()
                 target.add_foreign_keys(table)
                 with target._boundary("recording the metadata", name):
                     target.connection.executemany("INSERT INTO _sqlsnap_columns VALUES (?,?,?,?,?,?,?,?,?)",

@@ -18,9 +18,11 @@ from .._version import __version__
 from .decrypt import decrypt_cmd
 from .demo import demo_cmd
 from .export import export_cmd
+from .inspect import inspect_cmd
 from .plan import plan_cmd
 from .prune import prune_cmd
 from .query import query_cmd
+from .restore import restore_cmd
 from .verify import verify_cmd
 
 __all__ = ["main"]
@@ -40,5 +42,6 @@ def main() -> None:
     keep_chunk_memory()
 
 
-for _command in (export_cmd, plan_cmd, demo_cmd, verify_cmd, prune_cmd, decrypt_cmd, query_cmd):
+for _command in (export_cmd, plan_cmd, demo_cmd, verify_cmd, prune_cmd, decrypt_cmd, restore_cmd, inspect_cmd,
+                 query_cmd):
     main.add_command(_command)
