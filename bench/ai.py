@@ -57,7 +57,8 @@ def main() -> None:
             finally:
                 conn.close()
             sqlsnap.export(f"sqlite:///{db}", str(snapshot))
-            print(f"built and exported scale {args.scale}: {rows:,} rows in {time.monotonic() - started:.1f} s")
+            took = time.monotonic() - started
+            print(f"built and exported scale {args.scale}: {rows:,} rows in {took:.1f} s")
         size = snapshot.stat().st_size
         for cached in folder.glob(".demo.json.zst.*.duckdb"):
             cached.unlink()

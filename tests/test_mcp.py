@@ -118,8 +118,9 @@ def test_the_seed_questions_match_the_source(orphaned, tmp_path: Path) -> None:
     for fk in orphans["foreign_keys"]:
         (column,), parent = fk["columns"], fk["references"].split("(")[0]
         ref = fk["references"].split("(")[1].rstrip(")")
-        expected = on_source(db, f'select count(*) from "{fk["table"]}" c where c."{column}" is not null and '
-                                 f'not exists (select 1 from "{parent}" p where p."{ref}" = c."{column}")')[0][0]
+        sql = (f'select count(*) from "{fk["table"]}" c where c."{column}" is not null and '
+               f'not exists (select 1 from "{parent}" p where p."{ref}" = c."{column}")')
+        expected = on_source(db, sql)[0][0]
         assert fk["orphans"] == expected, fk
     assert {t["table"] for t in listed["tables"]} >= {"incidents", "users", "ai_request_logs"}
     assert any(c.get("left_out") for c in described["columns"] if c["name"] == "password_hash")

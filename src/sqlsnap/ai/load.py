@@ -26,8 +26,8 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from itertools import islice
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import msgspec

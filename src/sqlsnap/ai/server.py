@@ -130,7 +130,8 @@ class Catalog:
             columns.append(item)
         return {
             "table": name, "rows": t["rows"], "primary_key": t["primary_key"], "columns": columns,
-            "foreign_keys": [{"columns": fk["columns"], "references": f"{fk['ref_table']}({', '.join(fk['ref_columns'])})"}
+            "foreign_keys": [{"columns": fk["columns"],
+                              "references": f"{fk['ref_table']}({', '.join(fk['ref_columns'])})"}
                              for fk in self.foreign_keys if fk["table"] == name],
             "referenced_by": [f"{fk['table']}({', '.join(fk['columns'])})"
                               for fk in self.foreign_keys if fk["ref_table"] == name],
@@ -182,13 +183,12 @@ class Catalog:
             ctypes = {c["name"]: c["type"] for c in self.tables[child]["columns"]}
             ptypes = {c["name"]: c["type"] for c in self.tables[parent]["columns"]}
 
-            def same(a: str, b: str) -> str:
-                if ctypes.get(a) == ptypes.get(b):
-                    return f"p.{_q(b)} = c.{_q(a)}"
-                return f"CAST(p.{_q(b)} AS VARCHAR) = CAST(c.{_q(a)} AS VARCHAR)"
-
+            # Compared as text where the types differ (a masked key is VARCHAR on one side only).
+            match = " AND ".join(
+                f"p.{_q(b)} = c.{_q(a)}" if ctypes.get(a) == ptypes.get(b)
+                else f"CAST(p.{_q(b)} AS VARCHAR) = CAST(c.{_q(a)} AS VARCHAR)"
+                for a, b in zip(fk["columns"], fk["ref_columns"]))
             present = " AND ".join(f"c.{_q(a)} IS NOT NULL" for a in fk["columns"])
-            match = " AND ".join(same(a, b) for a, b in zip(fk["columns"], fk["ref_columns"]))
             where = f"{present} AND NOT EXISTS (SELECT 1 FROM {_q(parent)} p WHERE {match})"
             cols = ", ".join(f"c.{_q(a)}" for a in fk["columns"])
             count = self.db.query(f"SELECT count(*) FROM {_q(child)} c WHERE {where}").rows[0][0]
@@ -240,7 +240,8 @@ class Catalog:
         out = [f"# Data dictionary\n\n{self.summary()}\n"]
         for name in self.tables:
             d = self.describe_table(name)
-            out.append(f"## {name}\n\n{d['rows']} rows; primary key: {', '.join(d['primary_key']) or 'none'}\n")
+            key = ", ".join(d["primary_key"]) or "none"
+            out.append(f"## {name}\n\n{d['rows']} rows; primary key: {key}\n")
             out.append("| column | type | source type | note |\n|---|---|---|---|")
             for c in d["columns"]:
                 note = c.get("masked") or (f"left out: {c['left_out']}" if "left_out" in c else "")

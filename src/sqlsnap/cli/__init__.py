@@ -19,6 +19,7 @@ from .decrypt import decrypt_cmd
 from .demo import demo_cmd
 from .export import export_cmd
 from .inspect import inspect_cmd
+from .mcp import mcp_cmd
 from .plan import plan_cmd
 from .prune import prune_cmd
 from .query import query_cmd
@@ -43,5 +44,5 @@ def main() -> None:
 
 
 for _command in (export_cmd, plan_cmd, demo_cmd, verify_cmd, prune_cmd, decrypt_cmd, restore_cmd, inspect_cmd,
-                 query_cmd):
+                 query_cmd, mcp_cmd):
     main.add_command(_command)
