@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC
@@ -372,3 +373,27 @@ def test_a_sqlite_snapshot_restores_into_every_dialect(any_url: str, tmp_path: P
     (total,) = rows_of(any_url, "SELECT sum(monthly_fee) FROM companies")[0]
     assert Decimal(str(total)) == sum(Decimal(str(r["monthly_fee"])) for r in
                                       json.loads(snap.read_text())["data"]["companies"])
+
+
+@pytest.mark.parametrize("fmt,name", [("jsonl", "demo-folder"), ("json", "demo.json.zst"),
+                                      ("json", "demo.json.gz"), ("json", "demo.json.zst.age")])
+def test_every_layout_and_codec_restores(fmt: str, name: str, tmp_path: Path) -> None:
+    source = f"sqlite:///{tmp_path / 'src.db'}"
+    build_demo(source)
+    plain = tmp_path / "plain.json"
+    sqlsnap.export(source, str(plain))
+    options: dict[str, Any] = {"format": fmt}
+    identities: list[str] = []
+    if name.endswith(".age"):
+        key = tmp_path / "key.txt"
+        subprocess.run(["age-keygen", "-o", str(key)], check=True, capture_output=True)
+        public = subprocess.run(["age-keygen", "-y", str(key)], check=True, capture_output=True, text=True)
+        options["encrypt_to"] = [public.stdout.strip()]
+        identities.append(str(key))
+    sqlsnap.export(source, str(tmp_path / name), **options)
+    first = restore(str(tmp_path / name), f"sqlite:///{tmp_path / 'a.db'}", identities=identities)
+    assert first.tables == {n: t["rows"] for n, t in metadata(plain)["tables"].items()}
+    execute_script(f"sqlite:///{tmp_path / 'a.db'}", [f"DROP TABLE {PROVENANCE_TABLE}"])
+    again = tmp_path / "again.json"
+    sqlsnap.export(f"sqlite:///{tmp_path / 'a.db'}", str(again))
+    assert data_bytes(again) == data_bytes(plain)
