@@ -182,6 +182,7 @@ def build_metadata(
         "tables": meta_tables,
         "excluded_tables": excluded,
         "filters": {} if plan is None else {name: f.to_json() for name, f in sorted(plan.filters.items())},
+        **({"segment": plan.segment_json()} if plan is not None and plan.export_type == "segment" else {}),
         "total_tables": len(tables),
         "total_rows": sum(rows[t.name] for t in tables),
         "checksums": {"algorithm": TABLE_CHECKSUM, "location": "end" if counted is not None else "tables"},

@@ -55,12 +55,16 @@ class PolicyOptions:
 @dataclass(frozen=True)
 class SegmentOptions:
     """Which rows: a row filter per table (:class:`sqlsnap.plan.filters.RowFilter`); an
-    export with any filter is a segment (``export_type: "segment"``)."""
+    export with any filter is a segment (``export_type: "segment"``). With ``closure`` the
+    filtered rows are seeds, and the export holds them and every row that belongs to them or
+    that they reference (docs/segments.md); without it, each filter applies to its table
+    alone and other tables are exported whole."""
 
     where: Mapping[str, RowFilter] = field(default_factory=dict)
+    closure: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"where": filters_to_json(self.where)}
+        return {"where": filters_to_json(self.where), "closure": self.closure}
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,9 @@ class ExportOptions:
             raise UsageError(f"unknown compression '{self.compress}'; use one of: {', '.join(COMPRESSIONS)}")
         if self.jobs is not None and self.jobs < 1:
             raise UsageError("--jobs must be at least 1")
+        if self.segment.closure and not self.segment.where:
+            raise UsageError("a closed segment starts from seed rows; give them with "
+                             "--where TABLE.COLUMN OP VALUE")
 
     @property
     def export_type(self) -> str:
@@ -122,13 +129,14 @@ class ExportOptions:
             if k in policy:
                 policy[k] = _strings(policy[k])
         where = kwargs.pop("where", None) or {}
+        closure = bool(kwargs.pop("closure", False))
         known = {f.name for f in fields(cls)} - {"source", "destination", "policy", "segment"}
         unknown = sorted(set(kwargs) - known)
         if unknown:
             raise TypeError(f"unexpected keyword argument {unknown[0]!r}; valid ones: "
-                            + ", ".join(sorted(known | set(cls._POLICY_KEYS) | {"where"})))
+                            + ", ".join(sorted(known | set(cls._POLICY_KEYS) | {"where", "closure"})))
         return cls(source, destination, **kwargs, policy=PolicyOptions(**policy),
-                   segment=SegmentOptions(dict(where)))
+                   segment=SegmentOptions(dict(where), closure))
 
     # -- storing -------------------------------------------------------------------------------
 
@@ -165,7 +173,8 @@ class ExportOptions:
         segment = values.pop("segment", None) or {}
         policy_values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in policy.items()}
         return cls(**values, policy=PolicyOptions(**policy_values),
-                   segment=SegmentOptions(filters_from_json(segment.get("where", {}))))
+                   segment=SegmentOptions(filters_from_json(segment.get("where", {})),
+                                          bool(segment.get("closure", False))))
 
     def replace(self, **changes: Any) -> ExportOptions:
         return replace(self, **changes)

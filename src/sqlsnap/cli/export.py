@@ -15,6 +15,8 @@ from .options import (
     policy_options,
     quiet_option,
     s3_endpoint_option,
+    segment_kwargs,
+    segment_options,
     table_kwargs,
     table_options,
 )
@@ -32,6 +34,7 @@ from .output import make_progress, print_summary, warn_plan
 @click.option("--compress", type=click.Choice(["zstd", "gzip", "none"]),
               help="Compression; default from the output suffix (.zst, .gz), else none.")
 @table_options
+@segment_options
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Readers side by side on one snapshot (PostgreSQL only): tables, and page ranges of "
                    "large tables. Default: one per core, at most 4.")
@@ -75,16 +78,18 @@ def export_cmd(source: str, output: str | None, fmt: str, compress: str | None, 
       sqlsnap export postgresql:///app -o 's3://backups/{database}-{timestamp}.json.zst'
       sqlsnap export postgresql:///app -o app.json.zst.age --encrypt-to age1...
       sqlsnap export postgresql:///app --anonymize --exclude-columns '*.notes' -o app.json
+      sqlsnap export postgresql:///app --where 'companies.id = 42' -o acme.json
     """
     from ..exporter import export
 
     if as_json and output == "-":
         fail(UsageError("--json prints the summary on stdout, where -o - writes the data; choose one"))
+    segment = run(lambda: segment_kwargs(policy_opts))
     result = run(lambda: export(
         source, output, format=fmt, compress=compress, **table_kwargs(schemas, tables, exclude_tables),
         jobs=jobs, exported_by=exported_by, environment=environment, server_json=not no_server_json,
         progress=make_progress(quiet), encrypt_to=encrypt_to, encrypt_to_file=encrypt_to_file,
-        s3_endpoint=s3_endpoint, on_plan=warn_plan, **policy_kwargs(policy_opts, quiet),
+        s3_endpoint=s3_endpoint, on_plan=warn_plan, **segment, **policy_kwargs(policy_opts, quiet),
     ))
     if as_json:
         click.echo(json.dumps(result.summary(), indent=2))

@@ -40,6 +40,30 @@ def table_kwargs(schemas: tuple[str, ...], tables: tuple[str, ...],
     return {"schemas": schemas or None, "tables": tables or None, "exclude_tables": exclude_tables or None}
 
 
+def segment_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Which rows (a segment, docs/segments.md), shared by export and plan."""
+    return apply([
+        click.option("--where", "where", multiple=True, metavar="'TABLE.COLUMN OP VALUE'",
+                     help="Seed rows of a segment, e.g. 'companies.id = 42' (repeatable; AND-ed on one "
+                          "table). OP: = != < <= > >= in (...) between ... and ... is null, is not null. "
+                          "The export holds the seeds, every row that references them (transitively) "
+                          "and every row they reference (docs/segments.md)."),
+        click.option("--no-closure", is_flag=True,
+                     help="Apply each --where to its own table only and export the other tables whole "
+                          "(the result may hold keys without their rows)."),
+    ], fn)
+
+
+def segment_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
+    """The library arguments for ``segment_options``: the --where texts parsed (never pasted
+    into SQL), a closure unless --no-closure."""
+    from ..plan.where import parse_where
+
+    where = parse_where(opts.pop("where"))
+    no_closure = opts.pop("no_closure")
+    return {"where": where or None, "closure": bool(where) and not no_closure}
+
+
 def policy_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options that decide what leaves the database, shared by export and plan."""
     return apply([

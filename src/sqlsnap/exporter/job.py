@@ -41,9 +41,12 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
+
+import msgspec
 
 from ..codecs import SUFFIXES, compression_for
 from ..errors import Interrupted, OutputError, SnapError, UsageError, os_error
@@ -60,7 +63,8 @@ from ..format import (
 from ..model import Table
 from ..options import FORMATS, ExportOptions
 from ..plan import Plan, PlanOptions, build_plan, plan_options
-from ..plan.request import ReadRequest
+from ..plan.request import OutputColumn, Projection, ReadRequest
+from ..plan.segment import MAX_LISTED_KEYS
 from ..policy import HashKey
 from ..policy.transforms import compile_projections
 from ..sources import Source, make_source
@@ -92,6 +96,53 @@ def _count_rows(source: Source, requests: Sequence[ReadRequest]) -> dict[str, in
         raise Interrupted(f"interrupted; {CANCELLED}") from None
 
 
+def _requests(the_plan: Plan, tables: Mapping[str, Table],
+              projections: Mapping[str, Projection | None]) -> dict[str, ReadRequest]:
+    """What each table's reader reads: its row filter, or in a closed segment its rows in the
+    closure (the seed tables' filters are then seeds, not limits: a seed row's children in its
+    own table, through a self-reference, are in the segment too)."""
+    seg = the_plan.segment
+    return {t.name: ReadRequest(tables[t.name], projections.get(t.name), t.row_filter) if seg is None else
+            ReadRequest(tables[t.name], projections.get(t.name), segment=seg.read(t.name))
+            for t in the_plan.tables}
+
+
+def _measure_segment(source: Source, the_plan: Plan, requests: Mapping[str, ReadRequest],
+                     counted: dict[str, int] | None = None) -> None:
+    """Fill the plan's segment with what only the snapshot knows: rows per table, seed rows,
+    and the rows reached only as parents in tables also reached as children (another
+    tenant's), with their keys (the first MAX_LISTED_KEYS)."""
+    seg = the_plan.segment
+    if seg is None:
+        return
+    try:
+        with source.reader() as reader:
+            seg.rows = dict(counted) if counted is not None else \
+                {name: reader.count(r) for name, r in requests.items()}
+            seg.seeds = {t.name: reader.count(ReadRequest(t, row_filter=f))
+                         for i, f in seg.closure.seeds for t in [seg.closure.tables[i]]}
+            seg.cross_parents = {}
+            for name in sorted(seg.down):
+                table = requests[name].table
+                only = ReadRequest(table, segment=seg.read(name, parents_only=True))
+                n = reader.count(only)
+                if not n:
+                    continue
+                key = seg.closure.keys[seg.closure.index(name)]
+                names = [c.name for c in table.columns]
+                keys_only = Projection(tuple(OutputColumn(c, names.index(c)) for c in key))
+                listed: list[list[Any]] = []
+                never = threading.Event()
+                for chunk, _rows in reader.read(replace(only, projection=keys_only), never):
+                    for line in chunk.splitlines():
+                        if len(listed) < MAX_LISTED_KEYS:
+                            row = msgspec.json.decode(line)
+                            listed.append([row[c] for c in key])
+                seg.cross_parents[name] = {"rows": n, "keys": listed}
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; {CANCELLED}") from None
+
+
 def _check_counts(counted: dict[str, int], results: dict[str, TableResult]) -> None:
     for name, rows in counted.items():
         if results[name].rows != rows:
@@ -106,7 +157,8 @@ def _plan_options(options: ExportOptions, dialect: str) -> tuple[PlanOptions, Ha
     return plan_options(
         dialect=dialect, tables=options.tables, exclude_tables=options.exclude_tables,
         exclude_columns=p.exclude_columns, include_secrets=p.include_secrets, anonymize=p.anonymize,
-        policy=p.policy, hash_key=p.hash_key, hash_key_file=p.hash_key_file, where=options.segment.where)
+        policy=p.policy, hash_key=p.hash_key, hash_key_file=p.hash_key_file, where=options.segment.where,
+        closure=options.segment.closure)
 
 
 def _open_source(url: SourceURL, options: ExportOptions) -> Source:
@@ -190,8 +242,8 @@ class Export:
             the_plan = build_plan(list(reflected.values()), plan_opts, source_info)
             order = [reflected[t.name] for t in the_plan.tables]
             projections = compile_projections(the_plan, reflected, key, url.dialect)
-            requests = {t.name: ReadRequest(reflected[t.name], projections.get(t.name), t.row_filter)
-                        for t in the_plan.tables}
+            requests = _requests(the_plan, reflected, projections)
+            _measure_segment(src, the_plan, requests)
             if on_plan is not None:  # before any row is read: the CLI prints its warnings here
                 on_plan(the_plan)
             self._check_cancelled()
@@ -298,8 +350,7 @@ class _Run:
         for t in self.order:
             request = self.requests[t.name]
             ranges = self.src.split(t, channel.PART_BYTES) if may_spool else []
-            parts += [Task(ReadRequest(t, request.projection, request.row_filter, r), r.index)
-                      for r in ranges] or [Task(request)]
+            parts += [Task(replace(request, part=r), r.index) for r in ranges] or [Task(request)]
         channels: dict[str, list[Channel]] = {t.name: [] for t in self.order}
         budget, ahead = Budget(channel.SPOOL_BYTES, self.stop), Budget(channel.AHEAD_BYTES, self.stop)
         for part in parts:
@@ -394,4 +445,8 @@ def plan(source: str | ExportOptions, **options: Any) -> Plan:
     with _open_source(url, opts) as src:
         info = src.info()
         reflected = src.list_tables(opts.schemas)
-    return build_plan(reflected, plan_opts, info)
+        the_plan = build_plan(reflected, plan_opts, info)
+        # A closed segment's rows per table are counted in the snapshot: the admin reviews
+        # how much each table brings before exporting (the catalog alone cannot tell).
+        _measure_segment(src, the_plan, _requests(the_plan, {t.name: t for t in reflected}, {}))
+    return the_plan

@@ -61,6 +61,7 @@ from ..policy import (
     type_info,
 )
 from .filters import Condition, RowFilter, filters_to_json
+from .segment import SegmentPlan
 from .select import select_tables
 
 _PRESET = "--anonymize"
@@ -188,6 +189,8 @@ class Plan:
     #: Where the hash key comes from (``SQLSNAP_HASH_KEY``, ``key file PATH``,
     #: ``ephemeral``); None when no rule needs one. Never the key.
     key_source: str | None = None
+    #: A segment closed under foreign keys (the filters are its seeds); None otherwise.
+    segment: SegmentPlan | None = None
 
     def table(self, name: str) -> TablePlan:
         return next(t for t in self.tables if t.name == name)
@@ -218,9 +221,16 @@ class Plan:
             "notices": [n.to_json() for n in self.notices],
             "export_type": self.export_type,
             "filters": filters_to_json(self.filters),
+            **({"segment": self.segment_json()} if self.export_type == "segment" else {}),
             "total_tables": len(self.tables),
             "estimated_rows": self.estimated_rows,
         }
+
+    def segment_json(self) -> dict[str, Any]:
+        """The ``segment`` object of the plan and the metadata: whether the segment is closed
+        under foreign keys and, when it is, its seeds, how each table was reached and the
+        other tenants' rows it references (:meth:`SegmentPlan.to_json`)."""
+        return self.segment.to_json() if self.segment is not None else {"closed": False}
 
     def metadata(self) -> dict[str, Any]:
         """The top-level ``policy`` object of the snapshot metadata."""
@@ -253,9 +263,23 @@ class Plan:
         rows = self.estimated_rows
         lines.append(f"Tables to export: {len(self.tables)}"
                      + (f", about {rows:,} rows" if rows is not None else ""))
+        seg = self.segment
+        if seg is not None:
+            seeds = ", ".join(f"{n} {r:,}" for n, r in sorted((seg.seeds or {}).items()))
+            lines.append("Segment closed under foreign keys: the seed rows, the rows that reference them, "
+                         "and every row they reference" + (f" (seed rows: {seeds})" if seeds else ""))
         for t in self.tables:
             est = "rows unknown" if t.estimated_rows is None else f"~{t.estimated_rows:,} rows"
+            if seg is not None and seg.rows is not None:
+                est = f"{seg.rows[t.name]:,} of {est.lstrip('~')}"
             lines.append(f"  {t.name} ({est})")
+            if seg is not None:
+                how = seg.reached.get(t.name)
+                lines.append(f"    {'reached':<10} " + (how.describe() if how else "not reached: no row"))
+                cross = (seg.cross_parents or {}).get(t.name)
+                if cross:
+                    lines.append(f"    {'! parents':<10} {cross['rows']:,} rows reached only as parents "
+                                 "(another tenant's, referenced by this segment's rows)")
             if t.row_filter is not None:
                 where = " and ".join(_describe(c) for c in t.row_filter.conditions)
                 lines.append(f"    {'rows':<10} {where}")
@@ -295,6 +319,8 @@ class PlanOptions:
     key_source: str | None = None
     #: A row filter per table name.
     where: Mapping[str, RowFilter] = field(default_factory=dict)
+    #: The filters are the seeds of a segment closed under foreign keys (docs/segments.md).
+    closure: bool = False
 
 
 def _describe(c: Condition) -> str:
@@ -565,6 +591,7 @@ def build_plan(
             "no hash key was given, so fake values come from a random key used for this export only: "
             f"they differ from one export to the next; {KEY_HINT} for values that stay the same")))
 
+    segment = SegmentPlan.of(chosen, options.where) if options.closure and options.where else None
     return Plan(
         source=dict(source or {"dialect": options.dialect}),
         tables=plans,
@@ -573,6 +600,7 @@ def build_plan(
         policy_file=policy.path if options.policy is not None else None,
         anonymize=anonymize,
         key_source=key_source,
+        segment=segment,
     )
 
 
@@ -648,6 +676,7 @@ def plan_options(
     hash_key: bytes | str | None = None,
     hash_key_file: str | None = None,
     where: Mapping[str, RowFilter] | None = None,
+    closure: bool = False,
 ) -> tuple[PlanOptions, HashKey | None]:
     """Load the policy and the key and check everything that needs no database, so that a
     bad policy fails before connecting."""
@@ -671,4 +700,5 @@ def plan_options(
         policy=pol,
         key_source=key.source if key else None,
         where=dict(where or {}),
+        closure=closure,
     ), key

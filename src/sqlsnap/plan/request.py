@@ -1,7 +1,9 @@
 """What a reader is asked to read (:class:`ReadRequest`): a table, the columns and rules of
 the policy (:class:`Projection`), the rows (a :class:`~sqlsnap.plan.filters.RowFilter`) and
-the range of the table (a :class:`Part`). Pure data; the transforms inside a projection
-are compiled by the policy (:func:`sqlsnap.policy.transforms.compile_projections`)."""
+the range of the table (a :class:`Part`), and for a segment closed under foreign keys the
+rows of the closure (a :class:`~sqlsnap.plan.segment.SegmentRead`). Pure data; the
+transforms inside a projection are compiled by the policy
+(:func:`sqlsnap.policy.transforms.compile_projections`)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any
 from ..model import Table
 from ..values import ENCODER, Converter
 from .filters import RowFilter
+from .segment import SegmentRead
 
 
 @dataclass(frozen=True)
@@ -103,13 +106,15 @@ class Part:
 
 @dataclass(frozen=True)
 class ReadRequest:
-    """Read ``table``'s rows (within ``part`` when given) for which ``row_filter`` holds, as
-    ``projection`` says (None: every column as is)."""
+    """Read ``table``'s rows (within ``part`` when given) for which ``row_filter`` holds and,
+    with ``segment``, that are in the segment's closure, as ``projection`` says (None: every
+    column as is)."""
 
     table: Table
     projection: Projection | None = None
     row_filter: RowFilter | None = None
     part: Part | None = None
+    segment: SegmentRead | None = None
 
     @property
     def name(self) -> str:

@@ -25,10 +25,20 @@ import msgspec
 from ..errors import AuthenticationError, NotFoundError, ServerUnreachable, SnapError, UsageError
 from ..model import Column, ForeignKey, Table
 from ..plan.request import ReadRequest
+from ..plan.segment import Closure
 from ..urls import mask
 from ..values import b64, identity, json_document, nullable, number_token, text
 from . import missing_driver
-from .base import Cancelled, Source, TableReader, bind, chunked_rows, render_filter
+from .base import (
+    Cancelled,
+    SegmentSQL,
+    Source,
+    TableReader,
+    bind,
+    chunked_rows,
+    render_filter,
+    render_segment,
+)
 
 _INT = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"}
 _NUMBER = {"decimal", "numeric", "float", "double", "real", "double precision"}
@@ -278,6 +288,55 @@ class MySQLSource(Source):
         yield _MySQLReader(self)
 
 
+def _table_name(table: Table) -> str:
+    return f"{_quote(table.schema)}.{_quote(table.relname)}"
+
+
+def _key_chars(column_type: str) -> int:
+    """How many characters a key value of this type takes as text (see _MySQLSegment)."""
+    t = column_type.lower()
+    kind = t.split("(")[0].split()[0]
+    size = re.search(r"\((\d+)(?:,\s*(\d+))?\)", t)
+    if kind in _INT:
+        return 20
+    if kind in ("decimal", "numeric") and size:
+        return int(size.group(1)) + 2
+    if kind in ("char", "varchar", "binary", "varbinary") and size:
+        return int(size.group(1))
+    if kind in ("date", "time", "datetime", "timestamp"):
+        return 26
+    return 255
+
+
+class _MySQLSegment(SegmentSQL):
+    """MariaDB types the columns of a recursive query by its first select and cuts longer
+    values to fit, so every key is cast to one width: that of the widest key column of the
+    closure. Narrow matters: the hash join of each step compares these strings, and 512
+    characters instead of 40 doubled the time of a step on the demo (0.75 s to 1.35 s)."""
+
+    null_safe_eq = "<=>"
+
+    def __init__(self, quote: Any, table_name: Any, closure: Closure) -> None:
+        super().__init__(quote, table_name)
+        by_name = {t.name: {c.name: c for c in t.columns} for t in closure.tables}
+        self.chars = max([_key_chars(by_name[t.name][c].type)
+                          for t, key in zip(closure.tables, closure.keys) for c in key] or [20])
+
+    def to_key(self, expr: str, column: Column) -> str:
+        return f"CAST({expr} AS CHAR({self.chars}))"
+
+    def null_key(self) -> str:
+        return f"CAST(NULL AS CHAR({self.chars}))"
+
+    def from_key(self, expr: str, column: Column) -> str:
+        # Integers back to integers: an integer column compared with text is compared as a
+        # double, exact only up to 2**53.
+        kind = column.type.lower().split("(")[0].split()[0]
+        if kind in _INT - {"year"}:
+            return f"CAST({expr} AS {'UNSIGNED' if 'unsigned' in column.type.lower() else 'SIGNED'})"
+        return expr
+
+
 class _MySQLReader(TableReader):
     def __init__(self, source: MySQLSource) -> None:
         self.source = source
@@ -287,8 +346,14 @@ class _MySQLReader(TableReader):
         params: list[Any] = []
         table = request.table
         sql = f"{_quote(table.schema)}.{_quote(table.relname)}"
+        where = []
         if request.row_filter is not None:
-            sql += " WHERE " + render_filter(request.row_filter, _quote, bind(params, "%s"))
+            where.append(render_filter(request.row_filter, _quote, bind(params, "%s")))
+        if request.segment is not None:
+            segment_sql = _MySQLSegment(_quote, _table_name, request.segment.closure)
+            where.append(render_segment(request.segment, segment_sql, bind(params, "%s")))
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         return sql, params
 
     def count(self, request: ReadRequest) -> int:

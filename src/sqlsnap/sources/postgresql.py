@@ -41,7 +41,17 @@ from ..plan.request import Part, Projection, ReadRequest
 from ..urls import mask
 from ..values import ENCODER, Converter, b64, identity, nullable, number_token
 from . import missing_driver
-from .base import CHUNK_BYTES, FETCH_ROWS, Cancelled, Source, TableReader, chunked_rows, render_filter
+from .base import (
+    CHUNK_BYTES,
+    FETCH_ROWS,
+    Cancelled,
+    SegmentSQL,
+    Source,
+    TableReader,
+    chunked_rows,
+    render_filter,
+    render_segment,
+)
 
 try:
     import psycopg
@@ -477,6 +487,29 @@ class PostgresSource(Source):
                 pass
 
 
+def _table_name(table: Table) -> str:
+    return f"{_quote(table.schema)}.{_quote(table.relname)}"
+
+
+class _PostgresSegment(SegmentSQL):
+    null_safe_eq = "IS NOT DISTINCT FROM"
+
+    def __init__(self, server_version: int) -> None:
+        super().__init__(_quote, _table_name)
+        if server_version >= 120000:
+            self.materialized = "MATERIALIZED "
+
+    def to_key(self, expr: str, column: Column) -> str:
+        return f"CAST({expr} AS text)"
+
+    def null_key(self) -> str:
+        return "NULL::text"
+
+    def from_key(self, expr: str, column: Column) -> str:
+        # The column's own type (format_type's spelling), so the comparison uses its index.
+        return f"CAST({expr} AS {column.type})"
+
+
 class _PostgresReader(TableReader):
     def __init__(self, conn: Any, server_json: bool, details: dict[str, Any]) -> None:
         self.conn = conn
@@ -504,6 +537,9 @@ class _PostgresReader(TableReader):
         if request.row_filter is not None:
             where.append(render_filter(request.row_filter, _quote,
                                        lambda v: sql.Literal(v).as_string(self.conn)))
+        if request.segment is not None:
+            where.append(render_segment(request.segment, _PostgresSegment(self.conn.info.server_version),
+                                        lambda v: sql.Literal(v).as_string(self.conn)))
         return f"{only}{_quote(table.schema)}.{_quote(table.relname)}" + \
             (f" WHERE {' AND '.join(where)}" if where else "")
 

@@ -35,7 +35,16 @@ from ..errors import NotFoundError, SnapError, UsageError
 from ..model import Column, ForeignKey, Table
 from ..plan.request import ReadRequest
 from ..values import ENCODER, b64, decode_json, float_value
-from .base import Cancelled, Source, TableReader, bind, chunked_rows, render_filter
+from .base import (
+    Cancelled,
+    SegmentSQL,
+    Source,
+    TableReader,
+    bind,
+    chunked_rows,
+    render_filter,
+    render_segment,
+)
 
 
 class _InvalidText(bytes):
@@ -232,15 +241,24 @@ class _SQLiteReader(TableReader):
     def _from(self, request: ReadRequest) -> tuple[str, list[Any]]:
         params: list[Any] = []
         sql = _quote(request.table.relname)
+        where = []
         if request.row_filter is not None:
-            sql += " WHERE " + render_filter(request.row_filter, _quote, bind(params, "?", _param))
+            where.append(render_filter(request.row_filter, _quote, bind(params, "?", _param)))
+        if request.segment is not None:
+            # SQLite compares by the columns' affinity, so keys need no casts either way.
+            segment_sql = SegmentSQL(_quote, lambda t: _quote(t.relname))
+            if sqlite3.sqlite_version_info >= (3, 35):
+                segment_sql.materialized = "MATERIALIZED "
+            where.append(render_segment(request.segment, segment_sql, bind(params, "?", _param)))
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         return sql, params
 
     def count(self, request: ReadRequest) -> int:
         assert self.source._conn is not None
         table = request.table
         counted = self.source.details[table.name].get("counted")
-        if counted is not None and request.row_filter is None:
+        if counted is not None and request.row_filter is None and request.segment is None:
             return int(counted)
         try:
             from_, params = self._from(request)

@@ -1,0 +1,199 @@
+"""Segments closed under foreign keys (docs/segments.md), as data: which rows a reader reads
+when the export is "these seed rows and everything that belongs to them".
+
+The rule, from the seed rows (the rows of each filtered table that its row filter selects):
+
+* **children**: a row that references an included row through a foreign key is included,
+  transitively (sites, users, incidents, narratives of a company);
+* **parents**: a row that an included row references is included (the prompt an AI call
+  used, the user of another company who took part in an incident);
+* but not the **children of rows reached only as parents**: a shared lookup row or another
+  tenant's user brings in neither the other rows that reference it nor that tenant.
+
+Every foreign-key value of the result then has its parent in it (the segment is closed).
+
+The closure is computed inside the database, in the export's one snapshot, by a recursive
+query over ``(node, down, key)`` rows, one branch per foreign-key edge and direction; no key
+set is held in Python and nothing is written (it runs on a read-only replica). This module
+holds only the dialect-neutral description: :class:`Closure` (the graph and the seeds) and
+:class:`SegmentRead` (one table's rows in it); each source renders it in its own SQL
+(:func:`sqlsnap.sources.base.render_segment`). The plan also walks the same graph over
+tables, to tell which edge first reaches each table (:func:`reach`).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import UsageError
+from ..model import Table
+from .filters import RowFilter
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One foreign key: ``child.columns`` references ``parent.ref_columns``."""
+
+    child: str
+    columns: tuple[str, ...]
+    parent: str
+    ref_columns: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        """``incidents.company_id -> companies.id``."""
+        return f"{self.child}.{','.join(self.columns)} -> {self.parent}.{','.join(self.ref_columns)}"
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How the plan's walk over tables first reached a table: ``seed``, ``child`` (rows that
+    reference included rows) or ``parent`` (rows that included rows reference), and through
+    which edge (None for a seed)."""
+
+    how: str
+    edge: Edge | None = None
+
+    def describe(self) -> str:
+        if self.edge is None:
+            return "seed (--where)"
+        return f"{self.how} via {self.edge.label}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"as": self.how, "edge": None if self.edge is None else self.edge.label}
+
+
+@dataclass(frozen=True)
+class Closure:
+    """The graph a segment is closed over and its seeds. ``tables`` are the exported tables
+    (a node is its index there), ``keys`` each table's key columns, ``edges`` the foreign keys
+    between them, ``seeds`` the seed tables' indices and row filters."""
+
+    tables: tuple[Table, ...]
+    keys: tuple[tuple[str, ...], ...]
+    edges: tuple[Edge, ...]
+    seeds: tuple[tuple[int, RowFilter], ...]
+
+    def index(self, name: str) -> int:
+        return next(i for i, t in enumerate(self.tables) if t.name == name)
+
+    @property
+    def width(self) -> int:
+        """The number of key columns of the recursive query: the widest key."""
+        return max((len(k) for k in self.keys), default=1)
+
+
+@dataclass(frozen=True)
+class SegmentRead:
+    """The rows of ``closure.tables[node]`` in the closure; ``parents_only``: only those
+    reached only as parents (of another tenant, where the table is also reached as a child)."""
+
+    closure: Closure
+    node: int
+    parents_only: bool = False
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return self.closure.keys[self.node]
+
+
+def key_columns(table: Table, edges: Sequence[Edge]) -> tuple[str, ...]:
+    """What identifies a row in the closure: the primary key; a table without one is keyed by
+    the columns its foreign keys use and the columns other tables reference (rows that agree
+    on those are in or out together, which the closure rules cannot tell apart anyway)."""
+    if table.primary_key:
+        return tuple(table.primary_key)
+    cols: list[str] = []
+    for e in edges:
+        used = e.columns if e.child == table.name else e.ref_columns if e.parent == table.name else ()
+        cols += [c for c in used if c not in cols]
+    return tuple(cols)
+
+
+def build_closure(tables: Sequence[Table], where: Mapping[str, RowFilter]) -> Closure:
+    """The closure of ``where``'s seeds over the foreign keys among ``tables`` (the exported
+    ones: a foreign key to a table left out is not followed)."""
+    ordered = tuple(sorted(tables, key=lambda t: t.name))
+    names = {t.name for t in ordered}
+    edges = tuple(Edge(t.name, tuple(fk.columns), fk.ref_table, tuple(fk.ref_columns))
+                  for t in ordered for fk in t.foreign_keys if fk.ref_table in names)
+    keys = tuple(key_columns(t, edges) for t in ordered)
+    index = {t.name: i for i, t in enumerate(ordered)}
+    for name in where:
+        if not keys[index[name]]:
+            raise UsageError(f"--where on {name}: the table has no primary key and no foreign key, so its "
+                             "rows cannot be followed; add a primary key or use --no-closure", table=name)
+    seeds = tuple((index[name], f) for name, f in sorted(where.items()))
+    return Closure(ordered, keys, edges, seeds)
+
+
+def reach(closure: Closure) -> tuple[dict[str, Reach], set[str]]:
+    """Walk the tables as the closure walks rows, breadth first: the first edge that reaches
+    each table (tables not in the result cannot hold a row of the segment), and the tables
+    reached as children (their rows reached only as parents belong to someone else)."""
+    first: dict[str, Reach] = {}
+    seen: set[tuple[str, bool]] = set()
+    queue: deque[tuple[str, bool]] = deque()
+    for i, _ in closure.seeds:
+        name = closure.tables[i].name
+        first.setdefault(name, Reach("seed"))
+        queue.append((name, True))
+        seen.add((name, True))
+    while queue:
+        name, down = queue.popleft()
+        steps: list[tuple[str, bool, Reach]] = []
+        if down:
+            steps += [(e.child, True, Reach("child", e)) for e in closure.edges if e.parent == name]
+        steps += [(e.parent, False, Reach("parent", e)) for e in closure.edges if e.child == name]
+        for target, target_down, how in steps:
+            first.setdefault(target, how)
+            if (target, target_down) not in seen:
+                seen.add((target, target_down))
+                queue.append((target, target_down))
+    return first, {name for name, down in seen if down}
+
+
+#: Keys of rows reached only as parents listed per table in the metadata; the count is
+#: always given. A tenant's export normally has a handful; 100 keeps the head of the file
+#: short when it does not.
+MAX_LISTED_KEYS = 100
+
+
+@dataclass
+class SegmentPlan:
+    """The plan's part of a segment closed under foreign keys: the closure, how the walk over
+    tables reached each table, and, once read from the snapshot (``sqlsnap plan`` and the
+    export fill them), rows per table, seed rows, and the rows reached only as parents in
+    tables also reached as children: another tenant's rows that this one references."""
+
+    closure: Closure
+    reached: dict[str, Reach]
+    #: Tables reached as children (downwards): rows of theirs reached only as parents belong
+    #: to someone else, and are listed.
+    down: set[str]
+    rows: dict[str, int] | None = None
+    seeds: dict[str, int] | None = None
+    cross_parents: dict[str, dict[str, Any]] | None = None
+
+    @classmethod
+    def of(cls, tables: Sequence[Table], where: Mapping[str, RowFilter]) -> SegmentPlan:
+        closure = build_closure(tables, where)
+        reached, down = reach(closure)
+        return cls(closure, reached, down)
+
+    def read(self, name: str, parents_only: bool = False) -> SegmentRead:
+        return SegmentRead(self.closure, self.closure.index(name), parents_only)
+
+    def to_json(self) -> dict[str, Any]:
+        """The metadata's ``segment`` object (and the plan's)."""
+        return {
+            "closed": True,
+            "seeds": dict(sorted((self.seeds or {}).items())),
+            "reached_by": {t.name: self.reached[t.name].to_json() for t in self.closure.tables
+                           if t.name in self.reached},
+            "not_reached": [t.name for t in self.closure.tables if t.name not in self.reached],
+            "cross_tenant_parents": dict(sorted((self.cross_parents or {}).items())),
+        }

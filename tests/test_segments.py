@@ -1,0 +1,260 @@
+"""Segments (docs/segments.md): ``--where`` parsed, never pasted; the closure under foreign
+keys computed in the database, on every dialect, with one test body each: a tenant of the demo
+database, and a schema made of the awkward cases (a self-referencing tree 10 levels deep, a
+cycle of two tables, a composite key, nullable foreign keys, two paths to one table)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+import sqlsnap
+from sqlsnap import demo
+from sqlsnap.cli import main
+from sqlsnap.errors import UsageError
+from sqlsnap.plan.filters import Condition, RowFilter
+from sqlsnap.plan.where import parse_condition, parse_where
+from sqlsnap.targets import connect_for_write
+
+from .conftest import execute_script
+
+SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "metadata.schema.json"
+TENANT = 2
+
+
+def load(path: Path) -> dict[str, Any]:
+    return dict(json.loads(path.read_bytes()))
+
+
+def keys(doc: dict[str, Any], table: str) -> set[tuple[Any, ...]]:
+    """The primary keys of ``table``'s rows in the snapshot."""
+    pk = doc["metadata"]["tables"][table]["primary_key"]
+    return {tuple(r[c] for c in pk) for r in doc["data"][table]}
+
+
+# -- the parser ----------------------------------------------------------------------------------
+
+
+def test_where_is_parsed_into_typed_conditions() -> None:
+    assert parse_condition("companies.id = 42") == ("companies", Condition("id", "=", (42,)))
+    assert parse_condition("audit.events.cost >= 1.50") == (
+        "audit.events", Condition("cost", ">=", (Decimal("1.50"),)))
+    assert parse_condition("t.status IN ('open', 'it''s')") == (
+        "t", Condition("status", "in", ("open", "it's")))
+    assert parse_condition("t.n between -1 and 2e3") == ("t", Condition("n", "between", (-1, Decimal("2e3"))))
+    assert parse_condition('"My Table"."a col" is not null') == (
+        "My Table", Condition("a col", "is not null"))
+    assert parse_condition("t.flag <> true") == ("t", Condition("flag", "!=", (True,)))
+    assert parse_where(["t.a = 1", "t.b is null", "u.c = 'x'"]) == {
+        "t": RowFilter.of(("a", "=", 1), ("b", "is null")), "u": RowFilter.of(("c", "=", "x"))}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("companies.id = 42; DROP TABLE companies", r"cannot read --where .* at '; DROP TAB'"),
+    ("companies.id = 1 OR 1 = 1", r"expected the end, found 'OR'"),
+    ("companies.id = 1 --", r"at '--'"),
+    ("companies.id = (SELECT 1)", r"expected a value"),
+    ("companies.id like 'a%'", r"expected an operator"),
+    ("id = 42", r"names no table"),
+    ("companies.id = null", r"'is null' or 'is not null'"),
+    ("companies.id in ()", r"expected a value"),
+    ("companies.id = 1/*", r"at '/\*'"),
+])
+def test_where_refuses_what_is_not_a_condition(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parse_condition(text)
+
+
+# -- the awkward schema ----------------------------------------------------------------------------
+
+def make_shapes(url: str) -> None:
+    """tenants 1 and 2; nodes: tenant 1 a chain 1 <- 2 <- ... <- 10 (10 levels), tenant 2 a
+    chain 11 <- 12 <- 13; orders keyed (tenant_id, id); lines reference orders by both
+    columns, and notes, which reference lines back (a cycle; nullable both ways); reviews
+    reference a node and an order (two paths to one table); tags are a lookup."""
+    sqlite = url.startswith("sqlite")
+    statements = [
+        "CREATE TABLE tenants (id integer PRIMARY KEY, name varchar(50))",
+        "CREATE TABLE nodes (id integer PRIMARY KEY, tenant_id integer NOT NULL REFERENCES tenants(id), "
+        "parent_id integer REFERENCES nodes(id), FOREIGN KEY (tenant_id) REFERENCES tenants(id), "
+        "FOREIGN KEY (parent_id) REFERENCES nodes(id))",
+        "CREATE TABLE tags (id integer PRIMARY KEY, label varchar(20))",
+        "CREATE TABLE node_tags (node_id integer NOT NULL, tag_id integer NOT NULL, "
+        "PRIMARY KEY (node_id, tag_id), FOREIGN KEY (node_id) REFERENCES nodes(id), "
+        "FOREIGN KEY (tag_id) REFERENCES tags(id))",
+        "CREATE TABLE orders (tenant_id integer NOT NULL, id integer NOT NULL, buyer_node integer, "
+        "PRIMARY KEY (tenant_id, id), FOREIGN KEY (tenant_id) REFERENCES tenants(id), "
+        "FOREIGN KEY (buyer_node) REFERENCES nodes(id))",
+        "CREATE TABLE order_lines (id integer PRIMARY KEY, tenant_id integer NOT NULL, "
+        "order_id integer NOT NULL, note_id integer, "
+        "FOREIGN KEY (tenant_id, order_id) REFERENCES orders(tenant_id, id)"
+        + (", FOREIGN KEY (note_id) REFERENCES notes(id))" if sqlite else ")"),
+        "CREATE TABLE notes (id integer PRIMARY KEY, tenant_id integer NOT NULL, line_id integer, "
+        "FOREIGN KEY (tenant_id) REFERENCES tenants(id), FOREIGN KEY (line_id) REFERENCES order_lines(id))",
+        "CREATE TABLE reviews (id integer PRIMARY KEY, node_id integer NOT NULL, order_tenant integer, "
+        "order_id integer, FOREIGN KEY (node_id) REFERENCES nodes(id), "
+        "FOREIGN KEY (order_tenant, order_id) REFERENCES orders(tenant_id, id))",
+    ]
+    if not sqlite:
+        statements.append("ALTER TABLE order_lines ADD FOREIGN KEY (note_id) REFERENCES notes(id)")
+    statements += [
+        "INSERT INTO tenants VALUES (1, 'one'), (2, 'two')",
+        "INSERT INTO nodes VALUES (1, 1, NULL)",
+        *[f"INSERT INTO nodes VALUES ({i}, 1, {i - 1})" for i in range(2, 11)],
+        "INSERT INTO nodes VALUES (11, 2, NULL), (12, 2, 11), (13, 2, 12)",
+        "INSERT INTO tags VALUES (1, 'x'), (2, 'y')",
+        "INSERT INTO node_tags VALUES (10, 1), (12, 2)",
+        "INSERT INTO orders VALUES (1, 1, 10), (1, 2, NULL), (2, 1, 12)",
+        "INSERT INTO order_lines VALUES (1, 1, 1, NULL), (2, 1, 2, NULL), (3, 2, 1, NULL)",
+        "INSERT INTO notes VALUES (1, 1, 1), (2, 2, 3)",
+        "UPDATE order_lines SET note_id = 1 WHERE id = 1",
+        "INSERT INTO reviews VALUES (1, 5, 2, 1), (2, 13, NULL, NULL)",
+    ]
+    execute_script(url, statements)
+
+
+def test_closure_of_a_tenant_follows_every_shape(any_url: str, tmp_path: Path) -> None:
+    make_shapes(any_url)
+    out = tmp_path / "t1.json"
+    sqlsnap.export(any_url, str(out), where=parse_where(["tenants.id = 1"]), closure=True)
+    doc = load(out)
+    got = {t: keys(doc, t) for t in doc["data"]}
+    assert got == {
+        "tenants": {(1,), (2,)},  # 2 only as the parent of order (2, 1), which review 1 references
+        "nodes": {(i,) for i in range(1, 11)} | {(11,), (12,)},  # the 10 levels; 12 and 11 as parents
+        "tags": {(1,)},  # a lookup row a tenant's row references; tag 2 is another tenant's
+        "node_tags": {(10, 1)},  # not (12, 2): node 12 is there only as a parent
+        "orders": {(1, 1), (1, 2), (2, 1)},
+        "order_lines": {(1,), (2,)},  # not 3, a child of order (2, 1), which is there only as a parent
+        "notes": {(1,)},
+        "reviews": {(1,)},  # reached through nodes; its order is another tenant's
+    }
+    meta = doc["metadata"]
+    seg = meta["segment"]
+    assert meta["export_type"] == "segment" and seg["closed"] is True
+    assert meta["filters"] == {"tenants": [{"column": "id", "op": "=", "values": [1]}]}
+    assert seg["seeds"] == {"tenants": 1}
+    cross = seg["cross_tenant_parents"]
+    assert sorted(cross) == ["nodes", "orders", "tenants"]
+    assert cross["orders"] == {"rows": 1, "keys": [[2, 1]]} and cross["tenants"] == {"rows": 1, "keys": [[2]]}
+    assert cross["nodes"]["rows"] == 2 and sorted(cross["nodes"]["keys"]) == [[11], [12]]
+    assert seg["reached_by"]["tenants"] == {"as": "seed", "edge": None}
+    assert seg["reached_by"]["nodes"] == {"as": "child", "edge": "nodes.tenant_id -> tenants.id"}
+    assert seg["reached_by"]["tags"] == {"as": "parent", "edge": "node_tags.tag_id -> tags.id"}
+    assert {t: e["rows"] for t, e in meta["tables"].items()} == {t: len(k) for t, k in got.items()}
+    result = sqlsnap.verify(str(out), integrity=True)
+    assert result.ok, result
+    jsonschema.validate(meta, json.loads(SCHEMA.read_text()))
+
+
+def test_a_tree_ten_levels_deep_from_its_root(any_url: str, tmp_path: Path) -> None:
+    make_shapes(any_url)
+    out = tmp_path / "tree.json"
+    sqlsnap.export(any_url, str(out), where=parse_where(["nodes.id = 1"]), closure=True)
+    doc = load(out)
+    assert {t: keys(doc, t) for t in doc["data"]} == {
+        "nodes": {(i,) for i in range(1, 11)} | {(11,), (12,)},  # 9 descendants; 12 and 11 as parents
+        "tenants": {(1,), (2,)},  # parents only: their other children (order (1, 2), node 13) stay out
+        "tags": {(1,)},
+        "node_tags": {(10, 1)},
+        "orders": {(1, 1), (2, 1)},  # (1, 1) a child of node 10; (2, 1) the parent of review 1
+        "order_lines": {(1,)},
+        "notes": {(1,)},  # a child of line 1, which is a child of order (1, 1)
+        "reviews": {(1,)},
+    }
+    assert sqlsnap.verify(str(out), integrity=True).ok
+
+
+def test_without_closure_filters_stay_on_their_table(any_url: str, tmp_path: Path) -> None:
+    make_shapes(any_url)
+    out = tmp_path / "plain.json"
+    sqlsnap.export(any_url, str(out), where=parse_where(["nodes.id <= 3"]))
+    doc = load(out)
+    assert keys(doc, "nodes") == {(1,), (2,), (3,)} and len(doc["data"]["reviews"]) == 2
+    assert doc["metadata"]["segment"] == {"closed": False}
+
+
+def test_plan_counts_rows_and_names_the_edges(any_url: str) -> None:
+    make_shapes(any_url)
+    p = sqlsnap.plan(any_url, where=parse_where(["tenants.id = 1"]), closure=True)
+    assert p.segment is not None and p.segment.rows is not None
+    assert p.segment.rows["nodes"] == 12 and p.segment.rows["order_lines"] == 2
+    text = p.render()
+    assert "  order_lines (2 of " in text
+    assert "    reached    child via order_lines.note_id -> notes.id" in text  # first of its two paths
+    assert "    reached    parent via node_tags.tag_id -> tags.id" in text
+    assert "    ! parents  1 rows reached only as parents" in text
+    assert p.to_json()["segment"]["seeds"] == {"tenants": 1}
+
+
+# -- the demo: one tenant ----------------------------------------------------------------------------
+
+#: Tables of the demo whose rows belong to a company through a column of their own.
+OWNED = {"sites": "company_id", "users": "company_id", "incidents": "company_id",
+         "ai_request_logs": "company_id", "debug_logs": "company_id"}
+
+
+def test_a_tenant_of_the_demo_is_whole_closed_and_alone(any_url: str, tmp_path: Path) -> None:
+    dialect = any_url.split(":", 1)[0]
+    conn = connect_for_write(any_url)
+    try:
+        demo.build(conn, dialect, 1)
+    finally:
+        conn.close()
+    full = tmp_path / "full.json"
+    sqlsnap.export(any_url, str(full))
+    everything = load(full)["data"]
+    # Another company's user takes part in one of the tenant's incidents: a cross-tenant parent.
+    incident = next(i for i in everything["incidents"] if i["company_id"] == TENANT)
+    stranger = next(u for u in everything["users"] if u["company_id"] != TENANT)
+    execute_script(any_url, [f"INSERT INTO participants (incident_id, user_id, role, added_at) VALUES "
+                             f"({incident['id']}, {stranger['id']}, 'witness', '2026-01-01 00:00:00')"])
+    out = tmp_path / "tenant.json"
+    result = CliRunner().invoke(main, ["export", any_url, "--where", f"companies.id = {TENANT}",
+                                       "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    doc = load(out)
+    data, seg = doc["data"], doc["metadata"]["segment"]
+    listed = {t: {tuple(k) for k in v["keys"]} for t, v in seg["cross_tenant_parents"].items()}
+    for table, column in OWNED.items():
+        mine = {r["id"] for r in everything[table] if r[column] == TENANT}
+        got = {r["id"] for r in data[table]}
+        assert mine <= got, f"{table}: rows of the tenant missing"
+        others = {r["id"] for r in data[table] if r[column] != TENANT}
+        assert {(i,) for i in others} <= listed.get(table, set()), f"{table}: unlisted rows of another tenant"
+    assert {u["id"] for u in data["users"] if u["company_id"] != TENANT} == {stranger["id"]}
+    assert {s["user_id"] for s in data["sessions"]} <= {u["id"] for u in data["users"]
+                                                        if u["company_id"] == TENANT}  # not the stranger's
+    incidents = {i["id"] for i in data["incidents"]}
+    for child in ("participants", "incident_narratives", "clarification_questions", "incident_analyses",
+                  "workflow_handoffs"):
+        mine = [r for r in everything[child] if r["incident_id"] in incidents]
+        assert len([r for r in data[child] if r["incident_id"] in incidents]) >= len(mine)
+    assert seg["seeds"] == {"companies": 1} and seg["closed"] is True
+    assert sqlsnap.verify(str(out), integrity=True).ok
+
+
+# -- the command line ------------------------------------------------------------------------------------
+
+
+def test_cli_where_refuses_injection_with_one_line(sqlite_url: str, tmp_path: Path) -> None:
+    make_shapes(sqlite_url)
+    out = tmp_path / "x.json"
+    for text in ["tenants.id = 1; DROP TABLE nodes", "tenants.id = 1 OR 1=1", "tenants.name = '' OR ''=''"]:
+        result = CliRunner().invoke(main, ["export", sqlite_url, "--where", text, "-o", str(out), "-q"])
+        assert result.exit_code == 2, result.output
+        assert result.output.count("\n") == 1 and result.output.startswith("Error: ")
+    # Quoted SQL is a value: compared as text, it selects nothing.
+    result = CliRunner().invoke(main, ["export", sqlite_url, "--where", "tenants.name = 'x'' OR ''1''=''1'",
+                                       "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert all(rows == [] for rows in load(out)["data"].values())
+    result = CliRunner().invoke(main, ["plan", sqlite_url, "--where", "tenants.nme = 1"])
+    assert result.exit_code == 4 and "did you mean 'name'? its columns are: id, name" in result.output
+    assert sqlsnap.export(sqlite_url, str(tmp_path / "all.json")).tables["nodes"].rows == 13  # untouched
