@@ -183,3 +183,12 @@ def test_a_million_rows_are_capped_over_mcp(orphaned, tmp_path: Path) -> None:
 
     answer = run_session(orphaned[1], tmp_path, steps)
     assert len(answer["rows"]) == 200 and "there are more" in answer["truncated"]
+
+
+def test_a_missing_snapshot_fails_before_serving(tmp_path: Path) -> None:
+    import subprocess
+
+    proc = subprocess.run([SQLSNAP, "mcp", str(tmp_path / "nothing.json.zst")], capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert proc.returncode == 4 and proc.stdout == ""
+    assert proc.stderr.startswith("Error: ") and proc.stderr.count("\n") == 1

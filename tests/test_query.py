@@ -297,3 +297,37 @@ def test_query_command_formats(demo_snapshot, demo_duckdb) -> None:
     refused = subprocess.run([SQLSNAP, "query", str(snapshot), "copy incidents to 'x.csv'"],
                              capture_output=True, text=True)
     assert refused.returncode == UsageError.exit_code and refused.stderr.startswith("Error: only SELECT")
+
+
+def test_remote_and_encrypted_snapshots_load_into_the_cache_folder(demo_snapshot, tmp_path: Path) -> None:
+    """A remote snapshot is cached in the cache folder (its SHA-256 computed, no .sha256 beside
+    it); an encrypted one is read with its identity, and its key is the encrypted file's."""
+    import shutil
+    import uuid
+
+    from sqlsnap.stores.memory import named
+
+    db, snapshot = demo_snapshot
+    sql = "select severity, count(*) from incidents group by 1 order by 1"
+    expected = on_source(db, sql)
+    store = named(f"ai-{uuid.uuid4().hex[:8]}")
+    store.put("snaps/app.json.zst", snapshot.read_bytes())
+    remote = f"memory://{store.name}/snaps/app.json.zst"
+    cache = tmp_path / "cache"
+    assert query(remote, sql, cache_dir=str(cache)).rows == expected
+    assert [p.name for p in cache.iterdir()] == [f"{cache_key(str(snapshot))[:16]}-v1.duckdb"]
+
+    keygen = shutil.which("age-keygen")
+    if keygen is None:
+        pytest.skip("age-keygen is not installed (apt-get install age)")
+    key = tmp_path / "key.txt"
+    subprocess.run([keygen, "-o", str(key)], check=True, capture_output=True)
+    public = subprocess.run([keygen, "-y", str(key)], check=True, capture_output=True, text=True).stdout
+    public = public.strip()
+    sealed = tmp_path / "app.json.zst.age"
+    sqlsnap.export(f"sqlite:///{db}", str(sealed), encrypt_to=[public])
+    with pytest.raises(UsageError):
+        query(str(sealed), sql)  # no identity: refused, nothing cached
+    assert not list(tmp_path.glob(".app.json.zst.age.*"))
+    assert query(str(sealed), sql, identities=[str(key)]).rows == expected
+    assert len(list(tmp_path.glob(".app.json.zst.age.*.duckdb"))) == 1
