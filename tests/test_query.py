@@ -331,3 +331,11 @@ def test_remote_and_encrypted_snapshots_load_into_the_cache_folder(demo_snapshot
     assert not list(tmp_path.glob(".app.json.zst.age.*"))
     assert query(str(sealed), sql, identities=[str(key)]).rows == expected
     assert len(list(tmp_path.glob(".app.json.zst.age.*.duckdb"))) == 1
+
+
+def test_a_damaged_cache_file_is_one_line_naming_the_fix(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.duckdb"
+    bad.write_bytes(b"not a database")
+    with pytest.raises(sqlsnap.NotFoundError, match="delete it and run the query again") as err:
+        SafeDatabase(str(bad))
+    assert "\n" not in str(err.value)

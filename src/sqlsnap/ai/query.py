@@ -102,9 +102,9 @@ class SafeDatabase:
         }
         try:
             self.connection = duckdb.connect(path, read_only=True, config=config)
-        except duckdb.IOException as exc:
-            raise NotFoundError(f"cannot open the DuckDB file {path} ({_first(exc)}); load the snapshot "
-                                "again", path=path) from None
+        except duckdb.Error as exc:  # missing, not a DuckDB file, or one of another DuckDB version
+            raise NotFoundError(f"cannot read the DuckDB file {path} ({_first(exc)}); delete it and run the "
+                                "query again to load the snapshot anew", path=path) from None
         self._lock = threading.Lock()
 
     def check(self, sql: str) -> str:
