@@ -258,3 +258,61 @@ def test_cli_where_refuses_injection_with_one_line(sqlite_url: str, tmp_path: Pa
     result = CliRunner().invoke(main, ["plan", sqlite_url, "--where", "tenants.nme = 1"])
     assert result.exit_code == 4 and "did you mean 'name'? its columns are: id, name" in result.output
     assert sqlsnap.export(sqlite_url, str(tmp_path / "all.json")).tables["nodes"].rows == 13  # untouched
+
+
+# -- date ranges and closed tables ---------------------------------------------------------------------
+
+
+def make_dated(url: str) -> None:
+    ts = "datetime" if url.startswith("mysql") else "timestamp"
+    execute_script(url, [
+        "CREATE TABLE tenants (id integer PRIMARY KEY, name varchar(50))",
+        f"CREATE TABLE events (id integer PRIMARY KEY, tenant_id integer NOT NULL, parent_event integer, "
+        f"created_at {ts}, FOREIGN KEY (tenant_id) REFERENCES tenants(id), "
+        "FOREIGN KEY (parent_event) REFERENCES events(id))",
+        f"CREATE TABLE comments (id integer PRIMARY KEY, event_id integer NOT NULL, created_at {ts}, "
+        "FOREIGN KEY (event_id) REFERENCES events(id))",
+        "INSERT INTO tenants VALUES (1, 'one'), (2, 'two')",
+        "INSERT INTO events VALUES (1, 1, NULL, '2026-09-30 23:00:00'), (2, 1, NULL, '2026-10-05 00:00:00'), "
+        "(3, 2, 1, '2026-10-20 00:00:00'), (4, 2, NULL, '2026-11-01 00:00:00')",
+        "INSERT INTO comments VALUES (1, 1, '2026-10-02 00:00:00'), (2, 4, '2026-11-05 00:00:00')",
+    ])
+
+
+@pytest.mark.parametrize("args, expected", [
+    # Rows created in October, and the rows they reference (event 1, a parent of 3 and of comment 1).
+    (["--since", "2026-10-01", "--until", "2026-11-01"],
+     {"tenants": {1, 2}, "events": {1, 2, 3}, "comments": {1}}),
+    (["--since", "2026-10-01", "--until", "2026-11-01", "--date-column", "events.created_at"],
+     {"tenants": {1, 2}, "events": {1, 2, 3}, "comments": set()}),
+    (["--since", "2026-11-01"], {"tenants": {2}, "events": {4}, "comments": {2}}),
+    (["--tables", "comments", "--closed"], {"tenants": {1, 2}, "events": {1, 4}, "comments": {1, 2}}),
+])
+def test_date_ranges_and_closed_tables_bring_their_parents(any_url: str, tmp_path: Path, args: list[str],
+                                                           expected: dict[str, set[int]]) -> None:
+    make_dated(any_url)
+    out = tmp_path / "range.json"
+    result = CliRunner().invoke(main, ["export", any_url, *args, "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    doc = load(out)
+    assert {t: {r["id"] for r in rows} for t, rows in doc["data"].items()} == expected
+    assert doc["metadata"]["export_type"] == "segment" and doc["metadata"]["segment"]["closed"] is True
+    assert sqlsnap.verify(str(out), integrity=True).ok
+
+
+def test_date_range_errors_name_the_fix(sqlite_url: str, tmp_path: Path) -> None:
+    make_dated(sqlite_url)
+    out = str(tmp_path / "x.json")
+    cases = [
+        (["--since", "October"], 2, "--since 'October' is not a date; write 2026-10-01"),
+        (["--since", "2026-10-01", "--date-column", "events.made_at"], 4,
+         "table events has no column 'made_at'"),
+        (["--since", "2026-10-01", "--tables", "tenants"], 2,
+         "table tenants has no created_at column; name its date column with --date-column"),
+        (["--closed"], 2, "give --tables TABLE"),
+        (["--since", "2026-10-01", "--where", "tenants.id = 1"], 2, "--where cannot be combined"),
+    ]
+    for args, code, message in cases:
+        result = CliRunner().invoke(main, ["export", sqlite_url, *args, "-o", out, "-q"])
+        assert result.exit_code == code and message in result.output, (args, result.output)
+        assert result.output.count("\n") == 1

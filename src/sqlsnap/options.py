@@ -17,6 +17,7 @@ from typing import Any
 from .codecs import COMPRESSIONS
 from .errors import UsageError
 from .plan.filters import RowFilter, filters_from_json, filters_to_json
+from .plan.segment import parse_when
 from .urls import mask
 
 FORMATS = ("json", "jsonl")
@@ -62,9 +63,21 @@ class SegmentOptions:
 
     where: Mapping[str, RowFilter] = field(default_factory=dict)
     closure: bool = False
+    #: A date range (ISO dates or times, ``until`` excluded) on ``date_columns``
+    #: (``TABLE.COLUMN``; none: each table's ``created_at``); those rows' parents come along.
+    since: str | None = None
+    until: str | None = None
+    date_columns: tuple[str, ...] = ()
+    #: ``--tables ... --closed``: the chosen tables whole, and every row they reference.
+    closed: bool = False
+
+    @property
+    def active(self) -> bool:
+        return bool(self.where) or self.since is not None or self.until is not None or self.closed
 
     def to_json(self) -> dict[str, Any]:
-        return {"where": filters_to_json(self.where), "closure": self.closure}
+        return {"where": filters_to_json(self.where), "closure": self.closure, "since": self.since,
+                "until": self.until, "date_columns": list(self.date_columns), "closed": self.closed}
 
 
 @dataclass(frozen=True)
@@ -111,13 +124,16 @@ class ExportOptions:
         if self.segment.closure and not self.segment.where:
             raise UsageError("a closed segment starts from seed rows; give them with "
                              "--where TABLE.COLUMN OP VALUE")
+        parse_when(self.segment.since, "--since")
+        parse_when(self.segment.until, "--until")
 
     @property
     def export_type(self) -> str:
-        return "segment" if self.segment.where else "full"
+        return "segment" if self.segment.active else "full"
 
     # -- the keyword form of export() and plan() ---------------------------------------------
 
+    _SEGMENT_KEYS = ("where", "closure", "since", "until", "date_columns", "closed")
     _POLICY_KEYS = ("exclude_columns", "include_secrets", "anonymize", "policy", "hash_key_file", "hash_key")
 
     @classmethod
@@ -129,14 +145,16 @@ class ExportOptions:
             if k in policy:
                 policy[k] = _strings(policy[k])
         where = kwargs.pop("where", None) or {}
-        closure = bool(kwargs.pop("closure", False))
+        segment = {k: kwargs.pop(k) for k in cls._SEGMENT_KEYS[1:] if k in kwargs}
+        if "date_columns" in segment:
+            segment["date_columns"] = _strings(segment["date_columns"])
         known = {f.name for f in fields(cls)} - {"source", "destination", "policy", "segment"}
         unknown = sorted(set(kwargs) - known)
         if unknown:
             raise TypeError(f"unexpected keyword argument {unknown[0]!r}; valid ones: "
-                            + ", ".join(sorted(known | set(cls._POLICY_KEYS) | {"where", "closure"})))
+                            + ", ".join(sorted(known | set(cls._POLICY_KEYS) | set(cls._SEGMENT_KEYS))))
         return cls(source, destination, **kwargs, policy=PolicyOptions(**policy),
-                   segment=SegmentOptions(dict(where), closure))
+                   segment=SegmentOptions(dict(where), **segment))
 
     # -- storing -------------------------------------------------------------------------------
 
@@ -174,7 +192,9 @@ class ExportOptions:
         policy_values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in policy.items()}
         return cls(**values, policy=PolicyOptions(**policy_values),
                    segment=SegmentOptions(filters_from_json(segment.get("where", {})),
-                                          bool(segment.get("closure", False))))
+                                          bool(segment.get("closure", False)), segment.get("since"),
+                                          segment.get("until"), tuple(segment.get("date_columns", ())),
+                                          bool(segment.get("closed", False))))
 
     def replace(self, **changes: Any) -> ExportOptions:
         return replace(self, **changes)

@@ -51,6 +51,16 @@ def segment_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--no-closure", is_flag=True,
                      help="Apply each --where to its own table only and export the other tables whole "
                           "(the result may hold keys without their rows)."),
+        click.option("--since", metavar="DATE",
+                     help="A date range's start (2026-10-01 or 2026-10-01T12:00:00): rows of each table's "
+                          "created_at (or --date-column) from then, and the rows they reference."),
+        click.option("--until", metavar="DATE", help="A date range's end, excluded."),
+        click.option("--date-column", "date_columns", multiple=True, metavar="TABLE.COLUMN",
+                     help="The date column of --since/--until (repeatable); only these tables are "
+                          "filtered. Default: every table's created_at."),
+        click.option("--closed", is_flag=True,
+                     help="With --tables: those tables whole, and every row they reference (from any "
+                          "table), so that no key dangles."),
     ], fn)
 
 
@@ -61,7 +71,9 @@ def segment_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
 
     where = parse_where(opts.pop("where"))
     no_closure = opts.pop("no_closure")
-    return {"where": where or None, "closure": bool(where) and not no_closure}
+    return {"where": where or None, "closure": bool(where) and not no_closure, "since": opts.pop("since"),
+            "until": opts.pop("until"), "date_columns": opts.pop("date_columns"),
+            "closed": opts.pop("closed")}
 
 
 def policy_options(fn: Callable[..., Any]) -> Callable[..., Any]:

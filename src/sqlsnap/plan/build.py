@@ -61,7 +61,7 @@ from ..policy import (
     type_info,
 )
 from .filters import Condition, RowFilter, filters_to_json
-from .segment import SegmentPlan
+from .segment import SegmentPlan, parse_when
 from .select import select_tables
 
 _PRESET = "--anonymize"
@@ -202,8 +202,8 @@ class Plan:
 
     @property
     def export_type(self) -> str:
-        """``full``, or ``segment`` when any table's rows are filtered."""
-        return "segment" if self.filters else "full"
+        """``full``, or ``segment`` when any table's rows are filtered or closed over seeds."""
+        return "segment" if self.filters or self.segment is not None else "full"
 
     @property
     def estimated_rows(self) -> int | None:
@@ -321,6 +321,14 @@ class PlanOptions:
     where: Mapping[str, RowFilter] = field(default_factory=dict)
     #: The filters are the seeds of a segment closed under foreign keys (docs/segments.md).
     closure: bool = False
+    #: A date range (``--since``/``--until``, a ``date`` or ``datetime`` each, the end
+    #: excluded) on ``date_columns`` (``TABLE.COLUMN``; none: every chosen table's
+    #: ``created_at``): those rows are seeds whose parents come along.
+    since: Any = None
+    until: Any = None
+    date_columns: Sequence[str] = ()
+    #: ``--tables ... --closed``: the chosen tables whole, and every row they reference.
+    closed: bool = False
 
 
 def _describe(c: Condition) -> str:
@@ -481,8 +489,18 @@ def build_plan(
         return ColumnPlan(c.name, c.type)
 
     chosen, excluded_names = select_tables(tables, options.tables, [n.text for n in table_excludes])
+    parent_seeds: dict[str, RowFilter] = {}
+    if options.since is not None or options.until is not None or options.closed:
+        # The chosen tables are the seeds; every table may hold their parents.
+        parent_seeds = _parent_seeds(options, chosen, by_name)
+        chosen, excluded_names = select_tables(tables, None, [n.text for n in table_excludes])
+        missing = sorted(set(parent_seeds) - {t.name for t in chosen})
+        if missing:
+            raise UsageError(f"{missing[0]} is a seed of the segment and left out by --exclude-tables; "
+                             "keep it or leave it out of --tables", table=missing[0])
     exported_tables = {t.name for t in chosen}
     _check_filters(options.where, by_name, exported_tables)
+    row_filters = {**options.where, **{n: f for n, f in parent_seeds.items() if f.conditions}}
 
     def decide_anywhere(t: Table, c: Column) -> ColumnPlan | Exclusion:
         """Columns of tables that are not exported are decided too (a hashed key there still
@@ -551,7 +569,7 @@ def build_plan(
                 f"the primary key of {t.name} ({', '.join(t.primary_key)}) is not exported whole; "
                 "the metadata lists no primary key for it")))
         fks = [fk for fk in t.foreign_keys if all(col in exported for col in fk.columns)]
-        plans.append(TablePlan(t.name, t.estimated_rows, cols, left_out, pk, fks, options.where.get(t.name)))
+        plans.append(TablePlan(t.name, t.estimated_rows, cols, left_out, pk, fks, row_filters.get(t.name)))
         _column_notices(t, cols, decisions, infos, notices)
 
     spans: dict[str, set[int]] = {}
@@ -591,7 +609,8 @@ def build_plan(
             "no hash key was given, so fake values come from a random key used for this export only: "
             f"they differ from one export to the next; {KEY_HINT} for values that stay the same")))
 
-    segment = SegmentPlan.of(chosen, options.where) if options.closure and options.where else None
+    segment = SegmentPlan.of(chosen, options.where, parent_seeds) \
+        if (options.closure and options.where) or parent_seeds else None
     return Plan(
         source=dict(source or {"dialect": options.dialect}),
         tables=plans,
@@ -602,6 +621,60 @@ def build_plan(
         key_source=key_source,
         segment=segment,
     )
+
+
+#: The date column of a table when --date-column names none (docs/segments.md).
+DEFAULT_DATE_COLUMN = "created_at"
+
+
+def _parent_seeds(options: PlanOptions, chosen: Sequence[Table],
+                  by_name: Mapping[str, Table]) -> dict[str, RowFilter]:
+    """The seeds of a date range or of ``--tables ... --closed``: rows whose parents are
+    followed and whose children are not."""
+    if options.where:
+        raise UsageError("--where cannot be combined with --since, --until or --closed yet; "
+                         "export the tenant with --where, or the date range without it")
+    if options.since is None and options.until is None:
+        if options.date_columns:
+            raise UsageError("--date-column needs --since or --until")
+        if not options.tables:
+            raise UsageError("--closed takes the tables named by --tables and what they reference; "
+                             "give --tables TABLE")
+        return {t.name: RowFilter(()) for t in chosen}
+    columns: dict[str, str] = {}
+    for spec in options.date_columns:
+        table_name, _, column = spec.rpartition(".")
+        table = by_name.get(table_name)
+        if table is None or not column:
+            raise NotFoundError(f"--date-column {spec!r}: there is no table {table_name!r}; "
+                                f"{_suggestion(table_name, by_name)}tables are: "
+                                + ", ".join(sorted(by_name)), table=table_name)
+        names = [c.name for c in table.columns]
+        if column not in names:
+            raise NotFoundError(f"--date-column {spec!r}: table {table_name} has no column {column!r}; "
+                                f"{_suggestion(column, names)}its columns are: {', '.join(names)}",
+                                table=table_name, column=column)
+        columns[table_name] = column
+    if not columns:
+        chosen_names = {t.name for t in chosen}
+        columns = {t.name: DEFAULT_DATE_COLUMN for t in chosen
+                   if any(c.name == DEFAULT_DATE_COLUMN for c in t.columns)}
+        if options.tables and set(columns) != chosen_names:
+            lacking = sorted(chosen_names - set(columns))
+            raise UsageError(f"--since/--until: table {lacking[0]} has no {DEFAULT_DATE_COLUMN} column; "
+                             "name its date column with --date-column TABLE.COLUMN", table=lacking[0])
+        if not columns:
+            raise UsageError(f"--since/--until: no table has a {DEFAULT_DATE_COLUMN} column; name the date "
+                             "column with --date-column TABLE.COLUMN")
+    seeds = {}
+    for name, column in columns.items():
+        conds = []
+        if options.since is not None:
+            conds.append(Condition(column, ">=", (options.since,)))
+        if options.until is not None:
+            conds.append(Condition(column, "<", (options.until,)))
+        seeds[name] = RowFilter(tuple(conds))
+    return seeds
 
 
 def _check_filters(where: Mapping[str, RowFilter], tables: Mapping[str, Table], exported: set[str]) -> None:
@@ -677,6 +750,10 @@ def plan_options(
     hash_key_file: str | None = None,
     where: Mapping[str, RowFilter] | None = None,
     closure: bool = False,
+    since: Any = None,
+    until: Any = None,
+    date_columns: Sequence[str] = (),
+    closed: bool = False,
 ) -> tuple[PlanOptions, HashKey | None]:
     """Load the policy and the key and check everything that needs no database, so that a
     bad policy fails before connecting."""
@@ -701,4 +778,8 @@ def plan_options(
         key_source=key.source if key else None,
         where=dict(where or {}),
         closure=closure,
+        since=parse_when(since, "--since"),
+        until=parse_when(until, "--until"),
+        date_columns=list(date_columns),
+        closed=closed,
     ), key

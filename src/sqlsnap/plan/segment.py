@@ -26,11 +26,23 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from ..errors import UsageError
 from ..model import Table
 from .filters import RowFilter
+
+
+def parse_when(value: str | date | None, option: str) -> date | datetime | None:
+    """``--since``/``--until``: ``2026-10-01`` (a date) or ``2026-10-01T12:00:00`` (a time)."""
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{option} {value!r} is not a date; write 2026-10-01 or 2026-10-01T12:00:00") \
+            from None
 
 
 @dataclass(frozen=True)
@@ -70,12 +82,14 @@ class Reach:
 class Closure:
     """The graph a segment is closed over and its seeds. ``tables`` are the exported tables
     (a node is its index there), ``keys`` each table's key columns, ``edges`` the foreign keys
-    between them, ``seeds`` the seed tables' indices and row filters."""
+    between them, ``seeds`` the seed tables' indices, row filters (no condition: every row)
+    and whether their children are followed (``--where``) or only their parents (a date
+    range, ``--tables ... --closed``)."""
 
     tables: tuple[Table, ...]
     keys: tuple[tuple[str, ...], ...]
     edges: tuple[Edge, ...]
-    seeds: tuple[tuple[int, RowFilter], ...]
+    seeds: tuple[tuple[int, RowFilter, bool], ...]
 
     def index(self, name: str) -> int:
         return next(i for i, t in enumerate(self.tables) if t.name == name)
@@ -113,20 +127,24 @@ def key_columns(table: Table, edges: Sequence[Edge]) -> tuple[str, ...]:
     return tuple(cols)
 
 
-def build_closure(tables: Sequence[Table], where: Mapping[str, RowFilter]) -> Closure:
-    """The closure of ``where``'s seeds over the foreign keys among ``tables`` (the exported
+def build_closure(tables: Sequence[Table], where: Mapping[str, RowFilter],
+                  parent_seeds: Mapping[str, RowFilter] | None = None) -> Closure:
+    """The closure of ``where``'s seeds (children and parents followed) and of
+    ``parent_seeds`` (parents only) over the foreign keys among ``tables`` (the exported
     ones: a foreign key to a table left out is not followed)."""
+    parent_seeds = parent_seeds or {}
     ordered = tuple(sorted(tables, key=lambda t: t.name))
     names = {t.name for t in ordered}
     edges = tuple(Edge(t.name, tuple(fk.columns), fk.ref_table, tuple(fk.ref_columns))
                   for t in ordered for fk in t.foreign_keys if fk.ref_table in names)
     keys = tuple(key_columns(t, edges) for t in ordered)
     index = {t.name: i for i, t in enumerate(ordered)}
-    for name in where:
+    for name in [*where, *parent_seeds]:
         if not keys[index[name]]:
             raise UsageError(f"--where on {name}: the table has no primary key and no foreign key, so its "
                              "rows cannot be followed; add a primary key or use --no-closure", table=name)
-    seeds = tuple((index[name], f) for name, f in sorted(where.items()))
+    seeds = tuple(sorted([(index[name], f, True) for name, f in where.items()]
+                         + [(index[name], f, False) for name, f in parent_seeds.items()], key=lambda s: s[0]))
     return Closure(ordered, keys, edges, seeds)
 
 
@@ -137,11 +155,11 @@ def reach(closure: Closure) -> tuple[dict[str, Reach], set[str]]:
     first: dict[str, Reach] = {}
     seen: set[tuple[str, bool]] = set()
     queue: deque[tuple[str, bool]] = deque()
-    for i, _ in closure.seeds:
+    for i, _, down in closure.seeds:
         name = closure.tables[i].name
         first.setdefault(name, Reach("seed"))
-        queue.append((name, True))
-        seen.add((name, True))
+        queue.append((name, down))
+        seen.add((name, down))
     while queue:
         name, down = queue.popleft()
         steps: list[tuple[str, bool, Reach]] = []
@@ -179,8 +197,9 @@ class SegmentPlan:
     cross_parents: dict[str, dict[str, Any]] | None = None
 
     @classmethod
-    def of(cls, tables: Sequence[Table], where: Mapping[str, RowFilter]) -> SegmentPlan:
-        closure = build_closure(tables, where)
+    def of(cls, tables: Sequence[Table], where: Mapping[str, RowFilter],
+           parent_seeds: Mapping[str, RowFilter] | None = None) -> SegmentPlan:
+        closure = build_closure(tables, where, parent_seeds)
         reached, down = reach(closure)
         return cls(closure, reached, down)
 

@@ -251,9 +251,9 @@ def render_segment(segment: SegmentRead, dialect: SegmentSQL, bind: Callable[[An
         return " AND ".join(f"x.{q(a)} = p.{q(b)}" for a, b in zip(edge_cols, ref_cols))
 
     anchors = []
-    for i, row_filter in cl.seeds:
-        cond = render_filter(row_filter, lambda name: "s." + q(name), bind)
-        anchors.append(f"SELECT {i}, 1, {', '.join(keys_of(i, 's'))} "
+    for i, row_filter, down in cl.seeds:
+        cond = render_filter(row_filter, lambda name: "s." + q(name), bind) or "1 = 1"
+        anchors.append(f"SELECT {i}, {int(down)}, {', '.join(keys_of(i, 's'))} "
                        f"FROM {dialect.table_name(cl.tables[i])} s WHERE {cond}")
     index = {t.name: i for i, t in enumerate(cl.tables)}
     # Per edge and direction: the node it leaves from, the d that row needs, the aliases of
