@@ -397,3 +397,45 @@ def test_every_layout_and_codec_restores(fmt: str, name: str, tmp_path: Path) ->
     again = tmp_path / "again.json"
     sqlsnap.export(f"sqlite:///{tmp_path / 'a.db'}", str(again))
     assert data_bytes(again) == data_bytes(plain)
+
+
+def kill_connections(url: str) -> None:
+    """End, from outside, every connection to ``url``'s database: the server as seen by a
+    client when it stops or restarts."""
+    name = url.rsplit("/", 1)[1]
+    if dialect_of(url) == "postgresql":
+        with pg_connect(f"{PG_ADMIN_URL}/postgres") as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                          (name,))
+        return
+    admin = _mysql_admin()
+    with admin.cursor() as cur:
+        cur.execute("SELECT id FROM information_schema.processlist WHERE db = %s", (name,))
+        for (pid,) in cur.fetchall():
+            cur.execute(f"KILL CONNECTION {int(pid)}")
+    admin.close()
+
+
+@pytest.mark.parametrize("server", ["postgresql", "mysql"])
+def test_a_connection_lost_mid_restore_leaves_the_target_as_it_was(server: str, tmp_path: Path,
+                                                                     request: pytest.FixtureRequest) -> None:
+    source = f"sqlite:///{tmp_path / 'src.db'}"
+    build_demo(source)
+    snap = tmp_path / "demo.json"
+    sqlsnap.export(source, str(snap))
+    target = request.getfixturevalue("pg_url" if server == "postgresql" else "mysql_url")
+    with open_target(target) as t:
+        t.execute("CREATE TABLE keep_me (id integer)")
+        t.commit()
+    loaded: list[str] = []
+
+    def progress(table: str, rows: int) -> None:
+        loaded.append(table)
+        if len(loaded) == 3:  # three tables in: the server goes away
+            kill_connections(target)
+
+    with pytest.raises(SnapError) as caught:
+        restore(str(snap), target, progress=progress)
+    assert isinstance(caught.value, sqlsnap.ServerUnreachable) and caught.value.transient
+    assert len(loaded) == 3
+    assert tables_of(target) == ["keep_me"]

@@ -106,6 +106,7 @@ def restore(
         with open_target(target_url) as target:
             job = _Restore(snap, target, meta, selected, replace=replace, append=append, progress=progress)
             job.result.snapshot = mask(snapshot)
+            job.reopen = lambda: open_target(target_url, create=False)
             job.run()
     job.result.seconds = time.monotonic() - started
     return job.result
@@ -141,6 +142,8 @@ class _Restore:
         #: Tables this restore created (MySQL drops them again on failure), in creation order.
         self.created: list[Table] = []
         self.existing: set[str] = set()
+        #: Opens a new connection to the target, to clean up after a lost one.
+        self.reopen: Callable[[], Target] | None = None
 
     # -- the run --------------------------------------------------------------------------------
 
@@ -188,11 +191,27 @@ class _Restore:
     def _undo(self) -> None:
         try:
             self.target.rollback()
-            if self.target.dialect == "mysql":  # its DDL committed: drop what was created
-                for table in reversed(self.created):
-                    self.target.drop_table(table.name)
+        except SnapError:
+            pass  # a lost connection: the server rolls back what was not committed
+        if self.target.dialect != "mysql" or not self.created:
+            return
+        # MySQL committed its DDL: drop what was created, on a new connection when the
+        # restore's was lost (the server went away or the connection was killed).
+        try:
+            try:
+                self._drop_created(self.target)
+            except SnapError:
+                if self.reopen is None:
+                    raise
+                with self.reopen() as fresh:
+                    self._drop_created(fresh)
         except SnapError:
             pass  # the error that stopped the restore is the one to report
+
+    def _drop_created(self, target: Target) -> None:
+        target.execute("SET SESSION foreign_key_checks = 0", action="setting the session")
+        for table in reversed(self.created):
+            target.drop_table(table.name)
 
     def _finish(self) -> None:
         if self.target.dialect == "mysql":
