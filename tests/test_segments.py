@@ -311,8 +311,59 @@ def test_date_range_errors_name_the_fix(sqlite_url: str, tmp_path: Path) -> None
          "table tenants has no created_at column; name its date column with --date-column"),
         (["--closed"], 2, "give --tables TABLE"),
         (["--since", "2026-10-01", "--where", "tenants.id = 1"], 2, "--where cannot be combined"),
+        (["--seed", "3"], 2, "--seed chooses the rows of --sample or --limit; give one of them"),
+        (["--sample", "0%"], 2, "give a percentage above 0 and at most 100"),
+        (["--sample", "lots"], 2, "--sample 'lots' is not a percentage; write e.g. 5%"),
+        (["--sample", "5%", "--since", "2026-10-01"], 2, "--sample and --limit cannot be combined"),
     ]
     for args, code, message in cases:
         result = CliRunner().invoke(main, ["export", sqlite_url, *args, "-o", out, "-q"])
         assert result.exit_code == code and message in result.output, (args, result.output)
         assert result.output.count("\n") == 1
+
+
+# -- samples ------------------------------------------------------------------------------------------------
+
+
+def make_items(url: str) -> None:
+    rows = ", ".join(f"({i}, 'item {i}')" for i in range(1, 201))
+    notes = ", ".join(f"({i}, {i}, {i % 7 + 1})" for i in range(1, 201))
+    execute_script(url, [
+        "CREATE TABLE items (id integer PRIMARY KEY, name varchar(20))",
+        "CREATE TABLE authors (id integer PRIMARY KEY)",
+        "CREATE TABLE item_notes (id integer PRIMARY KEY, item_id integer NOT NULL, "
+        "author_id integer NOT NULL, FOREIGN KEY (item_id) REFERENCES items(id), "
+        "FOREIGN KEY (author_id) REFERENCES authors(id))",
+        f"INSERT INTO items VALUES {rows}",
+        "INSERT INTO authors VALUES " + ", ".join(f"({i})" for i in range(1, 8)),
+        f"INSERT INTO item_notes VALUES {notes}",
+    ])
+
+
+def test_samples_are_reproducible_and_closed(any_url: str, tmp_path: Path) -> None:
+    """A sample of items (--tables): note n belongs to item n and references author n % 7 + 1."""
+    make_items(any_url)
+
+    def sample(*args: str) -> set[int]:
+        out = tmp_path / "s.json"
+        out.unlink(missing_ok=True)
+        result = CliRunner().invoke(main, ["export", any_url, "--tables", "items", *args, "-o", str(out),
+                                           "-q"])
+        assert result.exit_code == 0, result.output
+        assert sqlsnap.verify(str(out), integrity=True).ok
+        doc = load(out)
+        items = {r["id"] for r in doc["data"]["items"]}
+        assert {r["id"] for r in doc["data"]["item_notes"]} == items  # the seeds' children
+        assert {r["id"] for r in doc["data"]["authors"]} == {i % 7 + 1 for i in items}  # and their parents
+        assert doc["metadata"]["segment"]["seeds"] == {"items": len(items)}
+        jsonschema.validate(doc["metadata"], json.loads(SCHEMA.read_text()))
+        return items
+
+    first = sample("--sample", "10%", "--seed", "7")
+    assert first == sample("--sample", "10%", "--seed", "7")  # the same seed, the same rows
+    assert first != sample("--sample", "10%", "--seed", "8")
+    assert 5 <= len(first) <= 40  # about 20 of 200
+    limited = sample("--limit", "5", "--seed", "3")
+    assert limited == sample("--limit", "5", "--seed", "3") and len(limited) == 5
+    assert limited != sample("--limit", "5", "--seed", "4")
+    assert sample("--sample", "100%") == set(range(1, 201))

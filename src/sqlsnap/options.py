@@ -17,7 +17,7 @@ from typing import Any
 from .codecs import COMPRESSIONS
 from .errors import UsageError
 from .plan.filters import RowFilter, filters_from_json, filters_to_json
-from .plan.segment import parse_when
+from .plan.segment import Sample, parse_when
 from .urls import mask
 
 FORMATS = ("json", "jsonl")
@@ -70,14 +70,20 @@ class SegmentOptions:
     date_columns: tuple[str, ...] = ()
     #: ``--tables ... --closed``: the chosen tables whole, and every row they reference.
     closed: bool = False
+    #: A reproducible sample of the seed rows: ``"5%"``, at most ``limit`` rows, by ``seed``.
+    sample: str | None = None
+    limit: int | None = None
+    seed: int | None = None
 
     @property
     def active(self) -> bool:
-        return bool(self.where) or self.since is not None or self.until is not None or self.closed
+        return (bool(self.where) or self.since is not None or self.until is not None or self.closed
+                or self.sample is not None or self.limit is not None)
 
     def to_json(self) -> dict[str, Any]:
         return {"where": filters_to_json(self.where), "closure": self.closure, "since": self.since,
-                "until": self.until, "date_columns": list(self.date_columns), "closed": self.closed}
+                "until": self.until, "date_columns": list(self.date_columns), "closed": self.closed,
+                "sample": self.sample, "limit": self.limit, "seed": self.seed}
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,7 @@ class ExportOptions:
                              "--where TABLE.COLUMN OP VALUE")
         parse_when(self.segment.since, "--since")
         parse_when(self.segment.until, "--until")
+        Sample.parse(self.segment.sample, self.segment.limit, self.segment.seed)
 
     @property
     def export_type(self) -> str:
@@ -133,7 +140,8 @@ class ExportOptions:
 
     # -- the keyword form of export() and plan() ---------------------------------------------
 
-    _SEGMENT_KEYS = ("where", "closure", "since", "until", "date_columns", "closed")
+    _SEGMENT_KEYS = ("where", "closure", "since", "until", "date_columns", "closed", "sample", "limit",
+                     "seed")
     _POLICY_KEYS = ("exclude_columns", "include_secrets", "anonymize", "policy", "hash_key_file", "hash_key")
 
     @classmethod
@@ -194,7 +202,8 @@ class ExportOptions:
                    segment=SegmentOptions(filters_from_json(segment.get("where", {})),
                                           bool(segment.get("closure", False)), segment.get("since"),
                                           segment.get("until"), tuple(segment.get("date_columns", ())),
-                                          bool(segment.get("closed", False))))
+                                          bool(segment.get("closed", False)), segment.get("sample"),
+                                          segment.get("limit"), segment.get("seed")))
 
     def replace(self, **changes: Any) -> ExportOptions:
         return replace(self, **changes)

@@ -58,6 +58,13 @@ def segment_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--date-column", "date_columns", multiple=True, metavar="TABLE.COLUMN",
                      help="The date column of --since/--until (repeatable); only these tables are "
                           "filtered. Default: every table's created_at."),
+        click.option("--sample", metavar="PERCENT",
+                     help="A sample of the seed rows (those of --where, else of --tables, else of the tables "
+                          "that reference no other), e.g. 5%, closed as --where."),
+        click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N seed rows."),
+        click.option("--seed", type=int, metavar="N",
+                     help="Which rows --sample and --limit pick: the same seed picks the same rows. "
+                          "Default 0."),
         click.option("--closed", is_flag=True,
                      help="With --tables: those tables whole, and every row they reference (from any "
                           "table), so that no key dangles."),
@@ -73,7 +80,8 @@ def segment_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
     no_closure = opts.pop("no_closure")
     return {"where": where or None, "closure": bool(where) and not no_closure, "since": opts.pop("since"),
             "until": opts.pop("until"), "date_columns": opts.pop("date_columns"),
-            "closed": opts.pop("closed")}
+            "closed": opts.pop("closed"), "sample": opts.pop("sample"), "limit": opts.pop("limit"),
+            "seed": opts.pop("seed")}
 
 
 def policy_options(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -119,8 +119,8 @@ def _measure_segment(source: Source, the_plan: Plan, requests: Mapping[str, Read
         with source.reader() as reader:
             seg.rows = dict(counted) if counted is not None else \
                 {name: reader.count(r) for name, r in requests.items()}
-            seg.seeds = {t.name: reader.count(ReadRequest(t, row_filter=f if f.conditions else None))
-                         for i, f, _ in seg.closure.seeds for t in [seg.closure.tables[i]]}
+            seg.seeds = {t.name: reader.count(ReadRequest(t, segment=seg.read(t.name, seeds_only=True)))
+                         for i, _, _ in seg.closure.seeds for t in [seg.closure.tables[i]]}
             seg.cross_parents = {}
             for name in sorted(seg.down):
                 table = requests[name].table
@@ -159,7 +159,8 @@ def _plan_options(options: ExportOptions, dialect: str) -> tuple[PlanOptions, Ha
         exclude_columns=p.exclude_columns, include_secrets=p.include_secrets, anonymize=p.anonymize,
         policy=p.policy, hash_key=p.hash_key, hash_key_file=p.hash_key_file, where=options.segment.where,
         closure=options.segment.closure, since=options.segment.since, until=options.segment.until,
-        date_columns=options.segment.date_columns, closed=options.segment.closed)
+        date_columns=options.segment.date_columns, closed=options.segment.closed,
+        sample=options.segment.sample, limit=options.segment.limit, seed=options.segment.seed)
 
 
 def _open_source(url: SourceURL, options: ExportOptions) -> Source:

@@ -61,7 +61,7 @@ from ..policy import (
     type_info,
 )
 from .filters import Condition, RowFilter, filters_to_json
-from .segment import SegmentPlan, parse_when
+from .segment import Sample, SegmentPlan, parse_when
 from .select import select_tables
 
 _PRESET = "--anonymize"
@@ -329,6 +329,9 @@ class PlanOptions:
     date_columns: Sequence[str] = ()
     #: ``--tables ... --closed``: the chosen tables whole, and every row they reference.
     closed: bool = False
+    #: ``--sample``/``--limit`` with ``--seed``: of the rows of --where, else of the chosen
+    #: tables (--tables), else of the tables that reference no other table; closed as --where.
+    sample: Sample | None = None
 
 
 def _describe(c: Condition) -> str:
@@ -490,7 +493,23 @@ def build_plan(
 
     chosen, excluded_names = select_tables(tables, options.tables, [n.text for n in table_excludes])
     parent_seeds: dict[str, RowFilter] = {}
-    if options.since is not None or options.until is not None or options.closed:
+    down_seeds: dict[str, RowFilter] = dict(options.where) if options.closure else {}
+    if options.sample is not None:
+        if options.since is not None or options.until is not None or options.closed:
+            raise UsageError("--sample and --limit cannot be combined with --since, --until or --closed yet; "
+                             "sample the tables (--tables) or the rows of --where")
+        if options.where and not options.closure:
+            raise UsageError("--sample and --limit pick seed rows, which --no-closure does not have; "
+                             "leave out --no-closure")
+        if not options.where:
+            # The chosen tables' rows, or else the root tables' (those that reference no other
+            # table: a sample of companies, with all that belongs to them, is a consistent sample).
+            names = {t.name for t in chosen}
+            seeds = chosen if options.tables else [
+                t for t in chosen if not any(fk.ref_table in names - {t.name} for fk in t.foreign_keys)]
+            down_seeds = {t.name: RowFilter(()) for t in seeds}
+            chosen, excluded_names = select_tables(tables, None, [n.text for n in table_excludes])
+    elif options.since is not None or options.until is not None or options.closed:
         # The chosen tables are the seeds; every table may hold their parents.
         parent_seeds = _parent_seeds(options, chosen, by_name)
         chosen, excluded_names = select_tables(tables, None, [n.text for n in table_excludes])
@@ -609,8 +628,8 @@ def build_plan(
             "no hash key was given, so fake values come from a random key used for this export only: "
             f"they differ from one export to the next; {KEY_HINT} for values that stay the same")))
 
-    segment = SegmentPlan.of(chosen, options.where, parent_seeds) \
-        if (options.closure and options.where) or parent_seeds else None
+    segment = SegmentPlan.of(chosen, down_seeds, parent_seeds, options.sample) \
+        if down_seeds or parent_seeds else None
     return Plan(
         source=dict(source or {"dialect": options.dialect}),
         tables=plans,
@@ -754,6 +773,9 @@ def plan_options(
     until: Any = None,
     date_columns: Sequence[str] = (),
     closed: bool = False,
+    sample: str | None = None,
+    limit: int | None = None,
+    seed: int | None = None,
 ) -> tuple[PlanOptions, HashKey | None]:
     """Load the policy and the key and check everything that needs no database, so that a
     bad policy fails before connecting."""
@@ -782,4 +804,5 @@ def plan_options(
         until=parse_when(until, "--until"),
         date_columns=list(date_columns),
         closed=closed,
+        sample=Sample.parse(sample, limit, seed),
     ), key

@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from ..errors import UsageError
@@ -43,6 +44,53 @@ def parse_when(value: str | date | None, option: str) -> date | datetime | None:
     except ValueError:
         raise UsageError(f"{option} {value!r} is not a date; write 2026-10-01 or 2026-10-01T12:00:00") \
             from None
+
+
+#: A sample's buckets: a row is in a ``p`` percent sample when the hash of its key and the
+#: seed, modulo this, is below ``p`` times ``BUCKETS / 100`` (a resolution of 0.0001%).
+BUCKETS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Sample:
+    """``--sample PERCENT`` / ``--limit N`` with ``--seed``: which of the seed rows are kept,
+    by a hash of each row's key and the seed computed in the database, so the same seed
+    picks the same rows of the same data (the hash differs between dialects)."""
+
+    percent: Decimal | None = None
+    limit: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.percent is not None and not Decimal(0) < self.percent <= Decimal(100):
+            raise UsageError(f"--sample {self.percent}%: give a percentage above 0 and at most 100, e.g. 5%")
+        if self.limit is not None and self.limit < 1:
+            raise UsageError("--limit must be at least 1")
+
+    @property
+    def threshold(self) -> int:
+        return int((self.percent or Decimal(100)) * BUCKETS / 100)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"percent": None if self.percent is None else str(self.percent), "limit": self.limit,
+                "seed": self.seed}
+
+    @classmethod
+    def parse(cls, sample: str | None, limit: int | None, seed: int | None) -> Sample | None:
+        """``"5%"`` or ``"5"``, a row limit and a seed (0 when not given)."""
+        if sample is None and limit is None:
+            if seed is not None:
+                raise UsageError("--seed chooses the rows of --sample or --limit; give one of them")
+            return None
+        percent = None
+        if sample is not None:
+            try:
+                percent = Decimal(str(sample).strip().removesuffix("%"))
+            except ArithmeticError:
+                raise UsageError(f"--sample {sample!r} is not a percentage; write e.g. 5% or 0.5%") from None
+            if not percent.is_finite():
+                raise UsageError(f"--sample {sample!r} is not a percentage; write e.g. 5% or 0.5%")
+        return cls(percent, limit, seed or 0)
 
 
 @dataclass(frozen=True)
@@ -90,6 +138,8 @@ class Closure:
     keys: tuple[tuple[str, ...], ...]
     edges: tuple[Edge, ...]
     seeds: tuple[tuple[int, RowFilter, bool], ...]
+    #: Which of the seed rows whose children are followed are kept (None: all).
+    sample: Sample | None = None
 
     def index(self, name: str) -> int:
         return next(i for i, t in enumerate(self.tables) if t.name == name)
@@ -103,11 +153,13 @@ class Closure:
 @dataclass(frozen=True)
 class SegmentRead:
     """The rows of ``closure.tables[node]`` in the closure; ``parents_only``: only those
-    reached only as parents (of another tenant, where the table is also reached as a child)."""
+    reached only as parents (of another tenant, where the table is also reached as a child);
+    ``seeds_only``: only its seed rows (after the sample)."""
 
     closure: Closure
     node: int
     parents_only: bool = False
+    seeds_only: bool = False
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -128,7 +180,8 @@ def key_columns(table: Table, edges: Sequence[Edge]) -> tuple[str, ...]:
 
 
 def build_closure(tables: Sequence[Table], where: Mapping[str, RowFilter],
-                  parent_seeds: Mapping[str, RowFilter] | None = None) -> Closure:
+                  parent_seeds: Mapping[str, RowFilter] | None = None,
+                  sample: Sample | None = None) -> Closure:
     """The closure of ``where``'s seeds (children and parents followed) and of
     ``parent_seeds`` (parents only) over the foreign keys among ``tables`` (the exported
     ones: a foreign key to a table left out is not followed)."""
@@ -145,7 +198,7 @@ def build_closure(tables: Sequence[Table], where: Mapping[str, RowFilter],
                              "rows cannot be followed; add a primary key or use --no-closure", table=name)
     seeds = tuple(sorted([(index[name], f, True) for name, f in where.items()]
                          + [(index[name], f, False) for name, f in parent_seeds.items()], key=lambda s: s[0]))
-    return Closure(ordered, keys, edges, seeds)
+    return Closure(ordered, keys, edges, seeds, sample)
 
 
 def reach(closure: Closure) -> tuple[dict[str, Reach], set[str]]:
@@ -198,19 +251,20 @@ class SegmentPlan:
 
     @classmethod
     def of(cls, tables: Sequence[Table], where: Mapping[str, RowFilter],
-           parent_seeds: Mapping[str, RowFilter] | None = None) -> SegmentPlan:
-        closure = build_closure(tables, where, parent_seeds)
+           parent_seeds: Mapping[str, RowFilter] | None = None, sample: Sample | None = None) -> SegmentPlan:
+        closure = build_closure(tables, where, parent_seeds, sample)
         reached, down = reach(closure)
         return cls(closure, reached, down)
 
-    def read(self, name: str, parents_only: bool = False) -> SegmentRead:
-        return SegmentRead(self.closure, self.closure.index(name), parents_only)
+    def read(self, name: str, parents_only: bool = False, seeds_only: bool = False) -> SegmentRead:
+        return SegmentRead(self.closure, self.closure.index(name), parents_only, seeds_only)
 
     def to_json(self) -> dict[str, Any]:
         """The metadata's ``segment`` object (and the plan's)."""
         return {
             "closed": True,
             "seeds": dict(sorted((self.seeds or {}).items())),
+            **({"sample": self.closure.sample.to_json()} if self.closure.sample is not None else {}),
             "reached_by": {t.name: self.reached[t.name].to_json() for t in self.closure.tables
                            if t.name in self.reached},
             "not_reached": [t.name for t in self.closure.tables if t.name not in self.reached],

@@ -218,6 +218,11 @@ class SegmentSQL:
     def null_key(self) -> str:
         return "NULL"
 
+    def bucket(self, seed: str, keys: Sequence[str]) -> str:
+        """An integer in ``[0, BUCKETS)`` from a hash of the row's ``keys`` and ``seed`` (SQLite:
+        a function the source registers, as SQLite has no hash)."""
+        return f"sqlsnap_bucket({seed}, {', '.join(keys)})"
+
 
 #: The recursive query's name; the tables' own names are always qualified by an alias.
 _CLOSURE = "sqlsnap_closure"
@@ -253,8 +258,19 @@ def render_segment(segment: SegmentRead, dialect: SegmentSQL, bind: Callable[[An
     anchors = []
     for i, row_filter, down in cl.seeds:
         cond = render_filter(row_filter, lambda name: "s." + q(name), bind) or "1 = 1"
-        anchors.append(f"SELECT {i}, {int(down)}, {', '.join(keys_of(i, 's'))} "
-                       f"FROM {dialect.table_name(cl.tables[i])} s WHERE {cond}")
+        select = (f"SELECT {i} AS t, {int(down)} AS d, "
+                  + ", ".join(f"{k} AS {n}" for k, n in zip(keys_of(i, 's'), key_names))
+                  + f" FROM {dialect.table_name(cl.tables[i])} s WHERE {cond}")
+        sample = cl.sample if down else None
+        if sample is not None:
+            # Each use binds the seed again: placeholders are filled in the order they appear.
+            key_exprs = [f"s.{q(c)}" for c in cl.keys[i]]
+            if sample.percent is not None:
+                select += f" AND {dialect.bucket(bind(sample.seed), key_exprs)} < {bind(sample.threshold)}"
+            if sample.limit is not None:
+                order = ", ".join([dialect.bucket(bind(sample.seed), key_exprs), *key_exprs])
+                select = f"SELECT * FROM ({select} ORDER BY {order} LIMIT {int(sample.limit)}) s{i}"
+        anchors.append(select)
     index = {t.name: i for i, t in enumerate(cl.tables)}
     # Per edge and direction: the node it leaves from, the d that row needs, the aliases of
     # the tables it leaves from and arrives at, the node and d it arrives at.
@@ -288,6 +304,10 @@ def render_segment(segment: SegmentRead, dialect: SegmentSQL, bind: Callable[[An
                  f"FROM {_CLOSURE} c JOIN {_EDGES} n ON n.st = c.t AND c.d >= n.sd AND {same}")
     node = segment.node
     t = cl.tables[node]
+    if segment.seeds_only:
+        picked = [dialect.from_key(k, cols[t.name][c]) for c, k in zip(cl.keys[node], key_names)]
+        return (f"({', '.join(q(c) for c in cl.keys[node])}) IN (SELECT {', '.join(picked)} "
+                f"FROM ({' UNION '.join(anchors)}) a WHERE t = {node})")
     picked = [dialect.from_key(k, cols[t.name][c]) for c, k in zip(cl.keys[node], key_names)]
     having = " GROUP BY " + ", ".join(key_names[:len(picked)]) + " HAVING max(d) = 0" \
         if segment.parents_only else ""

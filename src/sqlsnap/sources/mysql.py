@@ -25,7 +25,7 @@ import msgspec
 from ..errors import AuthenticationError, NotFoundError, ServerUnreachable, SnapError, UsageError
 from ..model import Column, ForeignKey, Table
 from ..plan.request import ReadRequest
-from ..plan.segment import Closure
+from ..plan.segment import BUCKETS, Closure
 from ..urls import mask
 from ..values import b64, identity, json_document, nullable, number_token, text
 from . import missing_driver
@@ -327,6 +327,10 @@ class _MySQLSegment(SegmentSQL):
 
     def null_key(self) -> str:
         return f"CAST(NULL AS CHAR({self.chars}))"
+
+    def bucket(self, seed: str, keys: Sequence[str]) -> str:
+        # MOD, not %: the driver formats the statement with %s placeholders.
+        return f"MOD(CRC32(CONCAT_WS(',', {seed}, {', '.join(keys)})), {BUCKETS})"
 
     def from_key(self, expr: str, column: Column) -> str:
         # Integers back to integers: an integer column compared with text is compared as a

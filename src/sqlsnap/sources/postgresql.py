@@ -38,6 +38,7 @@ import msgspec
 from ..errors import AuthenticationError, NotFoundError, ServerUnreachable, SnapError
 from ..model import Column, ForeignKey, Table
 from ..plan.request import Part, Projection, ReadRequest
+from ..plan.segment import BUCKETS
 from ..urls import mask
 from ..values import ENCODER, Converter, b64, identity, nullable, number_token
 from . import missing_driver
@@ -504,6 +505,11 @@ class _PostgresSegment(SegmentSQL):
 
     def null_key(self) -> str:
         return "NULL::text"
+
+    def bucket(self, seed: str, keys: Sequence[str]) -> str:
+        # hashtextextended: PostgreSQL 11+, the 64-bit hash of text with a seed.
+        text = ", ".join(f"CAST({k} AS text)" for k in keys)
+        return f"abs(hashtextextended(concat_ws(',', {text}), {seed}) % {BUCKETS})"
 
     def from_key(self, expr: str, column: Column) -> str:
         # The column's own type (format_type's spelling), so the comparison uses its index.

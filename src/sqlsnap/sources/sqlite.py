@@ -22,6 +22,7 @@ import os
 import socket
 import sqlite3
 import threading
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -34,6 +35,7 @@ import msgspec
 from ..errors import NotFoundError, SnapError, UsageError
 from ..model import Column, ForeignKey, Table
 from ..plan.request import ReadRequest
+from ..plan.segment import BUCKETS
 from ..values import ENCODER, b64, decode_json, float_value
 from .base import (
     Cancelled,
@@ -45,6 +47,11 @@ from .base import (
     render_filter,
     render_segment,
 )
+
+
+def _bucket(*values: Any) -> int:
+    """CRC-32 of the seed and the key, as MySQL's CRC32(CONCAT_WS(',', ...)), in BUCKETS."""
+    return zlib.crc32(",".join(str(v) for v in values).encode()) % BUCKETS
 
 
 class _InvalidText(bytes):
@@ -133,6 +140,8 @@ class SQLiteSource(Source):
             conn = sqlite3.connect(f"file:{quote(os.path.abspath(self.path))}?mode=ro", uri=True,
                                    isolation_level=None, check_same_thread=False)
             conn.text_factory = _text_factory
+            # A sample's hash (SegmentSQL.bucket): SQLite has none of its own.
+            conn.create_function("sqlsnap_bucket", -1, _bucket, deterministic=True)
             conn.execute("BEGIN")
             # The first read takes the snapshot (a deferred BEGIN alone does not).
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
