@@ -439,3 +439,26 @@ def test_a_connection_lost_mid_restore_leaves_the_target_as_it_was(server: str, 
     assert isinstance(caught.value, sqlsnap.ServerUnreachable) and caught.value.transient
     assert len(loaded) == 3
     assert tables_of(target) == ["keep_me"]
+
+
+def test_a_failed_append_takes_back_its_rows(any_url: str, tmp_path: Path) -> None:
+    """Appending to an existing table while creating the others: on MySQL, whose CREATE
+    commits, the missing tables are created before any row is appended."""
+    source = f"sqlite:///{tmp_path / 'src.db'}"
+    build_demo(source)
+    snap = tmp_path / "demo.json"
+    sqlsnap.export(source, str(snap))
+    restore(str(snap), any_url, tables=["companies"])
+    execute_script(any_url, ["DELETE FROM companies", f"DROP TABLE {PROVENANCE_TABLE}"])
+    seen: list[str] = []
+
+    def progress(table: str, rows: int) -> None:
+        seen.append(table)
+        if len(seen) == 3:  # ai_prompts created, companies appended, debug_logs created
+            raise RuntimeError("stopped")
+
+    with pytest.raises(RuntimeError, match="stopped"):
+        restore(str(snap), any_url, append=True, progress=progress)
+    assert seen == ["ai_prompts", "companies", "debug_logs"]
+    assert tables_of(any_url) == ["companies"]
+    assert rows_of(any_url, "SELECT count(*) FROM companies") == [(0,)]

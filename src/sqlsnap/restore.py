@@ -163,6 +163,8 @@ class _Restore:
                 self.existing -= set(clash)
                 self.result.replaced = clash
             self.result.appended = clash if self.append else []
+            if self.append and clash and self.target.dialect == "mysql":
+                self._create_up_front()
             self._load_all()
             self._add_keys()
             self._record()
@@ -291,9 +293,7 @@ class _Restore:
         if self.source == "mysql":
             head, json_columns = _peek_json(rows, columns)
         table = self._model(name, json_columns)
-        if name in self.existing:  # appending: the target's table as it is
-            pass
-        else:
+        if name not in self.existing and all(t.name != name for t in self.created):
             self.target.create_table(table, with_foreign_keys=self.target.dialect == "mysql")
             self.created.append(table)
         convert = _row_converter(self.source, self.target.dialect, columns, table.columns, json_columns, name)
@@ -302,6 +302,19 @@ class _Restore:
         self.result.tables[name] = loaded
         if self.progress:
             self.progress(name, loaded)
+
+    def _create_up_front(self) -> None:
+        """MySQL commits before every CREATE: appending to existing tables, create the missing
+        ones (and the provenance table) before any row is added, so that a failure can roll
+        the appended rows back. Their JSON columns are not told apart then (no rows yet)."""
+        for name in self.selected:
+            if name not in self.existing:
+                table = self._model(name, set())
+                self.target.create_table(table, with_foreign_keys=True)
+                self.created.append(table)
+        if PROVENANCE_TABLE not in self.existing:
+            self.target.create_table(self._provenance_table())
+            self.created.append(self._provenance_table())
 
     def _add_keys(self) -> None:
         for table in self.created:
@@ -326,13 +339,17 @@ class _Restore:
                                   f"row in {fk.ref_table}; restore {fk.ref_table} too, or fix the rows",
                                   where=self.target.where, table=table.name)
 
-    def _record(self) -> None:
+    def _provenance_table(self) -> Table:
         columns = [("restored_at", "text"), ("snapshot", "text"), ("exported_at", "text"),
                    ("source_dialect", "varchar:32"), ("source_database", "text"), ("generator", "text"),
                    ("tables", "longtext"), ("total_rows", "bigint")]
-        table = Table(PROVENANCE_TABLE, "", PROVENANCE_TABLE,
-                      [Column(n, column_type(k, self.target.dialect), True) for n, k in columns])
-        if PROVENANCE_TABLE not in self.existing and PROVENANCE_TABLE not in self.result.tables:
+        return Table(PROVENANCE_TABLE, "", PROVENANCE_TABLE,
+                     [Column(n, column_type(k, self.target.dialect), True) for n, k in columns])
+
+    def _record(self) -> None:
+        table = self._provenance_table()
+        if PROVENANCE_TABLE not in self.existing and PROVENANCE_TABLE not in self.result.tables \
+                and all(t.name != PROVENANCE_TABLE for t in self.created):
             self.target.create_table(table)
             self.created.append(table)
         source = self.meta.get("source", {})
