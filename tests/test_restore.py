@@ -226,6 +226,7 @@ def test_a_target_holding_the_tables_is_refused_then_replaced_or_appended(
     assert cli.stderr.startswith("Error: ") and cli.stderr.count("\n") == 1
 
     assert sorted(restore(str(snap), empty_url, replace=True).replaced) == ["players", "teams"]
+    assert tables_of(empty_url) == [PROVENANCE_TABLE, "players", "teams"]  # nothing left aside
     assert rows_of(empty_url, "SELECT count(*) FROM players") == [(3,)]
     assert rows_of(empty_url, f"SELECT count(*) FROM {PROVENANCE_TABLE}") == [(2,)]
     # Appending the same rows again breaks the primary keys: refused, and nothing changes.
@@ -462,3 +463,37 @@ def test_a_failed_append_takes_back_its_rows(any_url: str, tmp_path: Path) -> No
     assert seen == ["ai_prompts", "companies", "debug_logs"]
     assert tables_of(any_url) == ["companies"]
     assert rows_of(any_url, "SELECT count(*) FROM companies") == [(0,)]
+
+
+def test_a_failed_replace_keeps_the_old_tables(any_url: str, empty_url: str, tmp_path: Path) -> None:
+    """On MySQL too, where DROP cannot be rolled back: the old tables are set aside until the
+    restore commits, and come back with their rows and keys when it fails."""
+    snap = cycle_snapshot(any_url, tmp_path / "cycle.json")
+    restore(str(snap), empty_url)
+    keys_before = foreign_keys_of(empty_url)
+    assert len(keys_before) == 2
+    text = snap.read_text()
+    bad = tmp_path / "bad.json"
+    bad.write_text(text.replace('"name":"Cy"', '"name":null'))
+    assert bad.read_text() != text
+    with pytest.raises(SnapError, match="players"):
+        restore(str(bad), empty_url, replace=True)
+    assert tables_of(empty_url) == [PROVENANCE_TABLE, "players", "teams"]
+    assert rows_of(empty_url, "SELECT count(*) FROM players") == [(3,)]
+    assert rows_of(empty_url, "SELECT count(*) FROM teams") == [(3,)]
+    assert foreign_keys_of(empty_url) == keys_before
+
+
+def foreign_keys_of(url: str) -> list[tuple[str, str]]:
+    """(table, referenced table) of every foreign key in ``url``'s database, sorted."""
+    dialect = dialect_of(url)
+    if dialect == "sqlite":
+        sql = ("SELECT m.name, f.\"table\" FROM sqlite_master m, pragma_foreign_key_list(m.name) f "
+               "WHERE m.type = 'table' GROUP BY m.name, f.id")
+    elif dialect == "postgresql":
+        sql = ("SELECT conrelid::regclass::text, confrelid::regclass::text FROM pg_constraint "
+               "WHERE contype = 'f'")
+    else:
+        sql = ("SELECT TABLE_NAME, REFERENCED_TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS "
+               "WHERE CONSTRAINT_SCHEMA = DATABASE()")
+    return sorted((str(a), str(b)) for a, b in rows_of(url, sql))

@@ -16,8 +16,8 @@ added once every table is in, so cycles load. Memory holds one batch of rows.
   :mod:`sqlsnap.values` (exact digits, bytes, json text, arrays, SQLite markers).
 * **All or nothing.** PostgreSQL and SQLite run the whole restore in one transaction (DDL
   included). MySQL commits around every CREATE and DROP: a failure rolls back the rows and
-  drops the tables the restore created; ``replace=True`` there drops the old tables for good
-  before loading.
+  drops the tables the restore created; ``replace=True`` there renames the old tables aside
+  until the commit, and back on failure.
 * **Provenance.** A ``_sqlsnap_restore`` table gets one row per restore: when, from which
   snapshot, exported when and from where, rows per table.
 """
@@ -25,6 +25,7 @@ added once every table is in, so cycles load. Memory holds one batch of rows.
 from __future__ import annotations
 
 import fnmatch
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -142,6 +143,8 @@ class _Restore:
         #: Tables this restore created (MySQL drops them again on failure), in creation order.
         self.created: list[Table] = []
         self.existing: set[str] = set()
+        #: MySQL --replace: table -> the name its old version was renamed to until the commit.
+        self.aside: dict[str, str] = {}
         #: Opens a new connection to the target, to clean up after a lost one.
         self.reopen: Callable[[], Target] | None = None
 
@@ -159,7 +162,10 @@ class _Restore:
         self._begin()
         try:
             if self.replace:
-                self._drop(clash)
+                if self.target.dialect == "mysql":
+                    self._set_aside(clash)
+                else:
+                    self._drop(clash)
                 self.existing -= set(clash)
                 self.result.replaced = clash
             self.result.appended = clash if self.append else []
@@ -173,6 +179,7 @@ class _Restore:
         except BaseException:
             self._undo()
             raise
+        self._drop_aside()
 
     def _begin(self) -> None:
         dialect = self.target.dialect
@@ -195,7 +202,7 @@ class _Restore:
             self.target.rollback()
         except SnapError:
             pass  # a lost connection: the server rolls back what was not committed
-        if self.target.dialect != "mysql" or not self.created:
+        if self.target.dialect != "mysql" or not (self.created or self.aside):
             return
         # MySQL committed its DDL: drop what was created, on a new connection when the
         # restore's was lost (the server went away or the connection was killed).
@@ -214,6 +221,35 @@ class _Restore:
         target.execute("SET SESSION foreign_key_checks = 0", action="setting the session")
         for table in reversed(self.created):
             target.drop_table(table.name)
+        if self.aside:  # --replace: the old tables come back
+            renames = ", ".join(f"{target.quote(old)} TO {target.quote(name)}"
+                                for name, old in self.aside.items())
+            target.execute(f"RENAME TABLE {renames}", action="putting the replaced tables back")
+            self.aside = {}
+
+    def _set_aside(self, names: list[str]) -> None:
+        """MySQL cannot drop tables inside a transaction: ``--replace`` renames the old ones
+        aside in one atomic RENAME TABLE (InnoDB renames their ``_ibfk_`` keys with them), and
+        drops them only once the restore has committed; a failure renames them back."""
+        suffix = os.urandom(4).hex()
+        self.aside = {name: f"_sqlsnap_old_{suffix}_{i}" for i, name in enumerate(names)}
+        renames = ", ".join(f"{self.target.quote(name)} TO {self.target.quote(old)}"
+                            for name, old in self.aside.items())
+        self.target.execute(f"RENAME TABLE {renames}", action="setting the replaced tables aside")
+
+    def _drop_aside(self) -> None:
+        if not self.aside:
+            return
+        try:
+            self.target.execute("SET SESSION foreign_key_checks = 0", action="setting the session")
+            for old in self.aside.values():
+                self.target.drop_table(old)
+            self.target.execute("SET SESSION foreign_key_checks = 1", action="setting the session")
+        except SnapError as exc:
+            left = ", ".join(self.aside.values())
+            raise OutputError(f"the restore into {self.target.where} is done, but the tables it replaced "
+                              f"could not be dropped ({exc}); drop {left} by hand",
+                              where=self.target.where) from exc
 
     def _finish(self) -> None:
         if self.target.dialect == "mysql":
