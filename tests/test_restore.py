@@ -497,3 +497,19 @@ def foreign_keys_of(url: str) -> list[tuple[str, str]]:
         sql = ("SELECT TABLE_NAME, REFERENCED_TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS "
                "WHERE CONSTRAINT_SCHEMA = DATABASE()")
     return sorted((str(a), str(b)) for a, b in rows_of(url, sql))
+
+
+def test_a_postgresql_type_the_target_lacks_becomes_text(pg_url: str, tmp_path: Path) -> None:
+    execute_script(pg_url, ["CREATE TYPE mood AS ENUM ('ok', 'sad')",
+                            "CREATE TABLE people (id integer PRIMARY KEY, m mood, ms mood[])",
+                            "INSERT INTO people VALUES (1, 'ok', '{ok,sad}'), (2, NULL, NULL)"])
+    snap = tmp_path / "enum.json"
+    sqlsnap.export(pg_url, str(snap))
+    with pg_database() as target:
+        restore(str(snap), target)
+        types = rows_of(target, "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                                "WHERE attrelid = 'people'::regclass AND attnum > 0 ORDER BY attnum")
+        assert types == [("id", "integer"), ("m", "text"), ("ms", "text")]
+        # The array of a missing type is a JSON array in text, as in another dialect.
+        assert rows_of(target, "SELECT m, ms FROM people ORDER BY id") == \
+            [("ok", '["ok","sad"]'), (None, None)]
