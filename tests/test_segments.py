@@ -191,6 +191,7 @@ def test_plan_counts_rows_and_names_the_edges(any_url: str) -> None:
     assert "    reached    parent via node_tags.tag_id -> tags.id" in text
     assert "    ! parents  1 rows reached only as parents" in text
     assert p.to_json()["segment"]["seeds"] == {"tenants": 1}
+    assert p.to_json()["segment"]["rows"]["order_lines"] == 2
 
 
 # -- the demo: one tenant ----------------------------------------------------------------------------
@@ -367,3 +368,59 @@ def test_samples_are_reproducible_and_closed(any_url: str, tmp_path: Path) -> No
     assert limited == sample("--limit", "5", "--seed", "3") and len(limited) == 5
     assert limited != sample("--limit", "5", "--seed", "4")
     assert sample("--sample", "100%") == set(range(1, 201))
+
+
+def test_json_lines_segments_are_closed_too(any_url: str, tmp_path: Path) -> None:
+    make_shapes(any_url)
+    out = tmp_path / "t1"
+    sqlsnap.export(any_url, str(out), format="jsonl", where=parse_where(["tenants.id = 1"]), closure=True)
+    meta = json.loads((out / "metadata.json").read_bytes())
+    assert meta["segment"]["seeds"] == {"tenants": 1} and meta["tables"]["nodes"]["rows"] == 12
+    assert len((out / "order_lines.jsonl").read_text().splitlines()) == 2
+    assert sqlsnap.verify(str(out), integrity=True).ok
+
+
+# -- the segment file ---------------------------------------------------------------------------------------
+
+SEGMENT_FILE = """
+[segment]
+# attachments.node_ref is a node id without a foreign key in the schema
+foreign_keys = [{ table = "attachments", columns = ["node_ref"], references = "nodes", ref_columns = ["id"] }]
+skip = ["reviews.order_tenant,order_id"]   # a review does not bring its order
+lookups = ["tags"]                         # every tag
+"""
+
+
+def test_segment_file_declares_skips_and_takes_lookups_whole(any_url: str, tmp_path: Path) -> None:
+    make_shapes(any_url)
+    execute_script(any_url, ["CREATE TABLE attachments (id integer PRIMARY KEY, node_ref integer)",
+                             "INSERT INTO attachments VALUES (1, 5), (2, 12)"])
+    rules = tmp_path / "segment.toml"
+    rules.write_text(SEGMENT_FILE)
+    out = tmp_path / "t1.json"
+    result = CliRunner().invoke(main, ["export", any_url, "--where", "tenants.id = 1",
+                                       "--segment-file", str(rules), "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    doc = load(out)
+    assert {t: keys(doc, t) for t in doc["data"]} == {
+        "tenants": {(1,)},  # order (2, 1), and with it tenant 2 and nodes 11 and 12, is not followed
+        "nodes": {(i,) for i in range(1, 11)},
+        "tags": {(1,), (2,)},  # a lookup: whole
+        "node_tags": {(10, 1)},
+        "orders": {(1, 1), (1, 2)},
+        "order_lines": {(1,), (2,)},
+        "notes": {(1,)},
+        "reviews": {(1,)},
+        "attachments": {(1,)},  # through the declared key: the attachment of node 5, not of node 12
+    }
+    assert doc["metadata"]["segment"]["lookups"] == ["tags"]
+    jsonschema.validate(doc["metadata"], json.loads(SCHEMA.read_text()))
+    # Not following an edge is a choice with a price: review 1's order is not in the file.
+    check = sqlsnap.verify(str(out), integrity=True)
+    assert check.dangling_total == 1 and check.dangling[0].table == "reviews"
+    bad = rules.with_name("bad.toml")
+    bad.write_text('[segment]\nlookups = ["tag"]\n')
+    result = CliRunner().invoke(main, ["plan", any_url, "--where", "tenants.id = 1",
+                                       "--segment-file", str(bad)])
+    assert result.exit_code == 2 and "lookup 'tag' is not a table; tables are: attachments, node_tags" \
+        in result.output

@@ -74,6 +74,8 @@ class SegmentOptions:
     sample: str | None = None
     limit: int | None = None
     seed: int | None = None
+    #: A TOML file with a [segment] table (docs/segments.md).
+    segment_file: str | None = None
 
     @property
     def active(self) -> bool:
@@ -83,7 +85,8 @@ class SegmentOptions:
     def to_json(self) -> dict[str, Any]:
         return {"where": filters_to_json(self.where), "closure": self.closure, "since": self.since,
                 "until": self.until, "date_columns": list(self.date_columns), "closed": self.closed,
-                "sample": self.sample, "limit": self.limit, "seed": self.seed}
+                "sample": self.sample, "limit": self.limit, "seed": self.seed,
+                "segment_file": self.segment_file}
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,9 @@ class ExportOptions:
         parse_when(self.segment.since, "--since")
         parse_when(self.segment.until, "--until")
         Sample.parse(self.segment.sample, self.segment.limit, self.segment.seed)
+        if self.segment.segment_file and not self.segment.active:
+            raise UsageError("--segment-file says how a segment is closed; give its seeds with --where, "
+                             "--since/--until, --tables ... --closed or --sample")
 
     @property
     def export_type(self) -> str:
@@ -141,7 +147,7 @@ class ExportOptions:
     # -- the keyword form of export() and plan() ---------------------------------------------
 
     _SEGMENT_KEYS = ("where", "closure", "since", "until", "date_columns", "closed", "sample", "limit",
-                     "seed")
+                     "seed", "segment_file")
     _POLICY_KEYS = ("exclude_columns", "include_secrets", "anonymize", "policy", "hash_key_file", "hash_key")
 
     @classmethod
@@ -203,7 +209,8 @@ class ExportOptions:
                                           bool(segment.get("closure", False)), segment.get("since"),
                                           segment.get("until"), tuple(segment.get("date_columns", ())),
                                           bool(segment.get("closed", False)), segment.get("sample"),
-                                          segment.get("limit"), segment.get("seed")))
+                                          segment.get("limit"), segment.get("seed"),
+                                          segment.get("segment_file")))
 
     def replace(self, **changes: Any) -> ExportOptions:
         return replace(self, **changes)

@@ -65,6 +65,9 @@ def segment_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--seed", type=int, metavar="N",
                      help="Which rows --sample and --limit pick: the same seed picks the same rows. "
                           "Default 0."),
+        click.option("--segment-file", "segment_file", metavar="FILE",
+                     help="TOML with a [segment] table: foreign_keys the schema lacks, skip (foreign keys "
+                          "not to follow, TABLE.COLUMN), lookups (tables taken whole). docs/segments.md."),
         click.option("--closed", is_flag=True,
                      help="With --tables: those tables whole, and every row they reference (from any "
                           "table), so that no key dangles."),
@@ -81,7 +84,7 @@ def segment_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
     return {"where": where or None, "closure": bool(where) and not no_closure, "since": opts.pop("since"),
             "until": opts.pop("until"), "date_columns": opts.pop("date_columns"),
             "closed": opts.pop("closed"), "sample": opts.pop("sample"), "limit": opts.pop("limit"),
-            "seed": opts.pop("seed")}
+            "seed": opts.pop("seed"), "segment_file": opts.pop("segment_file")}
 
 
 def policy_options(fn: Callable[..., Any]) -> Callable[..., Any]:

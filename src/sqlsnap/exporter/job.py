@@ -104,6 +104,7 @@ def _requests(the_plan: Plan, tables: Mapping[str, Table],
     seg = the_plan.segment
     return {t.name: ReadRequest(tables[t.name], projections.get(t.name), t.row_filter) if seg is None else
             ReadRequest(tables[t.name], projections.get(t.name), segment=seg.read(t.name))
+            if seg.reads(t.name) else ReadRequest(tables[t.name], projections.get(t.name))
             for t in the_plan.tables}
 
 
@@ -160,7 +161,8 @@ def _plan_options(options: ExportOptions, dialect: str) -> tuple[PlanOptions, Ha
         policy=p.policy, hash_key=p.hash_key, hash_key_file=p.hash_key_file, where=options.segment.where,
         closure=options.segment.closure, since=options.segment.since, until=options.segment.until,
         date_columns=options.segment.date_columns, closed=options.segment.closed,
-        sample=options.segment.sample, limit=options.segment.limit, seed=options.segment.seed)
+        sample=options.segment.sample, limit=options.segment.limit, seed=options.segment.seed,
+        segment_file=options.segment.segment_file)
 
 
 def _open_source(url: SourceURL, options: ExportOptions) -> Source:
@@ -338,7 +340,11 @@ class _Run:
 
     def document(self) -> tuple[dict[str, Any], int, str, str | None]:
         """One document, written as the rows arrive, then committed with its checksum file."""
-        counted = _count_rows(self.src, [self.requests[t.name] for t in self.order])
+        seg = self.plan.segment
+        # A segment's rows were counted in this snapshot already (_measure_segment): each count
+        # evaluates the closure again.
+        counted = dict(seg.rows) if seg is not None and seg.rows is not None else \
+            _count_rows(self.src, [self.requests[t.name] for t in self.order])
         self.job._check_cancelled()
         metadata = self._metadata(counted)
         # Spools (tables read ahead of the writer) go beside a local file, on the same disk

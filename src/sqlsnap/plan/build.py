@@ -61,7 +61,7 @@ from ..policy import (
     type_info,
 )
 from .filters import Condition, RowFilter, filters_to_json
-from .segment import Sample, SegmentPlan, parse_when
+from .segment import Sample, SegmentPlan, SegmentRules, parse_when
 from .select import select_tables
 
 _PRESET = "--anonymize"
@@ -221,16 +221,21 @@ class Plan:
             "notices": [n.to_json() for n in self.notices],
             "export_type": self.export_type,
             "filters": filters_to_json(self.filters),
-            **({"segment": self.segment_json()} if self.export_type == "segment" else {}),
+            **({"segment": self.segment_json(rows=True)} if self.export_type == "segment" else {}),
             "total_tables": len(self.tables),
             "estimated_rows": self.estimated_rows,
         }
 
-    def segment_json(self) -> dict[str, Any]:
+    def segment_json(self, rows: bool = False) -> dict[str, Any]:
         """The ``segment`` object of the plan and the metadata: whether the segment is closed
         under foreign keys and, when it is, its seeds, how each table was reached and the
         other tenants' rows it references (:meth:`SegmentPlan.to_json`)."""
-        return self.segment.to_json() if self.segment is not None else {"closed": False}
+        if self.segment is None:
+            return {"closed": False}
+        out = self.segment.to_json()
+        if rows:  # the plan's own: the metadata has them in its tables
+            out["rows"] = self.segment.rows
+        return out
 
     def metadata(self) -> dict[str, Any]:
         """The top-level ``policy`` object of the snapshot metadata."""
@@ -275,7 +280,9 @@ class Plan:
             lines.append(f"  {t.name} ({est})")
             if seg is not None:
                 how = seg.reached.get(t.name)
-                lines.append(f"    {'reached':<10} " + (how.describe() if how else "not reached: no row"))
+                lines.append(f"    {'reached':<10} " + (
+                    "lookup (segment file): taken whole" if t.name in seg.lookups else
+                    how.describe() if how else "not reached: no row"))
                 cross = (seg.cross_parents or {}).get(t.name)
                 if cross:
                     lines.append(f"    {'! parents':<10} {cross['rows']:,} rows reached only as parents "
@@ -332,6 +339,8 @@ class PlanOptions:
     #: ``--sample``/``--limit`` with ``--seed``: of the rows of --where, else of the chosen
     #: tables (--tables), else of the tables that reference no other table; closed as --where.
     sample: Sample | None = None
+    #: A segment file's rules: declared foreign keys, edges not followed, lookups taken whole.
+    segment_rules: SegmentRules | None = None
 
 
 def _describe(c: Condition) -> str:
@@ -628,7 +637,9 @@ def build_plan(
             "no hash key was given, so fake values come from a random key used for this export only: "
             f"they differ from one export to the next; {KEY_HINT} for values that stay the same")))
 
-    segment = SegmentPlan.of(chosen, down_seeds, parent_seeds, options.sample) \
+    if options.segment_rules is not None:
+        options.segment_rules.check(by_name)
+    segment = SegmentPlan.of(chosen, down_seeds, parent_seeds, options.sample, options.segment_rules) \
         if down_seeds or parent_seeds else None
     return Plan(
         source=dict(source or {"dialect": options.dialect}),
@@ -776,6 +787,7 @@ def plan_options(
     sample: str | None = None,
     limit: int | None = None,
     seed: int | None = None,
+    segment_file: str | None = None,
 ) -> tuple[PlanOptions, HashKey | None]:
     """Load the policy and the key and check everything that needs no database, so that a
     bad policy fails before connecting."""
@@ -805,4 +817,5 @@ def plan_options(
         date_columns=list(date_columns),
         closed=closed,
         sample=Sample.parse(sample, limit, seed),
+        segment_rules=SegmentRules.load(segment_file) if segment_file else None,
     ), key

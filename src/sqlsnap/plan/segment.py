@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -181,18 +181,25 @@ def key_columns(table: Table, edges: Sequence[Edge]) -> tuple[str, ...]:
 
 def build_closure(tables: Sequence[Table], where: Mapping[str, RowFilter],
                   parent_seeds: Mapping[str, RowFilter] | None = None,
-                  sample: Sample | None = None) -> Closure:
+                  sample: Sample | None = None, rules: SegmentRules | None = None) -> Closure:
     """The closure of ``where``'s seeds (children and parents followed) and of
     ``parent_seeds`` (parents only) over the foreign keys among ``tables`` (the exported
     ones: a foreign key to a table left out is not followed)."""
     parent_seeds = parent_seeds or {}
-    ordered = tuple(sorted(tables, key=lambda t: t.name))
+    rules = rules or SegmentRules()
+    # Lookup tables are read whole, so they are no node of the closure: no edge into or out of
+    # them needs following.
+    ordered = tuple(sorted((t for t in tables if t.name not in rules.lookups), key=lambda t: t.name))
     names = {t.name for t in ordered}
-    edges = tuple(Edge(t.name, tuple(fk.columns), fk.ref_table, tuple(fk.ref_columns))
-                  for t in ordered for fk in t.foreign_keys if fk.ref_table in names)
+    declared = [Edge(t.name, tuple(fk.columns), fk.ref_table, tuple(fk.ref_columns))
+                for t in ordered for fk in t.foreign_keys] + list(rules.foreign_keys)
+    edges = tuple(e for e in declared if e.child in names and e.parent in names and not rules.skips(e))
     keys = tuple(key_columns(t, edges) for t in ordered)
     index = {t.name: i for i, t in enumerate(ordered)}
     for name in [*where, *parent_seeds]:
+        if name not in index:
+            raise UsageError(f"{name} is a lookup of the segment file, taken whole; it cannot hold the seeds "
+                             "too: remove it from lookups", table=name)
         if not keys[index[name]]:
             raise UsageError(f"--where on {name}: the table has no primary key and no foreign key, so its "
                              "rows cannot be followed; add a primary key or use --no-closure", table=name)
@@ -248,13 +255,21 @@ class SegmentPlan:
     rows: dict[str, int] | None = None
     seeds: dict[str, int] | None = None
     cross_parents: dict[str, dict[str, Any]] | None = None
+    #: Tables read whole (the segment file's lookups).
+    lookups: list[str] = field(default_factory=list)
+
+    def reads(self, name: str) -> bool:
+        """Whether ``name``'s rows are the closure's (not a lookup read whole)."""
+        return name not in self.lookups
 
     @classmethod
     def of(cls, tables: Sequence[Table], where: Mapping[str, RowFilter],
-           parent_seeds: Mapping[str, RowFilter] | None = None, sample: Sample | None = None) -> SegmentPlan:
-        closure = build_closure(tables, where, parent_seeds, sample)
+           parent_seeds: Mapping[str, RowFilter] | None = None, sample: Sample | None = None,
+           rules: SegmentRules | None = None) -> SegmentPlan:
+        closure = build_closure(tables, where, parent_seeds, sample, rules)
+        lookups = [t.name for t in tables if rules is not None and t.name in rules.lookups]
         reached, down = reach(closure)
-        return cls(closure, reached, down)
+        return cls(closure, reached, down, lookups=lookups)
 
     def read(self, name: str, parents_only: bool = False, seeds_only: bool = False) -> SegmentRead:
         return SegmentRead(self.closure, self.closure.index(name), parents_only, seeds_only)
@@ -268,5 +283,85 @@ class SegmentPlan:
             "reached_by": {t.name: self.reached[t.name].to_json() for t in self.closure.tables
                            if t.name in self.reached},
             "not_reached": [t.name for t in self.closure.tables if t.name not in self.reached],
+            **({"lookups": list(self.lookups)} if self.lookups else {}),
             "cross_tenant_parents": dict(sorted((self.cross_parents or {}).items())),
         }
+
+
+@dataclass(frozen=True)
+class SegmentRules:
+    """A segment file's ``[segment]`` table (docs/segments.md): foreign keys the schema lacks,
+    foreign keys not to follow, and lookup tables taken whole (the edges into them need no
+    following: every row is there)."""
+
+    foreign_keys: tuple[Edge, ...] = ()
+    skip: tuple[str, ...] = ()
+    lookups: tuple[str, ...] = ()
+    path: str | None = None
+
+    @classmethod
+    def load(cls, path: str) -> SegmentRules:
+        import tomllib
+
+        try:
+            with open(path, "rb") as f:
+                doc = tomllib.load(f)
+        except FileNotFoundError:
+            raise UsageError(f"segment file {path} does not exist; check the path given to --segment-file") \
+                from None
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise UsageError(f"cannot read segment file {path}: {exc}; it must be TOML with a [segment] "
+                             "table") from None
+        seg = doc.get("segment")
+        if not isinstance(seg, dict):
+            raise UsageError(f"segment file {path} has no [segment] table; see docs/segments.md")
+        unknown = sorted(set(seg) - {"foreign_keys", "skip", "lookups"})
+        if unknown:
+            raise UsageError(f"{path}: unknown key {unknown[0]!r} in [segment]; valid ones: foreign_keys, "
+                             "lookups, skip")
+        edges = []
+        for i, fk in enumerate(seg.get("foreign_keys", [])):
+            try:
+                edge = Edge(str(fk["table"]), tuple(map(str, fk["columns"])), str(fk["references"]),
+                            tuple(map(str, fk["ref_columns"])))
+            except (KeyError, TypeError):
+                raise UsageError(f"{path}: foreign_keys[{i}] needs table, columns, references and "
+                                 'ref_columns, e.g. { table = "documents", columns = ["owner_id"], '
+                                 'references = "users", ref_columns = ["id"] }') from None
+            if len(edge.columns) != len(edge.ref_columns) or not edge.columns:
+                raise UsageError(f"{path}: foreign_keys[{i}] has {len(edge.columns)} columns and "
+                                 f"{len(edge.ref_columns)} ref_columns; give as many of each")
+            edges.append(edge)
+        return cls(tuple(edges), tuple(map(str, seg.get("skip", []))),
+                   tuple(map(str, seg.get("lookups", []))), path)
+
+    def check(self, tables: Mapping[str, Table]) -> None:
+        """Every table and column named exists (with the valid names when not)."""
+        where = self.path or "segment file"
+
+        def column(table: str, col: str) -> None:
+            t = tables.get(table)
+            if t is None:
+                raise UsageError(f"{where}: there is no table {table!r}; tables are: "
+                                 + ", ".join(sorted(tables)), table=table)
+            names = [c.name for c in t.columns]
+            if col not in names:
+                raise UsageError(f"{where}: table {table} has no column {col!r}; its columns are: "
+                                 + ", ".join(names), table=table, column=col)
+
+        for e in self.foreign_keys:
+            for c in e.columns:
+                column(e.child, c)
+            for c in e.ref_columns:
+                column(e.parent, c)
+        for s in self.skip:
+            table, _, cols = s.rpartition(".")
+            for c in cols.split(","):
+                column(table, c)
+        for name in self.lookups:
+            if name not in tables:
+                raise UsageError(f"{where}: lookup {name!r} is not a table; tables are: "
+                                 + ", ".join(sorted(tables)), table=name)
+
+    def skips(self, edge: Edge) -> bool:
+        return f"{edge.child}.{','.join(edge.columns)}" in self.skip
