@@ -108,8 +108,7 @@ def _requests(the_plan: Plan, tables: Mapping[str, Table],
             for t in the_plan.tables}
 
 
-def _measure_segment(source: Source, the_plan: Plan, requests: Mapping[str, ReadRequest],
-                     counted: dict[str, int] | None = None) -> None:
+def _measure_segment(source: Source, the_plan: Plan, requests: Mapping[str, ReadRequest]) -> None:
     """Fill the plan's segment with what only the snapshot knows: rows per table, seed rows,
     and the rows reached only as parents in tables also reached as children (another
     tenant's), with their keys (the first MAX_LISTED_KEYS)."""
@@ -118,15 +117,21 @@ def _measure_segment(source: Source, the_plan: Plan, requests: Mapping[str, Read
         return
     try:
         with source.reader() as reader:
-            seg.rows = dict(counted) if counted is not None else \
-                {name: reader.count(r) for name, r in requests.items()}
+            # One query counts every table keyed by its primary key, and its rows reached only
+            # as parents; other tables (and sources without it) are counted one by one.
+            stats = reader.segment_counts(seg.closure) or {}
+            by_node: dict[str, tuple[int, int]] = {
+                t.name: stats.get(i, (0, 0)) for i, t in enumerate(seg.closure.tables)
+                if stats and list(seg.closure.keys[i]) == list(t.primary_key)}
+            seg.rows = {name: by_node[name][0] if name in by_node else reader.count(req)
+                        for name, req in requests.items()}
             seg.seeds = {t.name: reader.count(ReadRequest(t, segment=seg.read(t.name, seeds_only=True)))
                          for i, _, _ in seg.closure.seeds for t in [seg.closure.tables[i]]}
             seg.cross_parents = {}
             for name in sorted(seg.down):
                 table = requests[name].table
                 only = ReadRequest(table, segment=seg.read(name, parents_only=True))
-                n = reader.count(only)
+                n = by_node[name][1] if name in by_node else reader.count(only)
                 if not n:
                     continue
                 key = seg.closure.keys[seg.closure.index(name)]

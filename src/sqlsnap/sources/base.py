@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from ..model import Column, Table
 from ..plan.filters import RowFilter
 from ..plan.request import Part, Projection, ReadRequest
-from ..plan.segment import SegmentRead
+from ..plan.segment import Closure, SegmentRead
 from ..urls import SourceURL
 from ..values import ENCODER, Converter
 
@@ -53,6 +53,11 @@ class TableReader(ABC):
 
     def cancel(self) -> None:  # noqa: B027 - optional hook
         """Interrupt a running query from another thread, if the driver can."""
+
+    def segment_counts(self, closure: Closure) -> dict[int, tuple[int, int]] | None:
+        """Per node of ``closure``: its distinct keys in the closure and those reached only as
+        parents (:func:`render_segment_counts`), in one query; None where the source cannot."""
+        return None
 
 
 class Source(ABC):
@@ -241,6 +246,18 @@ def render_segment(segment: SegmentRead, dialect: SegmentSQL, bind: Callable[[An
     ``UNION`` (not ``UNION ALL``) drops rows already found, so cycles and self-references end
     when nothing new turns up: each row enters at most twice (d = 1 and d = 0). Seed filter
     values go through ``bind``; everything else in the text is the schema's names, quoted."""
+    return _render_segment(segment, dialect, bind, counts=False)
+
+
+def render_segment_counts(closure: Closure, dialect: SegmentSQL, bind: Callable[[Any], str]) -> str:
+    """One query for every table of the closure: ``(t, rows, rows reached only as parents)``,
+    counted by distinct key (a table's rows where its key is its primary key). One evaluation
+    of the closure instead of two per table (a count and a count of parents only)."""
+    return _render_segment(SegmentRead(closure, 0), dialect, bind, counts=True)
+
+
+def _render_segment(segment: SegmentRead, dialect: SegmentSQL, bind: Callable[[Any], str],
+                    counts: bool) -> str:
     cl = segment.closure
     q = dialect.quote
     width = cl.width
@@ -308,6 +325,11 @@ def render_segment(segment: SegmentRead, dialect: SegmentSQL, bind: Callable[[An
         picked = [dialect.from_key(k, cols[t.name][c]) for c, k in zip(cl.keys[node], key_names)]
         return (f"({', '.join(q(c) for c in cl.keys[node])}) IN (SELECT {', '.join(picked)} "
                 f"FROM ({' UNION '.join(anchors)}) a WHERE t = {node})")
+    if counts:
+        grouped = ", ".join(key_names)
+        return (f"WITH RECURSIVE {head} AS ({body}) SELECT t, count(*), "
+                f"sum(CASE WHEN m = 0 THEN 1 ELSE 0 END) FROM (SELECT t, {grouped}, max(d) AS m "
+                f"FROM {_CLOSURE} GROUP BY t, {grouped}) g GROUP BY t")
     picked = [dialect.from_key(k, cols[t.name][c]) for c, k in zip(cl.keys[node], key_names)]
     having = " GROUP BY " + ", ".join(key_names[:len(picked)]) + " HAVING max(d) = 0" \
         if segment.parents_only else ""

@@ -38,6 +38,7 @@ from .base import (
     chunked_rows,
     render_filter,
     render_segment,
+    render_segment_counts,
 )
 
 _INT = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"}
@@ -359,6 +360,17 @@ class _MySQLReader(TableReader):
         if where:
             sql += " WHERE " + " AND ".join(where)
         return sql, params
+
+    def segment_counts(self, closure: Closure) -> dict[int, tuple[int, int]] | None:
+        params: list[Any] = []
+        segment_sql = _MySQLSegment(_quote, _table_name, closure)
+        query = render_segment_counts(closure, segment_sql, bind(params, "%s"))
+        try:
+            with self.source._conn.cursor() as cur:
+                cur.execute(query, params or None)
+                return {int(t): (int(n), int(p)) for t, n, p in cur.fetchall()}
+        except self.source.driver.Error as exc:
+            raise SnapError(f"counting the segment's rows failed: {mask(str(exc))}") from None
 
     def count(self, request: ReadRequest) -> int:
         driver = self.source.driver

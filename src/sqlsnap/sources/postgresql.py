@@ -38,7 +38,7 @@ import msgspec
 from ..errors import AuthenticationError, NotFoundError, ServerUnreachable, SnapError
 from ..model import Column, ForeignKey, Table
 from ..plan.request import Part, Projection, ReadRequest
-from ..plan.segment import BUCKETS
+from ..plan.segment import BUCKETS, Closure
 from ..urls import mask
 from ..values import ENCODER, Converter, b64, identity, nullable, number_token
 from . import missing_driver
@@ -52,6 +52,7 @@ from .base import (
     chunked_rows,
     render_filter,
     render_segment,
+    render_segment_counts,
 )
 
 try:
@@ -691,6 +692,16 @@ class _PostgresReader(TableReader):
                 pass
         except psycopg.Error:
             pass
+
+    def segment_counts(self, closure: Closure) -> dict[int, tuple[int, int]] | None:
+        query = render_segment_counts(closure, _PostgresSegment(self.conn.info.server_version),
+                                      lambda v: sql.Literal(v).as_string(self.conn))
+        try:
+            with self.conn.cursor() as cur:
+                return {int(t): (int(n), int(p)) for t, n, p in cur.execute(query).fetchall()}
+        except psycopg.Error as exc:
+            raise SnapError(f"counting the segment's rows failed: {mask(str(exc).strip().splitlines()[0])}") \
+                from None
 
     def count(self, request: ReadRequest) -> int:
         with self.conn.cursor() as cur:

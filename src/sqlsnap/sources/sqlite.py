@@ -35,7 +35,7 @@ import msgspec
 from ..errors import NotFoundError, SnapError, UsageError
 from ..model import Column, ForeignKey, Table
 from ..plan.request import ReadRequest
-from ..plan.segment import BUCKETS
+from ..plan.segment import BUCKETS, Closure
 from ..values import ENCODER, b64, decode_json, float_value
 from .base import (
     Cancelled,
@@ -46,6 +46,7 @@ from .base import (
     chunked_rows,
     render_filter,
     render_segment,
+    render_segment_counts,
 )
 
 
@@ -255,13 +256,25 @@ class _SQLiteReader(TableReader):
             where.append(render_filter(request.row_filter, _quote, bind(params, "?", _param)))
         if request.segment is not None:
             # SQLite compares by the columns' affinity, so keys need no casts either way.
-            segment_sql = SegmentSQL(_quote, lambda t: _quote(t.relname))
-            if sqlite3.sqlite_version_info >= (3, 35):
-                segment_sql.materialized = "MATERIALIZED "
-            where.append(render_segment(request.segment, segment_sql, bind(params, "?", _param)))
+            where.append(render_segment(request.segment, self._segment_sql(), bind(params, "?", _param)))
         if where:
             sql += " WHERE " + " AND ".join(where)
         return sql, params
+
+    def _segment_sql(self) -> SegmentSQL:
+        segment_sql = SegmentSQL(_quote, lambda t: _quote(t.relname))
+        if sqlite3.sqlite_version_info >= (3, 35):
+            segment_sql.materialized = "MATERIALIZED "
+        return segment_sql
+
+    def segment_counts(self, closure: Closure) -> dict[int, tuple[int, int]] | None:
+        assert self.source._conn is not None
+        params: list[Any] = []
+        query = render_segment_counts(closure, self._segment_sql(), bind(params, "?", _param))
+        try:
+            return {int(t): (int(n), int(p)) for t, n, p in self.source._conn.execute(query, params)}
+        except sqlite3.Error as exc:
+            raise SnapError(f"counting the segment's rows failed: {exc}") from None
 
     def count(self, request: ReadRequest) -> int:
         assert self.source._conn is not None
