@@ -118,39 +118,29 @@ def decode_value(raw: msgspec.Raw) -> Any:
     return _VALUE.decode(raw)
 
 
-def decode_float(raw: msgspec.Raw) -> float | None:
-    """A float column's number (the shortest form that reads back to the same double), or
-    one of the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``."""
-    value = _VALUE.decode(raw)
+def float_from(value: Any) -> float | None:
+    """A float column's value: a number (the shortest form that reads back to the same
+    double), or one of the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``."""
     if value is None:
         return None
     return _FLOAT_WORDS[value] if isinstance(value, str) else float(value)
 
 
-def decode_numeric(raw: msgspec.Raw) -> int | Decimal | None:
+def numeric_from(value: Any) -> int | Decimal | None:
     """A numeric column's exact digits; ``"NaN"`` and the infinities as Decimals."""
-    value = _VALUE.decode(raw)
     return Decimal(value) if isinstance(value, str) else value
 
 
-def decode_base64(raw: msgspec.Raw) -> bytes | None:
-    value = _VALUE.decode(raw)
+def base64_from(value: Any) -> bytes | None:
     return None if value is None else base64.b64decode(value)
 
 
-def decode_json_text(raw: msgspec.Raw) -> str | None:
-    """A json column's document as it was written (its exact text). JSON ``null`` is SQL NULL:
-    the contract writes both the same way."""
-    return None if raw == _NULL else bytes(raw).decode("utf-8")
-
-
-def decode_bits(raw: msgspec.Raw) -> int | None:
+def bits_from(value: Any) -> int | None:
     """MySQL ``BIT(n)``: the string of n binary digits, as the integer the driver binds."""
-    value = _VALUE.decode(raw)
     return None if value is None else int(value, 2)
 
 
-def decode_array(element_json: bool) -> Decoder:
+def array_from(element_json: bool) -> Callable[[Any], Any]:
     """A PostgreSQL array: nested lists of native values; elements of a json(b) array come
     back as their JSON text, which the server parses again."""
 
@@ -159,14 +149,10 @@ def decode_array(element_json: bool) -> Decoder:
             return [text_elements(v) for v in value]
         return None if value is None else ENCODER.encode(value).decode("utf-8")
 
-    def decode(raw: msgspec.Raw) -> Any:
-        value = _VALUE.decode(raw)
-        return text_elements(value) if element_json and value is not None else value
-
-    return decode
+    return text_elements if element_json else identity
 
 
-def decode_sqlite(binary: bool, json_column: bool) -> Decoder:
+def sqlite_from(binary: bool, json_column: bool) -> Callable[[Any], Any]:
     """A SQLite value, markers included (docs/format.md, "SQLite"): the storage class it had.
     Non-integer numbers are REALs there, so they come back as floats (the exported number is
     the shortest form of the double, so ``float()`` gives the same bits back)."""
@@ -175,9 +161,7 @@ def decode_sqlite(binary: bool, json_column: bool) -> Decoder:
         if isinstance(value, Decimal):
             return float(value)
         if isinstance(value, str):
-            if binary:
-                return base64.b64decode(value)
-            return value
+            return base64.b64decode(value) if binary else value
         if isinstance(value, dict) and len(value) == 1:
             (key, inner), = value.items()
             if key == "$base64":
@@ -192,17 +176,54 @@ def decode_sqlite(binary: bool, json_column: bool) -> Decoder:
                 return _FLOAT_WORDS[inner]
             if key == "$json":
                 return ENCODER.encode(inner).decode("utf-8")
-        if json_column and isinstance(value, dict | list | bool | int):
-            return ENCODER.encode(value).decode("utf-8")
-        if isinstance(value, dict | list):
+        if isinstance(value, dict | list) or (json_column and isinstance(value, bool | int)):
             return ENCODER.encode(value).decode("utf-8")
         return value
+
+    return plain
+
+
+def decode_float(raw: msgspec.Raw) -> float | None:
+    return float_from(_VALUE.decode(raw))
+
+
+def decode_numeric(raw: msgspec.Raw) -> int | Decimal | None:
+    return numeric_from(_VALUE.decode(raw))
+
+
+def decode_base64(raw: msgspec.Raw) -> bytes | None:
+    return base64_from(_VALUE.decode(raw))
+
+
+def decode_json_text(raw: msgspec.Raw) -> str | None:
+    """A json column's document as it was written (its exact text). JSON ``null`` is SQL NULL:
+    the contract writes both the same way."""
+    return None if raw == _NULL else bytes(raw).decode("utf-8")
+
+
+def decode_bits(raw: msgspec.Raw) -> int | None:
+    return bits_from(_VALUE.decode(raw))
+
+
+def decode_array(element_json: bool) -> Decoder:
+    convert = array_from(element_json)
+
+    def decode(raw: msgspec.Raw) -> Any:
+        value = _VALUE.decode(raw)
+        return None if value is None else convert(value)
+
+    return decode
+
+
+def decode_sqlite(binary: bool, json_column: bool) -> Decoder:
+    """:func:`sqlite_from` on a value's JSON text; a JSON document in a JSON column keeps its
+    exact text (SQLite stored it as text)."""
+    plain = sqlite_from(binary, json_column)
 
     def decode(raw: msgspec.Raw) -> Any:
         if json_column and bytes(raw)[:1] in (b"{", b"["):
             value = _VALUE.decode(raw)
             if not (isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _SQLITE_MARKERS):
-                # A JSON document in a JSON column: its exact text (SQLite stored it as text).
                 return bytes(raw).decode("utf-8")
             return plain(value)
         return plain(_VALUE.decode(raw))
@@ -263,3 +284,29 @@ def column_decoder(dialect: str, column: dict[str, Any], *, json_text: bool = Fa
         "json": decode_json_text,
         "numeric": decode_numeric,
     }.get(shape, decode_value)
+
+
+#: A whole row, every non-integer number a Decimal: tables without JSON columns are decoded
+#: in one call, and only the columns that need it converted afterwards (value_decoder).
+ROW = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
+
+
+def value_decoder(dialect: str, column: dict[str, Any], *,
+                  json_text: bool = False) -> tuple[bool, Callable[[Any], Any] | None]:
+    """``(needs_raw, convert)``: ``needs_raw`` when the column's value must be decoded from its
+    JSON text (:func:`column_decoder`: json documents keep their exact text); else ``convert``
+    turns the value :data:`ROW` decoded into the source's value (None: as it is)."""
+    shape = "json" if json_text else column_shape(dialect, column)
+    if shape == "json":
+        return True, None
+    if shape == "sqlite":
+        upper = str(column.get("type", "")).upper()
+        if "JSON" in upper:
+            return True, None
+        return False, sqlite_from(column.get("encoding") == "base64" or "BLOB" in upper, False)
+    if shape == "array":
+        element = str(column.get("type", "")).lower().rstrip("[]")
+        return False, array_from(element in ("json", "jsonb"))
+    convert: dict[str, Callable[[Any], Any]] = {"bits": bits_from, "bytes": base64_from,
+                                                "float": float_from, "numeric": numeric_from}
+    return False, convert.get(shape)
