@@ -339,3 +339,32 @@ def test_a_damaged_cache_file_is_one_line_naming_the_fix(tmp_path: Path) -> None
     with pytest.raises(sqlsnap.NotFoundError, match="delete it and run the query again") as err:
         SafeDatabase(str(bad))
     assert "\n" not in str(err.value)
+
+
+def test_restore_into_duckdb(demo_snapshot, tmp_path: Path) -> None:
+    """``sqlsnap restore SNAPSHOT duckdb:///FILE``: the whole snapshot in a new file; an
+    existing file is refused without --replace; a failed --replace leaves the old file."""
+    _, snapshot = demo_snapshot
+    target = tmp_path / "app.duckdb"
+    done = subprocess.run([SQLSNAP, "restore", str(snapshot), f"duckdb:///{target}", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with sqlsnap.open_snapshot(str(snapshot)) as snap:
+        meta = snap.metadata
+    with duckdb.connect(str(target), read_only=True) as conn:
+        for name, entry in meta["tables"].items():
+            assert conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0] == entry["rows"]
+    again = subprocess.run([SQLSNAP, "restore", str(snapshot), f"duckdb:///{target}"],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 6 and "already exists; give --replace" in again.stderr
+    before = target.read_bytes()
+    damaged = tmp_path / "damaged.json"
+    damaged.write_bytes(b'{"metadata": {"format": "sqlsnap"')
+    failed = subprocess.run([SQLSNAP, "restore", str(damaged), f"duckdb:///{target}", "--replace"],
+                            capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 7 and failed.stderr.count("Error:") == 1
+    assert target.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "app.duckdb", "damaged.json"]
+    partial = subprocess.run([SQLSNAP, "restore", str(snapshot), f"duckdb:///{target}", "--tables",
+                              "users"], capture_output=True, text=True, timeout=60)
+    assert partial.returncode == 2 and "loads the whole snapshot" in partial.stderr

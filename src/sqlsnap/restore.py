@@ -100,6 +100,12 @@ def restore(
     if replace and append:
         raise UsageError("--replace and --append exclude each other; choose one")
     started = time.monotonic()
+    if target_url.split("://", 1)[0].lower() == "duckdb":
+        result = _restore_duckdb(snapshot, target_url, tables=tables, exclude_tables=exclude_tables,
+                                 replace=replace, append=append, identities=identities,
+                                 s3_endpoint=s3_endpoint, progress=progress)
+        result.seconds = time.monotonic() - started
+        return result
     with open_snapshot(snapshot, identities=identities, s3_endpoint=s3_endpoint) as snap:
         meta = snap.metadata
         names = list(meta.get("tables", {}))
@@ -111,6 +117,39 @@ def restore(
             job.run()
     job.result.seconds = time.monotonic() - started
     return job.result
+
+
+def _restore_duckdb(snapshot: str, target_url: str, *, tables: Sequence[str] | None,
+                    exclude_tables: Sequence[str] | None, replace: bool, append: bool,
+                    identities: Sequence[Any], s3_endpoint: str | None,
+                    progress: Callable[[str, int], None] | None) -> RestoreResult:
+    """A DuckDB file for analysis (docs/ai.md): the whole snapshot, with its metadata tables,
+    through the AI hand-off's loader, which writes a new file and renames it into place when
+    complete, so a failure leaves the target as it was, with ``replace`` too."""
+    from .ai.load import load_snapshot
+    from .urls import parse_url
+
+    if tables or exclude_tables or append:
+        raise UsageError("a restore into DuckDB loads the whole snapshot into a new file; --tables, "
+                         "--exclude-tables and --append are for database servers")
+    path = parse_url(target_url, target=True).database
+    existed = os.path.exists(path)
+    if existed and not replace:
+        raise OutputError(f"{path} already exists; give --replace to replace it, or choose another file",
+                          path=path)
+    load_snapshot(snapshot, path, identities=identities, s3_endpoint=s3_endpoint, replace=replace)
+    import duckdb
+
+    result = RestoreResult(mask(snapshot), mask(target_url))
+    with duckdb.connect(path, read_only=True) as conn:
+        for name, rows in conn.execute("SELECT table_name, rows FROM _sqlsnap_tables ORDER BY position")\
+                .fetchall():
+            result.tables[name] = int(rows or 0)
+            if progress:
+                progress(name, result.tables[name])
+    if existed:
+        result.replaced = list(result.tables)
+    return result
 
 
 def _select(names: list[str], include: Sequence[str] | None, exclude: Sequence[str] | None) -> list[str]:

@@ -92,15 +92,16 @@ def _column_rows(name: str, entry: dict[str, Any], dialect: str) -> list[tuple[A
 
 
 def load_snapshot(location: str, database: str, *, identities: Sequence[Any] = (),
-                  s3_endpoint: str | None = None) -> LoadResult:
+                  s3_endpoint: str | None = None, replace: bool = False) -> LoadResult:
     """Load the snapshot at ``location`` into a new DuckDB file ``database`` (the module
     docstring says what it holds). The file appears only when whole: it is written under a
     temporary name beside it, then renamed. Raises :class:`MissingDriverError` without the
     ``duckdb`` extra, the reader's errors for a damaged snapshot, :class:`OutputError` when
-    ``database`` already exists or cannot be written."""
+    ``database`` already exists (unless ``replace``: the new file then takes its place only
+    when whole) or cannot be written."""
     from ..targets import target_class
 
-    if os.path.exists(database):
+    if os.path.exists(database) and not replace:
         raise OutputError(f"{database} already exists; remove it or choose another file", path=database)
     cls = target_class("duckdb")
     folder = os.path.dirname(os.path.abspath(database))
