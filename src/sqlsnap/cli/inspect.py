@@ -7,7 +7,7 @@ import json
 import click
 
 from .errors import exit_codes_epilog, run
-from .options import s3_endpoint_option
+from .options import identity_option, s3_endpoint_option
 
 
 @click.command(name="inspect", epilog=exit_codes_epilog())
@@ -16,8 +16,7 @@ from .options import s3_endpoint_option
               show_default=True,
               help="text: for a terminal; markdown: a data dictionary to hand to an analyst or an AI "
                    "assistant; json: for programs.")
-@click.option("-i", "--identity", "identities", multiple=True, metavar="FILE",
-              help="age identity file (from age-keygen) to decrypt an encrypted snapshot; repeatable.")
+@identity_option()
 @s3_endpoint_option()
 def inspect_cmd(snapshot: str, fmt: str, identities: tuple[str, ...], s3_endpoint: str | None) -> None:
     """Describe what is in a snapshot, and what looks wrong.

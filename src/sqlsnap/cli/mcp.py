@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .errors import exit_codes_epilog, run
-from .options import s3_endpoint_option
+from .options import cache_dir_option, identity_option, s3_endpoint_option
 
 
 @click.command(name="mcp", epilog=exit_codes_epilog())
@@ -14,11 +14,8 @@ from .options import s3_endpoint_option
               help="Most rows in one answer (each answer is also cut at 40,000 characters).")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
               help="Stop a query after this many seconds.")
-@click.option("--cache-dir", metavar="FOLDER",
-              help="Where to keep the DuckDB file (default: beside a local snapshot when that folder is "
-                   "writable, else $SQLSNAP_CACHE_DIR or ~/.cache/sqlsnap).")
-@click.option("-i", "--identity", "identities", multiple=True, metavar="FILE",
-              help="age identity file to decrypt an encrypted snapshot; repeatable.")
+@cache_dir_option()
+@identity_option()
 @s3_endpoint_option()
 def mcp_cmd(snapshot: str, max_rows: int, timeout: float, cache_dir: str | None, identities: tuple[str, ...],
             s3_endpoint: str | None) -> None:

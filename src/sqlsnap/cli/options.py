@@ -130,6 +130,21 @@ def s3_endpoint_option(help: str = S3_ENDPOINT_HELP) -> Decorator:
     return click.option("--s3-endpoint", "s3_endpoint", metavar="URL", help=help)
 
 
+IDENTITY_HELP = "age identity file (from age-keygen) to decrypt an encrypted snapshot; repeatable."
+
+
+def identity_option(help: str = IDENTITY_HELP) -> Decorator:
+    """-i/--identity (``identities``), for the commands that read a snapshot."""
+    return click.option("-i", "--identity", "identities", multiple=True, metavar="FILE", help=help)
+
+
+def cache_dir_option() -> Decorator:
+    """--cache-dir, for the commands that load a snapshot into DuckDB (query, mcp)."""
+    return click.option("--cache-dir", metavar="FOLDER",
+                        help="Where to keep the DuckDB file (default: beside a local snapshot when that "
+                             "folder is writable, else $SQLSNAP_CACHE_DIR or ~/.cache/sqlsnap).")
+
+
 def quiet_option(help: str) -> Decorator:
     """-q/--quiet; each command says what it leaves out."""
     return click.option("-q", "--quiet", is_flag=True, help=help)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .errors import exit_codes_epilog, run
-from .options import s3_endpoint_option
+from .options import cache_dir_option, identity_option, s3_endpoint_option
 
 
 @click.command(name="query", epilog=exit_codes_epilog())
@@ -17,11 +17,8 @@ from .options import s3_endpoint_option
               help="Print at most this many rows (the result says when there were more).")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
               help="Stop the query after this many seconds.")
-@click.option("--cache-dir", metavar="FOLDER",
-              help="Where to keep the DuckDB file (default: beside a local snapshot when that folder is "
-                   "writable, else $SQLSNAP_CACHE_DIR or ~/.cache/sqlsnap).")
-@click.option("-i", "--identity", "identities", multiple=True, metavar="FILE",
-              help="age identity file to decrypt an encrypted snapshot; repeatable.")
+@cache_dir_option()
+@identity_option()
 @s3_endpoint_option()
 def query_cmd(snapshot: str, sql: str, fmt: str, max_rows: int, timeout: float, cache_dir: str | None,
               identities: tuple[str, ...], s3_endpoint: str | None) -> None:

@@ -7,7 +7,7 @@ import json
 import click
 
 from .errors import exit_codes_epilog, run
-from .options import json_option, quiet_option, s3_endpoint_option
+from .options import identity_option, json_option, quiet_option, s3_endpoint_option
 from .output import echo_err
 
 
@@ -21,8 +21,7 @@ from .output import echo_err
 @click.option("--replace", is_flag=True,
               help="Drop the target's tables that the snapshot also holds, and create them again.")
 @click.option("--append", is_flag=True, help="Add the rows to the target's tables that already exist.")
-@click.option("-i", "--identity", "identities", multiple=True, metavar="FILE",
-              help="age identity file (from age-keygen) to decrypt an encrypted snapshot; repeatable.")
+@identity_option()
 @s3_endpoint_option()
 @quiet_option("Print nothing but errors.")
 @json_option("Print the result (rows per table) as JSON on stdout.")

@@ -8,14 +8,12 @@ import click
 
 from ..errors import VerifyError
 from .errors import exit_codes_epilog, fail, run
-from .options import json_option, quiet_option, s3_endpoint_option
+from .options import IDENTITY_HELP, identity_option, json_option, quiet_option, s3_endpoint_option
 
 
 @click.command(name="verify", epilog=exit_codes_epilog())
 @click.argument("location", metavar="PATH_OR_URL")
-@click.option("-i", "--identity", "identities", multiple=True, metavar="FILE",
-              help="age identity file (from age-keygen) to decrypt an encrypted snapshot; repeatable. "
-                   "Without it, an encrypted file is checked against its .sha256 file only.")
+@identity_option(IDENTITY_HELP + " Without it, an encrypted file is checked against its .sha256 file only.")
 @click.option("--integrity", is_flag=True,
               help="Also check that every foreign key value has its parent row in the snapshot, and "
                    "list the dangling ones (keeps the referenced keys in memory).")

@@ -20,6 +20,7 @@ through it, and ``sqlsnap restore`` is to load snapshots through it.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ from itertools import islice
 from types import TracebackType
 from typing import Any, ClassVar
 
-from ..errors import OutputError, ServerUnreachable, SnapError
+from ..errors import NotFoundError, OutputError, ServerUnreachable, SnapError
 from ..model import ForeignKey, Table
 from ..urls import SourceURL, mask
 
@@ -241,6 +242,19 @@ _PROBLEMS: dict[str, tuple[type[SnapError], str]] = {
     "connection": (ServerUnreachable, "the connection was lost; check that the server is up and try again"),
     "other": (SnapError, ""),
 }
+
+
+def file_database(url: SourceURL, kind: str, *, create: bool) -> str:
+    """The path of a file database (SQLite, DuckDB) about to be opened: its folder must exist,
+    and without ``create`` the file too. ``kind`` names it in messages."""
+    path = url.database
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise OutputError(f"folder {folder} does not exist; create it or choose another "
+                          f"{url.raw.split('://', 1)[0]}:/// path", path=path)
+    if not create and not os.path.exists(path):
+        raise NotFoundError(f"{kind} file {path} does not exist; check the path in {url.display}", path=path)
+    return path
 
 
 def first_line(exc: BaseException) -> str:

@@ -11,7 +11,6 @@ appender takes.
 from __future__ import annotations
 
 import base64
-import os
 import re
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -19,10 +18,10 @@ from typing import Any
 
 import msgspec
 
-from ..errors import MissingDriverError, NotFoundError, OutputError, SnapError
+from ..errors import MissingDriverError, SnapError
 from ..model import Table
 from ..urls import SourceURL
-from .base import Row, Target, first_line, write_error
+from .base import Row, Target, file_database, first_line, write_error
 
 try:
     import duckdb
@@ -190,14 +189,7 @@ class DuckDBTarget(Target):
 
     @classmethod
     def open(cls, url: SourceURL, *, create: bool = True) -> DuckDBTarget:
-        path = url.database
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise OutputError(f"folder {folder} does not exist; create it or choose another duckdb:/// path",
-                              path=path)
-        if not create and not os.path.exists(path):
-            raise NotFoundError(f"DuckDB file {path} does not exist; check the path in {url.display}",
-                                path=path)
+        path = file_database(url, "DuckDB", create=create)
         try:
             connection = duckdb.connect(path)
             connection.begin()  # the caller's transaction, as with the other dialects

@@ -3,7 +3,6 @@ foreign keys declared with the tables and checked after the data."""
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -11,10 +10,10 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from ..errors import NotFoundError, OutputError, SnapError
+from ..errors import SnapError
 from ..model import Column, Table
 from ..urls import SourceURL
-from .base import Row, Target, first_line, insert_batches, row_adapter, write_error
+from .base import Row, Target, file_database, first_line, insert_batches, row_adapter, write_error
 
 #: SQLite result codes (``exc.sqlite_errorcode``, primary code in the low byte) -> what went wrong.
 _PROBLEMS = {
@@ -78,14 +77,7 @@ class SQLiteTarget(Target):
 
     @classmethod
     def open(cls, url: SourceURL, *, create: bool = True) -> SQLiteTarget:
-        path = url.database
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise OutputError(f"folder {folder} does not exist; create it or choose another sqlite:/// path",
-                              path=path)
-        if not create and not os.path.exists(path):
-            raise NotFoundError(f"SQLite file {path} does not exist; check the path in {url.display}",
-                                path=path)
+        path = file_database(url, "SQLite", create=create)
         try:
             return cls(sqlite3.connect(path), where=url.display)
         except sqlite3.Error as exc:
