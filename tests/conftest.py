@@ -100,19 +100,28 @@ def _mysql_admin():  # type: ignore[no-untyped-def]
         unavailable(f"MariaDB/MySQL not reachable at {MYSQL_HOST}:{MYSQL_PORT}: {exc}")
 
 
-@pytest.fixture
-def mysql_url() -> Iterator[str]:
-    """URL of a fresh, empty MariaDB/MySQL database; dropped after the test."""
+@contextmanager
+def mysql_database(*, create: bool = True) -> Iterator[str]:
+    """The URL of a uniquely named MariaDB/MySQL database, created empty (or, without
+    ``create``, left for the code under test to create), dropped at the end."""
     name = unique_name()
     admin = _mysql_admin()
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    if create:
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
     try:
         yield f"mysql://{MYSQL_USER}@{MYSQL_HOST}:{MYSQL_PORT}/{name}"
     finally:
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
         admin.close()
+
+
+@pytest.fixture
+def mysql_url() -> Iterator[str]:
+    """URL of a fresh, empty MariaDB/MySQL database; dropped after the test."""
+    with mysql_database() as url:
+        yield url
 
 
 def mysql_connect(url: str):  # type: ignore[no-untyped-def]

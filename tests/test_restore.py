@@ -13,7 +13,6 @@ import json
 import sqlite3
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC
 from decimal import Decimal
 from pathlib import Path
@@ -31,15 +30,12 @@ from sqlsnap.errors import OutputError, SnapError
 from sqlsnap.restore import PROVENANCE_TABLE, restore
 from sqlsnap.targets import connect_for_write, open_target
 from tests.conftest import (
-    MYSQL_HOST,
-    MYSQL_PORT,
-    MYSQL_USER,
     PG_ADMIN_URL,
     _mysql_admin,
     execute_script,
+    mysql_database,
     pg_connect,
     pg_database,
-    unique_name,
 )
 
 #: The demo at scale 1 (about 10k rows) keeps the three round trips to seconds; the issue's
@@ -58,18 +54,6 @@ def dialect_of(url: str) -> str:
     return url.split(":", 1)[0]
 
 
-@contextmanager
-def mysql_database() -> Iterator[str]:
-    name = unique_name()
-    admin = _mysql_admin()
-    try:
-        yield f"mysql://{MYSQL_USER}@{MYSQL_HOST}:{MYSQL_PORT}/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        admin.close()
-
-
 @pytest.fixture
 def empty_url(any_url: str, tmp_path: Path) -> Iterator[str]:
     """A second, not yet created database of ``any_url``'s dialect (restore creates it)."""
@@ -80,7 +64,7 @@ def empty_url(any_url: str, tmp_path: Path) -> Iterator[str]:
         with pg_database() as url:
             yield url
     else:
-        with mysql_database() as url:
+        with mysql_database(create=False) as url:
             yield url
 
 

@@ -161,13 +161,6 @@ def make_client(endpoint_url: str | None = None, *, attempts: int | None = None,
         raise translate(exc, "connect to", endpoint or "S3", endpoint=endpoint) from None
 
 
-def _endpoint_of(client: Any) -> str:
-    try:
-        return str(client.meta.endpoint_url)
-    except AttributeError:  # pragma: no cover
-        return "S3"
-
-
 def translate(exc: BaseException, action: str, what: str, *, endpoint: str | None = None,
               writing: bool = False) -> SnapError:
     """A botocore/boto3 error as a one-line sqlsnap error. ``action`` reads "... to <action> <what>"."""
