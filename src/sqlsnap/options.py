@@ -107,6 +107,9 @@ class ExportOptions:
     environment: str | None = None
     #: PostgreSQL: let the server build each row's JSON (False: fetch values, encode here).
     server_json: bool = True
+    #: PostgreSQL: read binary COPY and write the JSON in C (False: the server builds each
+    #: row's JSON with row_to_json; same bytes, more server CPU). Needs sqlsnap._pgcopy.
+    binary_copy: bool = True
     encrypt_to: tuple[str, ...] = ()
     encrypt_to_file: tuple[str, ...] = ()
     s3_endpoint: str | None = None

@@ -44,6 +44,10 @@ from .output import make_progress, print_summary, warn_plan
 @click.option("--no-server-json", is_flag=True,
               help="PostgreSQL: encode rows in Python instead of having the server build JSON "
                    "(same bytes, slower; for servers where COPY is not allowed).")
+@click.option("--no-binary-copy", is_flag=True,
+              help="PostgreSQL: have the server build each row's JSON (row_to_json) instead of "
+                   "decoding binary COPY in C (same bytes, more server CPU; for comparison, or "
+                   "where binary COPY is refused).")
 @click.option("--encrypt-to", "encrypt_to", multiple=True, metavar="RECIPIENT",
               help="Encrypt with age to this public key (age1..., ssh-ed25519 ...); repeatable. "
                    "Compression comes first; name the file .age.")
@@ -57,6 +61,7 @@ from .output import make_progress, print_summary, warn_plan
 def export_cmd(source: str, output: str | None, fmt: str, compress: str | None, schemas: tuple[str, ...],
                tables: tuple[str, ...], exclude_tables: tuple[str, ...], jobs: int | None,
                exported_by: str | None, environment: str | None, no_server_json: bool,
+               no_binary_copy: bool,
                encrypt_to: tuple[str, ...], encrypt_to_file: tuple[str, ...], s3_endpoint: str | None,
                quiet: bool, as_json: bool, **policy_opts: Any) -> None:
     """Export every table of SOURCE to one JSON document (or JSON Lines).
@@ -88,6 +93,7 @@ def export_cmd(source: str, output: str | None, fmt: str, compress: str | None, 
     result = run(lambda: export(
         source, output, format=fmt, compress=compress, **table_kwargs(schemas, tables, exclude_tables),
         jobs=jobs, exported_by=exported_by, environment=environment, server_json=not no_server_json,
+        binary_copy=not no_binary_copy,
         progress=make_progress(quiet), encrypt_to=encrypt_to, encrypt_to_file=encrypt_to_file,
         s3_endpoint=s3_endpoint, on_plan=warn_plan, **segment, **policy_kwargs(policy_opts, quiet),
     ))

@@ -174,6 +174,8 @@ def _open_source(url: SourceURL, options: ExportOptions) -> Source:
     src = make_source(url)
     if not options.server_json and hasattr(src, "server_json"):
         src.server_json = False
+    if not options.binary_copy and hasattr(src, "binary_copy"):
+        src.binary_copy = False
     return src
 
 

@@ -41,7 +41,7 @@ from ..plan.request import Part, Projection, ReadRequest
 from ..plan.segment import BUCKETS, Closure
 from ..urls import mask
 from ..values import ENCODER, Converter, b64, identity, nullable, number_token
-from . import missing_driver
+from . import missing_driver, pgbinary
 from .base import (
     CHUNK_BYTES,
     FETCH_ROWS,
@@ -273,11 +273,14 @@ def translate_error(exc: Exception, url_display: str) -> SnapError:
 class PostgresSource(Source):
     dialect = "postgresql"
 
-    def __init__(self, url: Any, *, server_json: bool = True, max_readers: int = 8) -> None:
+    def __init__(self, url: Any, *, server_json: bool = True, binary_copy: bool = True,
+                 max_readers: int = 8) -> None:
         if _IMPORT_ERROR is not None:
             raise missing_driver("postgresql", _IMPORT_ERROR)
         super().__init__(url)
         self.server_json = server_json
+        #: Read binary COPY and write the JSON in C (pgbinary); False: the server builds it.
+        self.binary_copy = binary_copy
         self.max_readers = max_readers
         self._conn: Any = None
         self._snapshot: str | None = None
@@ -387,6 +390,7 @@ class PostgresSource(Source):
             (schemas,),
         ).fetchall()
         plans: dict[int, list[_ColumnPlan]] = {}
+        binary: dict[int, list[tuple[str, int]]] = {}
         for (oid, nsp, rel, relkind, est, pages, size, att, fmt, nullable_, tname, ttype, tcat,
              ename, etype, btname, bttype, btcat, bename, betype) in rows:
             if btname is not None:  # a domain: read it as its base type
@@ -400,6 +404,7 @@ class PostgresSource(Source):
                     estimated_bytes=size or None,
                 )
                 plans[oid] = []
+                binary[oid] = []
                 self.details[table.name] = {"only": relkind == "r", "pages": pages}
             if att is None:  # a table without columns (the LEFT JOIN keeps it): rows are {}
                 continue
@@ -416,9 +421,12 @@ class PostgresSource(Source):
             else:
                 plan = _plan_column(att, _kind(tname, ttype), None)
             plans[oid].append(plan)
+            binary[oid].append(pgbinary.column(att, tname, ttype, plan.kind, plan.element, ename,
+                                               plan.server_expr))
             table.columns.append(Column(att, fmt, nullable_, "base64" if plan.kind == "bytea" else None))
         for oid, table in tables.items():
             self.details[table.name]["plans"] = plans[oid]
+            self.details[table.name]["binary"] = binary[oid]
 
         for oid, cols in cur.execute(
             """
@@ -475,12 +483,12 @@ class PostgresSource(Source):
     @contextmanager
     def reader(self) -> Iterator[TableReader]:
         if self._snapshot is None:
-            yield _PostgresReader(self._conn, self.server_json, self.details)
+            yield _PostgresReader(self._conn, self.server_json, self.details, self.binary_copy)
             return
         conn = self._connect()
         try:
             conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self._snapshot)))
-            yield _PostgresReader(conn, self.server_json, self.details)
+            yield _PostgresReader(conn, self.server_json, self.details, self.binary_copy)
         finally:
             try:
                 conn.rollback()
@@ -518,10 +526,14 @@ class _PostgresSegment(SegmentSQL):
 
 
 class _PostgresReader(TableReader):
-    def __init__(self, conn: Any, server_json: bool, details: dict[str, Any]) -> None:
+    def __init__(self, conn: Any, server_json: bool, details: dict[str, Any],
+                 binary_copy: bool = True) -> None:
         self.conn = conn
         self.server_json = server_json
         self.details = details
+        # The decoder writes UTF-8 and checks that text is: with another client encoding
+        # (a SQL_ASCII or LATIN1 database) the server builds the JSON, as before issue 12.
+        self.binary_copy = binary_copy and _PGCOPY is not None and conn.info.encoding == "utf-8"
 
     def cancel(self) -> None:
         try:
@@ -554,7 +566,9 @@ class _PostgresReader(TableReader):
         table, projection = request.table, request.projection
         plans = self.details[table.name]["plans"]
         try:
-            if self.server_json and _server_can_project(plans, projection):
+            if self.server_json and self.binary_copy and _server_can_project(plans, projection):
+                yield from self._read_binary(request, cancel)
+            elif self.server_json and _server_can_project(plans, projection):
                 yield from self._read_server_json(request, cancel)
             else:
                 yield from self._read_portable(request, cancel)
@@ -662,6 +676,43 @@ class _PostgresReader(TableReader):
         if status == _PGCOPY.BAD:
             self._abandon_copy(pgconn)
             raise psycopg.errors.DataError(f"unexpected binary COPY data from the server for {table.name}")
+        self._end_copy(pgconn)
+
+    def _read_binary(self, request: ReadRequest, cancel: threading.Event) -> Iterator[tuple[bytes, int]]:
+        """Binary COPY of the stored columns, each tuple written as JSON in C without the GIL
+        (sources/pgbinary.py, sqlsnap/_pgdecode.c)."""
+        table = request.table
+        details = self.details[table.name]
+        plan = pgbinary.Plan(table, details["binary"], [p.kind for p in details["plans"]],
+                             self._from(request), request.projection)
+        program = _PGCOPY.program(plan.codes, plan.ops)
+        pgconn = self.conn.pgconn
+        pgconn.send_query(plan.sql.encode())
+        result = _get_result(pgconn)
+        if result is None or result.status != pq.ExecStatus.COPY_OUT:
+            self._drain(pgconn)
+            raise psycopg.errors.DataError(_result_error(result))
+        read_binary, address, more = _PGCOPY.read_binary, pgconn.pgconn_ptr, _PGCOPY.MORE
+        wait_ms = int(_WAIT_SECONDS * 1000)
+        splice = plan.splice
+        while True:
+            status, data, rows, reason = read_binary(address, CHUNK_BYTES, wait_ms, program)
+            if status == _PGCOPY.BAD:
+                self._abandon_copy(pgconn)
+                raise psycopg.errors.DataError(f"malformed binary COPY data from the server for "
+                                               f"{table.name}: {reason}")
+            if rows:
+                if splice is None:
+                    yield data, rows
+                else:
+                    lines = data.split(b"\n")
+                    lines.pop()  # after the last newline
+                    yield b"".join([splice(line) for line in lines]), rows
+            if status != more:
+                break
+            if cancel.is_set():
+                self._abandon_copy(pgconn)
+                raise Cancelled
         self._end_copy(pgconn)
 
     def _abandon_copy(self, pgconn: Any) -> None:
