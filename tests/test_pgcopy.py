@@ -251,3 +251,50 @@ def test_a_database_in_another_encoding_is_read_as_server_json(
     finally:
         with psycopg.connect(f"{PG_ADMIN_URL}/postgres", autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+#: Random values from the server itself (a fixed seed), over the whole range of each type the
+#: decoder writes: BC and far-future timestamps, odd time zone offsets, intervals of mixed
+#: signs, numerics of every scale, floats of every magnitude, text over the whole BMP.
+RANDOM_ROWS = 20000
+RANDOM = [
+    "SELECT setseed(0.42)",
+    f"""CREATE TABLE randoms AS SELECT g AS id,
+      ts, ts::date AS d, ts::timestamptz AS tstz, ts::time AS tm,
+      (ts::time::text || (ARRAY['+05:30', '-03', '+00:00:17', '-11:45', '+00'])[1 + g % 5])::timetz AS ttz,
+      (g % 7 - 3) * interval '1 month' * (random() * 300)::int
+        + (g % 5 - 2) * interval '1 day' * (random() * 400)::int
+        + (CASE WHEN g % 3 = 0 THEN 0 ELSE (random() - 0.5) * 1e12 END)::bigint
+          * interval '1 microsecond' AS iv,
+      round(((random() - 0.5) * 10 ^ (g % 40 - 20))::numeric, g % 30) AS n,
+      (random()::numeric * 10 ^ (g % 60)) AS n2,
+      (random() - 0.5) * power(10::float8, g % 600 - 300) AS f8,
+      ((random() - 0.5) * power(10::float8, g % 70 - 35))::real AS f4,
+      (SELECT string_agg(chr(1 + (random() * 55000)::int + 0 * k), '')
+         FROM generate_series(1, g % 20) k) AS tx,
+      decode(md5(g::text) || md5((g + 1)::text), 'hex') AS by,
+      jsonb_build_object('a', random(), 'b', g, 'c', ARRAY[g, NULL]) AS jb,
+      ARRAY[round(random()::numeric, g % 9), NULL, 'NaN'] AS an,
+      ARRAY[random(), 'Infinity'::float8, NULL] AS af,
+      ('[' || g % 5 || ':' || (g % 5 + 1) || '][0:1]={{{{1,2}},{{3,NULL}}}}')::int8[] AS a8,
+      ARRAY[md5(g::text), NULL, E'q"\\\\ ' || chr(1 + g % 31)] AS at
+    FROM generate_series(1, {RANDOM_ROWS}) g,
+    LATERAL (SELECT timestamp '2000-01-01'
+        + ((random() - 0.5) * 4e11)::bigint * interval '1 second'
+        + (random() * 1e6)::int * interval '1 microsecond'
+        + CASE WHEN g % 100 = 0 THEN interval '250000 years' ELSE interval '0' END AS ts) t""",
+]
+
+
+def test_random_values_are_byte_identical(pg_url: str, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        for stmt in RANDOM:
+            conn.execute(stmt)
+        kinds = conn.execute("SELECT count(*) FILTER (WHERE ts < '0001-01-01'), count(DISTINCT n),"
+                             " count(*) FILTER (WHERE ts > '9999-12-31') FROM randoms").fetchone()
+    assert kinds is not None and kinds[0] > 1000 and kinds[1] > 10000 and kinds[2] >= 100
+    paths = Paths(monkeypatch)
+    data, _ = both_ways(pg_url, tmp_path, paths, 1, jobs=1)
+    assert data.count(b"\n") > RANDOM_ROWS
+    assert b' BC"' in data

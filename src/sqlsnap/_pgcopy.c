@@ -262,7 +262,7 @@ typedef struct {
     const unsigned char **field_data;
     int32_t *field_len;
     pgd_buf out; /* reused from one chunk to the next */
-    int ended;
+    int state; /* PGD_STARTED, PGD_ENDED */
 } program_t;
 
 static const char program_name[] = "sqlsnap._pgcopy.program";
@@ -412,7 +412,7 @@ read_binary(PyObject *self, PyObject *args)
         int n = pq_get_copy_data(conn, &row, 1);
         if (n > 0) {
             int got = pgd_message(&p->program, (const unsigned char *)row, (size_t)n, &p->out,
-                                  &p->ended, &reason);
+                                  &p->state, &reason);
             pq_freemem(row);
             if (got == PGD_MSG_BAD) {
                 status = COPY_BAD;
@@ -440,7 +440,7 @@ read_binary(PyObject *self, PyObject *args)
         }
     }
     Py_END_ALLOW_THREADS
-    if (status == COPY_DONE && !p->ended) {
+    if (status == COPY_DONE && !(p->state & PGD_ENDED)) {
         status = COPY_BAD;
         reason = "the COPY ended without its trailer";
     }
@@ -471,14 +471,14 @@ decode(PyObject *self, PyObject *args)
             return NULL;
         }
         got = pgd_message(&p->program, (const unsigned char *)PyBytes_AS_STRING(m),
-                          (size_t)PyBytes_GET_SIZE(m), &p->out, &p->ended, &reason);
+                          (size_t)PyBytes_GET_SIZE(m), &p->out, &p->state, &reason);
         if (got == PGD_MSG_BAD) {
             status = COPY_BAD;
             break;
         }
         rows += got == PGD_MSG_ROW;
     }
-    if (status == COPY_DONE && !p->ended) {
+    if (status == COPY_DONE && !(p->state & PGD_ENDED)) {
         status = COPY_BAD;
         reason = "the COPY ended without its trailer";
     }

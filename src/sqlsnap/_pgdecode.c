@@ -1006,24 +1006,29 @@ oom:
 
 int
 pgd_message(const pgd_program *program, const unsigned char *message, size_t n, pgd_buf *out,
-            int *ended, const char **reason)
+            int *state, const char **reason)
 {
     size_t at = 0;
     int found = 0, f, o;
     init_plain();
     while (at < n) {
         int16_t count;
-        if (*ended) {
+        if (*state & PGD_ENDED) {
             *reason = "data after the end of the COPY";
             return PGD_MSG_BAD;
         }
-        if (n - at >= 19 && memcmp(message + at, signature, sizeof(signature)) == 0) {
+        if (!(*state & PGD_STARTED)) {
+            if (n - at < 19 || memcmp(message + at, signature, sizeof(signature)) != 0) {
+                *reason = "a COPY without its binary header";
+                return PGD_MSG_BAD;
+            }
             uint32_t flags = be32(message + at + 11), extension = be32(message + at + 15);
             if (flags != 0 || extension > n - at - 19) {
                 *reason = "a COPY header with flags or a truncated extension";
                 return PGD_MSG_BAD;
             }
             at += 19 + extension;
+            *state |= PGD_STARTED;
             continue;
         }
         if (n - at < 2) {
@@ -1033,7 +1038,7 @@ pgd_message(const pgd_program *program, const unsigned char *message, size_t n, 
         count = (int16_t)be16(message + at);
         at += 2;
         if (count == -1) {
-            *ended = 1;
+            *state |= PGD_ENDED;
             continue;
         }
         if (found) {

@@ -62,12 +62,16 @@ typedef struct {
 /* What one CopyData message held. */
 enum { PGD_MSG_BAD = -1, PGD_MSG_NONE = 0, PGD_MSG_ROW = 1 };
 
+/* Where a stream is: bits of the int that pgd_message keeps (0 before the first message). */
+#define PGD_STARTED 1 /* the file header was read */
+#define PGD_ENDED 2   /* the trailer was read: nothing may follow */
+
 /* Decode one CopyData message of a binary COPY: the file header (which rides with the first
  * row), one tuple, and/or the trailer. Appends the tuple's JSON line to out. Returns
  * PGD_MSG_ROW, PGD_MSG_NONE (header or trailer only) or PGD_MSG_BAD with *reason set; out
- * may then hold part of a row, and must be thrown away. *ended is set at the trailer. */
+ * may then hold part of a row, and must be thrown away. *state says where the stream is. */
 int pgd_message(const pgd_program *program, const unsigned char *message, size_t n, pgd_buf *out,
-                int *ended, const char **reason);
+                int *state, const char **reason);
 
 /* Grow out to hold extra more bytes; 0 on success, -1 when out of memory. */
 int pgd_reserve(pgd_buf *out, size_t extra);
