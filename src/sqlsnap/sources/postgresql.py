@@ -5,9 +5,14 @@ with ``pg_export_snapshot()``; every reader opens its own connection and adopts 
 snapshot with ``SET TRANSACTION SNAPSHOT`` before anything else, so parallel readers see
 exactly the same data.
 
-Two ways to read a table, producing identical bytes (tests/test_postgresql_paths.py):
+Three ways to read a table, producing identical bytes (tests/test_pgcopy.py,
+tests/test_postgresql_paths.py):
 
-* server JSON (default): ``COPY (SELECT row_to_json(t) FROM (SELECT <expr> AS col ...) t)``.
+* binary COPY (default, with the C extension): the stored columns as binary COPY, each tuple
+  written as JSON in C (sources/pgbinary.py, sqlsnap/_pgdecode.c); the server does no JSON
+  work at all.
+* server JSON (``binary_copy=False``, or without the extension):
+  ``COPY (SELECT row_to_json(t) FROM (SELECT <expr> AS col ...) t)``.
   The server builds each row's JSON; Python only moves bytes. The C reader
   (``sqlsnap._pgcopy``, optional) reads it as binary COPY, without the GIL; without it, COPY
   runs in CSV mode with a quote and delimiter that never occur (JSON escapes every control
