@@ -277,3 +277,17 @@ def test_bad_programs_are_refused() -> None:
         _pgcopy.program(bytes([99]), [])
     with pytest.raises(ValueError):
         _pgcopy.program(bytes([pgbinary.INT4]), [(b"", 1, 0)])
+
+
+@pytest.mark.parametrize("special", ['"', "\\", "\x01", "\x1f", "\n", "é", "😀", "\x7f", " ", "~"])
+def test_a_special_character_at_every_position_of_long_text(special: str) -> None:
+    """The decoder tests 8 bytes at a time for characters to escape (special8 in _pgdecode.c):
+    one at every offset, in text and inside a jsonb string, is still seen."""
+    for at in range(40):
+        text = "a" * at + special + "x" * (40 - at)
+        assert json.loads(one(pgbinary.TEXT, text.encode())) == text
+        doc = json.dumps({"k": text}, ensure_ascii=False)
+        assert one(pgbinary.JSONB, b"\x01" + doc.encode()) == doc.encode()
+        if special in ('"', "\\", "\x01", "\x1f", "\n"):  # raw inside a JSON string: refused
+            raw = '{"k": "' + text + '"}'
+            assert decode([pgbinary.JSONB], [[b"\x01" + raw.encode()]])[0] == _pgcopy.BAD, (special, at)

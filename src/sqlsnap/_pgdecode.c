@@ -165,6 +165,26 @@ init_plain(void)
     plain['"'] = plain['\\'] = 0;
 }
 
+/* Whether any of the 8 bytes at p needs a look of its own in a JSON string: a control
+ * character, '"', '\\' or a byte of a multi-byte UTF-8 sequence. Text is mostly plain ASCII,
+ * and one test per 8 bytes instead of per byte halved the decoder's time on the benchmark's
+ * jsonb (bench/README.md). */
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+static inline int
+special8(const unsigned char *p)
+{
+    uint64_t v, quote, backslash, found;
+    memcpy(&v, p, 8);
+    quote = v ^ (ONES * '"');
+    backslash = v ^ (ONES * '\\');
+    found = ((v - ONES * 0x20) & ~v)           /* a byte below 0x20 */
+            | ((quote - ONES) & ~quote)        /* a '"' */
+            | ((backslash - ONES) & ~backslash) /* a '\\' */
+            | v;                               /* a byte from 0x80 */
+    return (found & HIGHS) != 0;
+}
+
 /* json.c escape_json: ", \, \b \f \n \r \t, other control characters as \u00xx. */
 static int
 put_string(pgd_buf *out, const unsigned char *p, size_t n, const char **reason)
@@ -179,6 +199,8 @@ put_string(pgd_buf *out, const unsigned char *p, size_t n, const char **reason)
     while (i < n) {
         size_t start = i, len;
         unsigned char c;
+        while (n - i >= 8 && !special8(p + i))
+            i += 8;
         while (i < n && plain[p[i]])
             i++;
         put_mem(out, p + start, i - start);
@@ -280,7 +302,12 @@ scan_string(const unsigned char *p, size_t n, size_t *i)
 {
     size_t at = *i + 1;
     while (at < n) {
-        unsigned char c = p[at];
+        unsigned char c;
+        while (n - at >= 8 && !special8(p + at))
+            at += 8;
+        if (at >= n)
+            break;
+        c = p[at];
         if (c == '"') {
             *i = at + 1;
             return 1;
@@ -297,7 +324,8 @@ scan_string(const unsigned char *p, size_t n, size_t *i)
                     return 0;
                 at += 6;
             }
-            else if (strchr("\"\\/bfnrt", c) != NULL && c != 0)
+            else if (c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' ||
+                     c == 'r' || c == 't')
                 at += 2;
             else
                 return 0;
