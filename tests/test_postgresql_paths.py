@@ -166,7 +166,7 @@ def test_c_reader_refuses_binary_copy_that_is_not_one_field_a_row(
     out = tmp_path / "out.json"
     with pytest.raises(sqlsnap.SnapError, match=r"^reading table t failed: unexpected binary COPY data "
                                                 r"from the server for t$"):
-        sqlsnap.export(pg_url, str(out), jobs=1)
+        sqlsnap.export(pg_url, str(out), jobs=1, binary_copy=False)
     assert os.listdir(tmp_path) == []
 
 
@@ -185,9 +185,9 @@ def test_c_reader_and_python_reader_write_the_same_bytes(
     for i, extra in enumerate(options):
         in_c, in_python = tmp_path / f"c{i}.json", tmp_path / f"python{i}.json"
         with monkeypatch.context() as patch:
-            r1 = sqlsnap.export(all_types_url, str(in_c), jobs=1, **extra)
+            r1 = sqlsnap.export(all_types_url, str(in_c), jobs=1, binary_copy=False, **extra)
             patch.setattr(postgresql, "_PGCOPY", None)
-            r2 = sqlsnap.export(all_types_url, str(in_python), jobs=1, **extra)
+            r2 = sqlsnap.export(all_types_url, str(in_python), jobs=1, binary_copy=False, **extra)
         assert data_part(in_c) == data_part(in_python), extra
         assert {t: r.checksum for t, r in r1.tables.items()} == {t: r.checksum for t, r in r2.tables.items()}
         assert r1.tables["big"].rows == 5000 and r1.tables["everything"].rows == 6

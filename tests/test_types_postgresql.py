@@ -163,11 +163,12 @@ def fill_types(conn: Any) -> None:
         conn.execute("INSERT INTO bytes VALUES (%s, %s)", (i, data))
 
 
-@pytest.fixture(scope="module", params=["server_json", "portable"])
+@pytest.fixture(scope="module", params=["binary_copy", "server_json", "portable"])
 def exported(request: pytest.FixtureRequest, types_db: str,
              tmp_path_factory: pytest.TempPathFactory) -> Export:
     out = tmp_path_factory.mktemp("pgtypes") / "out.json"
-    sqlsnap.export(types_db, str(out), server_json=request.param == "server_json")
+    sqlsnap.export(types_db, str(out), server_json=request.param != "portable",
+                   binary_copy=request.param == "binary_copy")
     raw = out.read_bytes()
     return Export(types_db, raw, load(raw))
 
@@ -403,8 +404,8 @@ def test_every_row_is_one_line_of_json(exported: Export) -> None:
         assert [load(line) for line in lines] == exported.doc["data"][table]
 
 
-@pytest.mark.parametrize("server_json", [True, False], ids=["server_json", "portable"])
-def test_json_column_holding_a_nul_escape(pg_url: str, tmp_path: Path, server_json: bool) -> None:
+@pytest.mark.parametrize("path", ["binary_copy", "server_json", "portable"])
+def test_json_column_holding_a_nul_escape(pg_url: str, tmp_path: Path, path: str) -> None:
     import psycopg
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
@@ -418,7 +419,8 @@ def test_json_column_holding_a_nul_escape(pg_url: str, tmp_path: Path, server_js
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         try:
-            sqlsnap.export(pg_url, str(out), server_json=server_json)
+            sqlsnap.export(pg_url, str(out), server_json=path != "portable",
+                           binary_copy=path == "binary_copy")
         except sqlsnap.SnapError as exc:
             error = str(exc)
         gc.collect()
