@@ -518,7 +518,9 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__pgcopy(void)
 {
-    PyObject *m = PyModule_Create(&module);
+    PyObject *m;
+    pgd_init();
+    m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
     if (PyModule_AddIntConstant(m, "MORE", COPY_MORE) < 0 ||

@@ -73,6 +73,9 @@ enum { PGD_MSG_BAD = -1, PGD_MSG_NONE = 0, PGD_MSG_ROW = 1 };
 int pgd_message(const pgd_program *program, const unsigned char *message, size_t n, pgd_buf *out,
                 int *state, const char **reason);
 
+/* Fill the decoder's tables: once, before any other call (the module's init). */
+void pgd_init(void);
+
 /* Grow out to hold extra more bytes; 0 on success, -1 when out of memory. */
 int pgd_reserve(pgd_buf *out, size_t extra);
 
