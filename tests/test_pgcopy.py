@@ -298,3 +298,15 @@ def test_random_values_are_byte_identical(pg_url: str, tmp_path: Path,
     data, _ = both_ways(pg_url, tmp_path, paths, 1, jobs=1)
     assert data.count(b"\n") > RANDOM_ROWS
     assert b' BC"' in data
+
+
+def test_rows_larger_than_a_chunk(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row longer than a chunk (CHUNK_BYTES) grows the chunk being written, mid-row."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE huge (id int, b bytea, t text, j jsonb)")
+        conn.execute("INSERT INTO huge SELECT g, decode(repeat(md5(g::text), 100000), 'hex'),"
+                     " repeat(E'x\\n\"', 700000), jsonb_build_object('k', repeat('y', 3000000))"
+                     " FROM generate_series(1, 3) g")
+    paths = Paths(monkeypatch)
+    data, _ = both_ways(pg_url, tmp_path, paths, 1, jobs=1)
+    assert len(data) > 20_000_000  # 8.6 MB a row

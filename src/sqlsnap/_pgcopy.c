@@ -261,7 +261,7 @@ typedef struct {
     char *literals;
     const unsigned char **field_data;
     int32_t *field_len;
-    pgd_buf out; /* reused from one chunk to the next */
+    pgd_buf out; /* decode()'s, reused from one call to the next */
     int state; /* PGD_STARTED, PGD_ENDED */
 } program_t;
 
@@ -365,22 +365,39 @@ fail:
     return NULL;
 }
 
-/* The chunk decoded so far as bytes, and the buffer emptied for the next one. */
+/* decode()'s output as bytes, and its buffer emptied for the next call. */
 static PyObject *
 take_chunk(program_t *p, int status, Py_ssize_t rows, const char *reason)
 {
     PyObject *data = PyBytes_FromStringAndSize(status == COPY_BAD ? "" : p->out.data,
                                                status == COPY_BAD ? 0 : (Py_ssize_t)p->out.len);
     p->out.len = 0;
-    /* A chunk far above the target (one huge row) gives its memory back. */
-    if (p->out.cap > ((size_t)16 << 20)) {
-        free(p->out.data);
-        p->out.data = NULL;
-        p->out.cap = 0;
-    }
     if (data == NULL)
         return NULL;
     return Py_BuildValue("(iNns)", status, data, status == COPY_BAD ? 0 : rows, reason);
+}
+
+/* read_binary writes straight into the bytes object it returns (no copy of each chunk); when
+ * a row does not fit, the object grows, which needs the GIL for a moment. */
+static int
+grow_bytes(pgd_buf *out, size_t want)
+{
+    PyObject **chunk = out->owner;
+    size_t cap = out->cap * 2 > want ? out->cap * 2 : want;
+    PyGILState_STATE gil;
+    int resized;
+    if (cap > (size_t)PY_SSIZE_T_MAX)
+        return -1;
+    gil = PyGILState_Ensure();
+    resized = _PyBytes_Resize(chunk, (Py_ssize_t)cap);
+    if (resized < 0)
+        PyErr_Clear(); /* the decoder says "out of memory", in its one line */
+    PyGILState_Release(gil);
+    if (resized < 0)
+        return -1;
+    out->data = PyBytes_AS_STRING(*chunk);
+    out->cap = cap;
+    return 0;
 }
 
 /* read_binary(pgconn_ptr, target, timeout_ms, program) -> (status, lines, rows, reason) */
@@ -395,6 +412,8 @@ read_binary(PyObject *self, PyObject *args)
     PGconn *conn;
     const char *reason = "";
     char *row;
+    PyObject *chunk;
+    pgd_buf out = {0};
     (void)self;
     if (!PyArg_ParseTuple(args, "KniO:read_binary", &address, &target, &timeout_ms, &capsule))
         return NULL;
@@ -405,13 +424,25 @@ read_binary(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_RuntimeError, "call bind() first");
         return NULL;
     }
+    if (target < 1) {
+        PyErr_SetString(PyExc_ValueError, "target must be positive");
+        return NULL;
+    }
     conn = (PGconn *)(uintptr_t)address;
+    /* Room for the target and the row that crosses it; a longer row grows the object. */
+    chunk = PyBytes_FromStringAndSize(NULL, target + 64 * 1024);
+    if (chunk == NULL)
+        return NULL;
+    out.data = PyBytes_AS_STRING(chunk);
+    out.cap = (size_t)(target + 64 * 1024);
+    out.grow = grow_bytes;
+    out.owner = &chunk;
     Py_BEGIN_ALLOW_THREADS
     sock = pq_socket(conn);
     for (;;) {
         int n = pq_get_copy_data(conn, &row, 1);
         if (n > 0) {
-            int got = pgd_message(&p->program, (const unsigned char *)row, (size_t)n, &p->out,
+            int got = pgd_message(&p->program, (const unsigned char *)row, (size_t)n, &out,
                                   &p->state, &reason);
             pq_freemem(row);
             if (got == PGD_MSG_BAD) {
@@ -420,7 +451,7 @@ read_binary(PyObject *self, PyObject *args)
             }
             if (got == PGD_MSG_ROW) {
                 rows++;
-                if ((Py_ssize_t)p->out.len >= target)
+                if ((Py_ssize_t)out.len >= target)
                     break;
             }
         }
@@ -444,7 +475,11 @@ read_binary(PyObject *self, PyObject *args)
         status = COPY_BAD;
         reason = "the COPY ended without its trailer";
     }
-    return take_chunk(p, status, rows, reason);
+    if (chunk == NULL) /* a failed resize: the decoder has said so (COPY_BAD) */
+        chunk = PyBytes_FromStringAndSize("", 0);
+    if (chunk == NULL || _PyBytes_Resize(&chunk, status == COPY_BAD ? 0 : (Py_ssize_t)out.len) < 0)
+        return NULL;
+    return Py_BuildValue("(iNns)", status, chunk, status == COPY_BAD ? 0 : rows, reason);
 }
 
 /* decode(program, messages: list[bytes]) -> (status, lines, rows, reason): the same as

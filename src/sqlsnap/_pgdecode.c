@@ -69,6 +69,8 @@ pgd_reserve(pgd_buf *out, size_t extra)
     want = out->len + extra;
     if (want < out->len)
         return -1;
+    if (out->grow != NULL)
+        return out->grow(out, want);
     cap = out->cap ? out->cap : 4096;
     while (cap < want) {
         if (cap > SIZE_MAX / 2)

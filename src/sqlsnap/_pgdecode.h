@@ -54,10 +54,15 @@ typedef struct {
     int32_t *field_len;
 } pgd_program;
 
-typedef struct {
+typedef struct pgd_buf pgd_buf;
+struct pgd_buf {
     char *data;
     size_t len, cap;
-} pgd_buf;
+    /* NULL: data is malloc'd and grows by realloc. Else called to make room for want bytes
+     * (0 on success, -1 when out of memory), with owner its own. */
+    int (*grow)(pgd_buf *out, size_t want);
+    void *owner;
+};
 
 /* What one CopyData message held. */
 enum { PGD_MSG_BAD = -1, PGD_MSG_NONE = 0, PGD_MSG_ROW = 1 };
