@@ -169,8 +169,11 @@ class Sqlsnap:
 
 
 def code_digest(package: Path) -> str:
+    """SHA-256 of the package's code: its Python files and its C extension (sources and the
+    built module), which is where the PostgreSQL export spends its client time."""
     digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
+    files = [p for pattern in ("*.py", "*.c", "*.h", "*.so") for p in package.rglob(pattern)]
+    for path in sorted(files):
         digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 

@@ -537,7 +537,7 @@ class _PostgresReader(TableReader):
         self.server_json = server_json
         self.details = details
         # The decoder writes UTF-8 and checks that text is: with another client encoding
-        # (a SQL_ASCII or LATIN1 database) the server builds the JSON, as before issue 12.
+        # (a LATIN1 database, say) the server builds the JSON, as before issue 12.
         self.binary_copy = binary_copy and _PGCOPY is not None and conn.info.encoding == "utf-8"
 
     def cancel(self) -> None:
