@@ -134,6 +134,8 @@ BASELINE_SUFFIX = "@base"
 #: to its Python COPY loop, which is slower, and the comparison would measure that instead.
 REPO_PACKAGE = "src/sqlsnap"
 PGCOPY_SOURCE = "_pgcopy.c"
+#: Every C source of the extension: the module is reused only when all of them are unchanged.
+PGCOPY_SOURCES = (PGCOPY_SOURCE, "_pgdecode.c", "_pgdecode.h")
 PGCOPY_BUILT = "_pgcopy*.so"
 
 
@@ -251,16 +253,18 @@ def baseline_pgcopy(repo: Path, commit: str, package: Path, base: Path, scratch:
         return f"none: {commit[:12]} has no {REPO_PACKAGE}/{PGCOPY_SOURCE} (the Python COPY loop)"
     # The C source the current module was built from: beside it (an editable install, as
     # here, and its frozen copy), else in the working tree.
-    current = package / PGCOPY_SOURCE
-    if not current.exists():
-        current = repo / REPO_PACKAGE / PGCOPY_SOURCE
+    folder = package if (package / PGCOPY_SOURCE).exists() else repo / REPO_PACKAGE
+
+    def source(where: Path, name: str) -> bytes | None:
+        return (where / name).read_bytes() if (where / name).exists() else None
+
     built = sorted(package.glob(PGCOPY_BUILT))
-    if current.exists() and current.read_bytes() == at_rev.read_bytes():
+    if all(source(folder, name) == source(base, name) for name in PGCOPY_SOURCES):
         if not built:
             # Then the current code runs without it too: both are measured alike.
             return f"none: {PGCOPY_SOURCE} is unchanged and {package} has no compiled module either"
         shutil.copy2(built[0], base / built[0].name)
-        return f"copied {built[0]} ({PGCOPY_SOURCE} unchanged)"
+        return f"copied {built[0]} (its C sources unchanged)"
     log(f"--baseline: {PGCOPY_SOURCE} differs at {commit[:12]}: building it with that revision's setup.py")
     git_archive(repo, commit, ["setup.py", REPO_PACKAGE], scratch)
     # setup.py marks the extension optional: a failed compile exits 0 without the module,
