@@ -1,7 +1,13 @@
 """Fuzzing the binary COPY decoder (sqlsnap/_pgdecode.c) without a server, through
 ``_pgcopy.decode``: random tuples of random bytes, truncated messages and random values of
 known types. It never crashes, never writes invalid JSON, refuses what is malformed (and then
-writes nothing), and writes well-formed values as the contract says."""
+writes nothing), and writes well-formed values as the contract says.
+
+These tests and tests/test_pgcopy.py also passed (2026-12-06, five hypothesis seeds) with the
+extension built with ``-fsanitize=address,undefined`` into a copy of the package, run as
+``PYTHONPATH=<copy> LD_PRELOAD="$(gcc -print-file-name=libasan.so)
+$(gcc -print-file-name=libubsan.so)" ASAN_OPTIONS=detect_leaks=0 .venv/bin/python -m pytest ...``.
+"""
 
 from __future__ import annotations
 
