@@ -424,3 +424,29 @@ def test_segment_file_declares_skips_and_takes_lookups_whole(any_url: str, tmp_p
                                        "--segment-file", str(bad)])
     assert result.exit_code == 2 and "lookup 'tag' is not a table; tables are: attachments, node_tags" \
         in result.output
+
+
+# -- a table without a primary key ---------------------------------------------------------------------------
+
+
+def test_a_table_without_primary_key_is_keyed_by_its_foreign_keys(any_url: str, tmp_path: Path) -> None:
+    """Its rows are matched by the columns of its foreign keys (docs/segments.md, "Limits"): a row
+    with a NULL there cannot be matched, and is left out, even when its other key is the tenant's."""
+    make_shapes(any_url)
+    execute_script(any_url, [
+        "CREATE TABLE audit (tenant_id integer NOT NULL, node_id integer, what varchar(20), "
+        "FOREIGN KEY (tenant_id) REFERENCES tenants(id), FOREIGN KEY (node_id) REFERENCES nodes(id))",
+        "INSERT INTO audit VALUES (1, 3, 'a'), (1, 3, 'a twin'), (1, NULL, 'no node'), (2, 12, 'other'), "
+        "(2, 13, 'other too')",
+    ])
+    out = tmp_path / "t1.json"
+    sqlsnap.export(any_url, str(out), where=parse_where(["tenants.id = 1"]), closure=True)
+    doc = load(out)
+    # (1, 3) twice: rows that agree on the key are in or out together; (1, NULL) left out; (2, 12)
+    # neither: node 12 is there only as a parent, so its children do not come along.
+    assert sorted(r["what"] for r in doc["data"]["audit"]) == ["a", "a twin"]
+    assert doc["metadata"]["tables"]["audit"]["rows"] == 2
+    assert sqlsnap.verify(str(out), integrity=True).ok
+    # The plan counts it the same way (one by one: it is not keyed by a primary key).
+    p = sqlsnap.plan(any_url, where=parse_where(["tenants.id = 1"]), closure=True)
+    assert p.segment is not None and p.segment.rows is not None and p.segment.rows["audit"] == 2

@@ -364,7 +364,8 @@ class _Run:
         parts: list[Task] = []
         for t in self.order:
             request = self.requests[t.name]
-            ranges = self.src.split(t, channel.PART_BYTES) if may_spool else []
+            # A segment's table is read whole: each part would evaluate the closure again.
+            ranges = self.src.split(t, channel.PART_BYTES) if may_spool and request.segment is None else []
             parts += [Task(replace(request, part=r), r.index) for r in ranges] or [Task(request)]
         channels: dict[str, list[Channel]] = {t.name: [] for t in self.order}
         budget, ahead = Budget(channel.SPOOL_BYTES, self.stop), Budget(channel.AHEAD_BYTES, self.stop)

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from ..model import Column, Table
 from ..plan.filters import RowFilter
 from ..plan.request import Part, Projection, ReadRequest
-from ..plan.segment import Closure, SegmentRead
+from ..plan.segment import Closure, Edge, SegmentRead
 from ..urls import SourceURL
 from ..values import ENCODER, Converter
 
@@ -223,6 +223,12 @@ class SegmentSQL:
     def null_key(self) -> str:
         return "NULL"
 
+    #: How a step of the recursion is written: ``branches``, one recursive select per edge
+    #: and direction, each a join through the table's index from the rows found last
+    #: (SQLite); ``with``, the same branches sharing the one reference PostgreSQL allows; or
+    #: ``pairs``, one join with every edge's pairs of keys listed once (MariaDB).
+    step_form: str = "branches"
+
     def bucket(self, seed: str, keys: Sequence[str]) -> str:
         """An integer in ``[0, BUCKETS)`` from a hash of the row's ``keys`` and ``seed`` (SQLite:
         a function the source registers, as SQLite has no hash)."""
@@ -256,24 +262,34 @@ def render_segment_counts(closure: Closure, dialect: SegmentSQL, bind: Callable[
     return _render_segment(SegmentRead(closure, 0), dialect, bind, counts=True)
 
 
+def render_segment_rows(closure: Closure, dialect: SegmentSQL, bind: Callable[[Any], str]) -> str:
+    """One query for the whole closure: ``(t, k1..kN, m)``, each row once, ``m`` 1 where it was
+    reached downwards (a seed or a child), 0 where only as a parent. A source that can keep
+    it for the snapshot's length without writing to the database (SQLite: a temporary table
+    of its own connection) evaluates the closure once, not once per table."""
+    return _render_segment(SegmentRead(closure, 0), dialect, bind, counts=True, rows=True)
+
+
 def _render_segment(segment: SegmentRead, dialect: SegmentSQL, bind: Callable[[Any], str],
-                    counts: bool) -> str:
+                    counts: bool, rows: bool = False) -> str:
     cl = segment.closure
     q = dialect.quote
     width = cl.width
     cols = {t.name: {c.name: c for c in t.columns} for t in cl.tables}
     key_names = [f"k{i + 1}" for i in range(width)]
+    # Only what can reach the table read (all of it for the counts): the steps between the
+    # states (table, reached downwards) that lie on a path from a seed to this table.
+    states, steps = relevant_steps(cl, None if counts else segment.node)
 
     def keys_of(i: int, alias: str) -> list[str]:
         t = cl.tables[i]
         out = [dialect.to_key(f"{alias}.{q(c)}", cols[t.name][c]) for c in cl.keys[i]]
         return out + [dialect.null_key()] * (width - len(out))
 
-    def join(edge_cols: tuple[str, ...], ref_cols: tuple[str, ...]) -> str:
-        return " AND ".join(f"x.{q(a)} = p.{q(b)}" for a, b in zip(edge_cols, ref_cols))
-
     anchors = []
     for i, row_filter, down in cl.seeds:
+        if (i, down) not in states:
+            continue
         cond = render_filter(row_filter, lambda name: "s." + q(name), bind) or "1 = 1"
         select = (f"SELECT {i} AS t, {int(down)} AS d, "
                   + ", ".join(f"{k} AS {n}" for k, n in zip(keys_of(i, 's'), key_names))
@@ -288,51 +304,203 @@ def _render_segment(segment: SegmentRead, dialect: SegmentSQL, bind: Callable[[A
                 order = ", ".join([dialect.bucket(bind(sample.seed), key_exprs), *key_exprs])
                 select = f"SELECT * FROM ({select} ORDER BY {order} LIMIT {int(sample.limit)}) s{i}"
         anchors.append(select)
-    index = {t.name: i for i, t in enumerate(cl.tables)}
-    # Per edge and direction: the node it leaves from, the d that row needs, the aliases of
-    # the tables it leaves from and arrives at, the node and d it arrives at.
-    steps = []
-    for e in cl.edges:
-        child, parent = index[e.child], index[e.parent]
-        steps.append((parent, 1, "p", "x", child, 1, e))  # down: the children of a row reached downwards
-        steps.append((child, 0, "x", "p", parent, 0, e))  # up: the parent of any row
-    head = f"{_CLOSURE}(t, d, {', '.join(key_names)})"
-    body = " UNION ".join(anchors)
-    if steps:
-        # Every edge's pairs of keys, as text, in a query of its own that is computed once;
-        # the recursive step is one hash join of the rows found last with it. One reference to
-        # the recursive query is all PostgreSQL allows; one recursive select per edge instead
-        # made MariaDB 10.11's optimizer ask for 3.4 GB at 14 of them (the demo has 60), and a
-        # CROSS JOIN LATERAL of per-edge branches (PostgreSQL) took 0.7 s a query on the demo
-        # (scale 1, no index on foreign-key columns) against 0.1 s for this.
-        edges = " UNION ALL ".join(
-            f"SELECT {frm} AS st, {need} AS sd, "
-            + ", ".join(f"{k} AS s{j + 1}" for j, k in enumerate(keys_of(frm, a)))
-            + f", {to} AS t, {d} AS d, " + ", ".join(f"{k} AS {n}" for k, n in zip(keys_of(to, b), key_names))
-            + f" FROM {dialect.table_name(cl.tables[index[e.parent]])} p "
-            + f"JOIN {dialect.table_name(cl.tables[index[e.child]])} x ON {join(e.columns, e.ref_columns)}"
-            for frm, need, a, b, to, d, e in steps)
-        # A key's first column is never NULL (a primary key, or a foreign key that joined): a
-        # plain equality there lets the server hash the join; the padding is NULL on both sides.
-        same = " AND ".join(f"n.s{j + 1} {'=' if j == 0 else dialect.null_safe_eq} c.{n}"
-                            for j, n in enumerate(key_names))
-        head = f"{_EDGES} AS {dialect.materialized}({edges}), {head}"
-        body += (f" UNION SELECT n.t, n.d, {', '.join('n.' + n for n in key_names)} "
-                 f"FROM {_CLOSURE} c JOIN {_EDGES} n ON n.st = c.t AND c.d >= n.sd AND {same}")
     node = segment.node
     t = cl.tables[node]
+    picked = [dialect.from_key(k, cols[t.name][c]) for c, k in zip(cl.keys[node], key_names)]
+    keys = ", ".join(q(c) for c in cl.keys[node])
     if segment.seeds_only:
-        picked = [dialect.from_key(k, cols[t.name][c]) for c, k in zip(cl.keys[node], key_names)]
-        return (f"({', '.join(q(c) for c in cl.keys[node])}) IN (SELECT {', '.join(picked)} "
+        return (f"({keys}) IN (SELECT {', '.join(picked)} "
                 f"FROM ({' UNION '.join(anchors)}) a WHERE t = {node})")
+    if not anchors:
+        return f"SELECT NULL AS t, {', '.join('NULL AS ' + n for n in key_names)}, 0 AS m WHERE 1 = 0" \
+            if rows else "SELECT 0, 0, 0 WHERE 1 = 0" if counts else "1 = 0"
+    head = f"{_CLOSURE}(t, d, {', '.join(key_names)})"
+    body = " UNION ".join(anchors)
+    if steps and dialect.step_form == "pairs":
+        head, body = _pairs_step(cl, steps, dialect, keys_of, key_names, head, body)
+    elif steps:
+        front = "f" if dialect.step_form == "with" else _CLOSURE
+        ups: list[str] = []
+        if dialect.step_form == "with":
+            ups, steps = _parent_lookups(cl, steps, dialect, cols)
+        branches = [_branch(cl, step, dialect, keys_of, key_names, front, cols) for step in steps]
+        if dialect.step_form == "with":
+            branches += ups
+            # PostgreSQL allows one reference to the recursive query: the branches share it
+            # through a query of their own (materialized once per step).
+            body += (f" UNION (WITH f AS (SELECT * FROM {_CLOSURE}) "
+                     + " UNION ALL ".join(branches) + ")")
+        else:
+            body += " UNION " + " UNION ".join(branches)
+    if rows:
+        grouped = ", ".join(key_names)
+        return (f"WITH RECURSIVE {head} AS ({body}) SELECT t, {grouped}, max(d) AS m "
+                f"FROM {_CLOSURE} GROUP BY t, {grouped}")
     if counts:
         grouped = ", ".join(key_names)
         return (f"WITH RECURSIVE {head} AS ({body}) SELECT t, count(*), "
                 f"sum(CASE WHEN m = 0 THEN 1 ELSE 0 END) FROM (SELECT t, {grouped}, max(d) AS m "
                 f"FROM {_CLOSURE} GROUP BY t, {grouped}) g GROUP BY t")
-    picked = [dialect.from_key(k, cols[t.name][c]) for c, k in zip(cl.keys[node], key_names)]
     having = " GROUP BY " + ", ".join(key_names[:len(picked)]) + " HAVING max(d) = 0" \
         if segment.parents_only else ""
-    keys = ", ".join(q(c) for c in cl.keys[node])
     return (f"({keys}) IN (WITH RECURSIVE {head} AS ({body}) "
             f"SELECT {', '.join(picked)} FROM {_CLOSURE} WHERE t = {node}{having})")
+
+
+#: A step of the closure: the node it leaves from, the ``d`` that row needs (1: only rows
+#: reached downwards bring their children), the node and ``d`` it arrives at, the edge, and
+#: whether it goes down (parent to children) or up (child to parent).
+Step = tuple[int, int, int, int, Edge, bool]
+
+
+def relevant_steps(closure: Closure, node: int | None) -> tuple[set[tuple[int, int]], list[Step]]:
+    """The states ``(node, d)`` reachable from the seeds that can reach ``node`` (any state
+    when None), and the steps between them. A table's rows depend only on these: reading a
+    leaf table (an incident's narratives) needs the walk down to it, not every parent of every
+    row found on the way."""
+    index = {t.name: i for i, t in enumerate(closure.tables)}
+    every: list[Step] = []
+    for e in closure.edges:
+        child, parent = index[e.child], index[e.parent]
+        every.append((parent, 1, child, 1, e, True))
+        every.append((child, 0, parent, 0, e, False))
+        every.append((child, 1, parent, 0, e, False))
+
+    def walk(start: set[tuple[int, int]], forward: bool) -> set[tuple[int, int]]:
+        seen, todo = set(start), list(start)
+        while todo:
+            state = todo.pop()
+            for frm, need, to, d, _, _ in every:
+                a, b = ((frm, need), (to, d)) if forward else ((to, d), (frm, need))
+                if a == state and b not in seen:
+                    seen.add(b)
+                    todo.append(b)
+        return seen
+
+    reached = walk({(i, int(down)) for i, _, down in closure.seeds}, True)
+    if node is not None:
+        reached &= walk({(node, 0), (node, 1)}, False)
+    steps: list[Step] = []
+    for frm, need, to, d, e, down in every:
+        if (frm, need) in reached and (to, d) in reached:
+            # An up step leaves from rows of either d: one branch for both when both count.
+            if not down and need == 1 and (frm, 0) in reached:
+                continue
+            steps.append((frm, need, to, d, e, down))
+    return reached, steps
+
+
+def _branch(cl: Closure, step: Step, dialect: SegmentSQL, keys_of: Callable[..., list[str]],
+            key_names: list[str], front: str, cols: dict[str, dict[str, Column]]) -> str:
+    """One step as a join from the rows found last (``front``) through the table's index:
+    down, the children whose foreign key holds a found parent's key; up, the parent key that
+    a found child's foreign key holds. Only the rows found, never a whole edge's pairs."""
+    q = dialect.quote
+    frm, need, to, d, e, down = step
+    index = {t.name: i for i, t in enumerate(cl.tables)}
+    child, parent = index[e.child], index[e.parent]
+    ctab, ptab = cl.tables[child], cl.tables[parent]
+    pkey, ckey = cl.keys[parent], cl.keys[child]
+    ref = dict(zip(e.ref_columns, e.columns))  # parent column -> child column
+    direct = set(pkey) == set(e.ref_columns) and len(pkey) == len(e.ref_columns)
+    guard = f"f.t = {frm}" + (" AND f.d = 1" if need else "")
+    src = f"{front} f" if front != "f" else "f"
+
+    def from_front(table: Table, key: Sequence[str], alias: str) -> str:
+        return " AND ".join(f"{alias}.{q(c)} = {dialect.from_key(f'f.k{j + 1}', cols[table.name][c])}"
+                            for j, c in enumerate(key))
+
+    if down:
+        if direct:
+            on = " AND ".join(f"x.{q(ref[c])} = {dialect.from_key(f'f.k{j + 1}', cols[ptab.name][c])}"
+                              for j, c in enumerate(pkey))
+            joins = f"{src} JOIN {dialect.table_name(ctab)} x ON {on}"
+        else:
+            on = " AND ".join(f"x.{q(c)} = p.{q(r)}" for c, r in zip(e.columns, e.ref_columns))
+            joins = (f"{src} JOIN {dialect.table_name(ptab)} p ON {from_front(ptab, pkey, 'p')} "
+                     f"JOIN {dialect.table_name(ctab)} x ON {on}")
+        out = keys_of(child, "x")
+        where = guard
+    else:
+        joins = f"{src} JOIN {dialect.table_name(ctab)} x ON {from_front(ctab, ckey, 'x')}"
+        if direct:
+            # The parent's key is the child's foreign key: no need to visit the parent (a key
+            # no parent holds selects nothing where the parent's rows are read).
+            out = [dialect.to_key(f"x.{q(ref[c])}", cols[ptab.name][c]) for c in pkey]
+            out += [dialect.null_key()] * (cl.width - len(out))
+            where = guard + "".join(f" AND x.{q(c)} IS NOT NULL" for c in e.columns)
+        else:
+            on = " AND ".join(f"p.{q(r)} = x.{q(c)}" for c, r in zip(e.columns, e.ref_columns))
+            joins += f" JOIN {dialect.table_name(ptab)} p ON {on}"
+            out = keys_of(parent, "p")
+            where = guard
+    return (f"SELECT {to} AS t, {d} AS d, " + ", ".join(f"{k} AS {n}" for k, n in zip(out, key_names))
+            + f" FROM {joins} WHERE {where}")
+
+
+def _parent_lookups(cl: Closure, steps: list[Step], dialect: SegmentSQL,
+                    cols: dict[str, dict[str, Column]]) -> tuple[list[str], list[Step]]:
+    """The up steps whose parent key is the child's foreign key, one branch per child table
+    (PostgreSQL: a ``LATERAL (VALUES ...)`` row per foreign key): each row found is looked up
+    once for all its parents, not once per foreign key. The other steps are returned as they
+    were."""
+    q = dialect.quote
+    index = {t.name: i for i, t in enumerate(cl.tables)}
+    grouped: dict[tuple[int, int], list[Step]] = {}
+    rest: list[Step] = []
+    for step in steps:
+        frm, need, _, _, e, down = step
+        pkey = cl.keys[index[e.parent]]
+        if not down and set(pkey) == set(e.ref_columns) and len(pkey) == len(e.ref_columns):
+            grouped.setdefault((frm, need), []).append(step)
+        else:
+            rest.append(step)
+    width = cl.width
+    branches = []
+    for (frm, need), ups in grouped.items():
+        ctab = cl.tables[frm]
+        on = " AND ".join(f"x.{q(c)} = {dialect.from_key(f'f.k{j + 1}', cols[ctab.name][c])}"
+                          for j, c in enumerate(cl.keys[frm]))
+        values = []
+        for _, _, to, _, e, _ in ups:
+            ref = dict(zip(e.ref_columns, e.columns))
+            ptab = cl.tables[to]
+            keys = [dialect.to_key(f"x.{q(ref[c])}", cols[ptab.name][c]) for c in cl.keys[to]]
+            keys += [dialect.null_key()] * (width - len(keys))
+            present = " AND ".join(f"x.{q(c)} IS NOT NULL" for c in e.columns)
+            values.append(f"({to}, {', '.join(keys)}, {present})")
+        names = ", ".join(f"k{j + 1}" for j in range(width))
+        branches.append(
+            f"SELECT v.t, 0 AS d, {', '.join('v.k' + str(j + 1) for j in range(width))} FROM f "
+            f"JOIN {dialect.table_name(ctab)} x ON {on} CROSS JOIN LATERAL (VALUES {', '.join(values)}) "
+            f"v(t, {names}, present) WHERE f.t = {frm}{' AND f.d = 1' if need else ''} AND v.present")
+    return branches, rest
+
+
+def _pairs_step(cl: Closure, steps: list[Step], dialect: SegmentSQL, keys_of: Callable[..., list[str]],
+                key_names: list[str], head: str, body: str) -> tuple[str, str]:
+    """The step as one join of the rows found last with every edge's pairs of keys, listed
+    once per query: for MariaDB, whose optimizer asked for 3.4 GB with one recursive select
+    per edge (14 of them; the demo has 60)."""
+    q = dialect.quote
+    index = {t.name: i for i, t in enumerate(cl.tables)}
+
+    def join(edge_cols: tuple[str, ...], ref_cols: tuple[str, ...]) -> str:
+        return " AND ".join(f"x.{q(a)} = p.{q(b)}" for a, b in zip(edge_cols, ref_cols))
+
+    edges = " UNION ALL ".join(
+        f"SELECT {frm} AS st, {need} AS sd, "
+        + ", ".join(f"{k} AS s{j + 1}" for j, k in enumerate(keys_of(frm, 'p' if down else 'x')))
+        + f", {to} AS t, {d} AS d, "
+        + ", ".join(f"{k} AS {n}" for k, n in zip(keys_of(to, 'x' if down else 'p'), key_names))
+        + f" FROM {dialect.table_name(cl.tables[index[e.parent]])} p "
+        + f"JOIN {dialect.table_name(cl.tables[index[e.child]])} x ON {join(e.columns, e.ref_columns)}"
+        for frm, need, to, d, e, down in steps)
+    # A key's first column is never NULL (a primary key, or a foreign key that joined): a
+    # plain equality there lets the server hash the join; the padding is NULL on both sides.
+    same = " AND ".join(f"n.s{j + 1} {'=' if j == 0 else dialect.null_safe_eq} c.{n}"
+                        for j, n in enumerate(key_names))
+    head = f"{_EDGES} AS {dialect.materialized}({edges}), {head}"
+    body += (f" UNION SELECT n.t, n.d, {', '.join('n.' + n for n in key_names)} "
+             f"FROM {_CLOSURE} c JOIN {_EDGES} n ON n.st = c.t AND c.d >= n.sd AND {same}")
+    return head, body

@@ -316,6 +316,7 @@ class _MySQLSegment(SegmentSQL):
     characters instead of 40 doubled the time of a step on the demo (0.75 s to 1.35 s)."""
 
     null_safe_eq = "<=>"
+    step_form = "pairs"
 
     def __init__(self, quote: Any, table_name: Any, closure: Closure) -> None:
         super().__init__(quote, table_name)
