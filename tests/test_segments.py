@@ -450,3 +450,93 @@ def test_a_table_without_primary_key_is_keyed_by_its_foreign_keys(any_url: str, 
     # The plan counts it the same way (one by one: it is not keyed by a primary key).
     p = sqlsnap.plan(any_url, where=parse_where(["tenants.id = 1"]), closure=True)
     assert p.segment is not None and p.segment.rows is not None and p.segment.rows["audit"] == 2
+
+
+# -- the segment file: keys inside JSON values, polymorphic pairs -------------------------------------------
+
+DECLARED_KEYS = """
+# events.payload holds {"node": {"id": 5}}: a node's id inside a JSON value
+[[segment.foreign_keys]]
+table = "events"
+columns = ["payload"]
+json_paths = ["$.node.id"]
+references = "nodes"
+ref_columns = ["id"]
+
+# comments.target_id references a node or a tenant, as comments.target_type says
+[[segment.foreign_keys]]
+table = "comments"
+columns = ["target_id"]
+when = { target_type = "node" }
+references = "nodes"
+ref_columns = ["id"]
+
+[[segment.foreign_keys]]
+table = "comments"
+columns = ["target_id"]
+when = { target_type = "tenant" }
+references = "tenants"
+ref_columns = ["id"]
+"""
+
+
+def make_declared(url: str) -> None:
+    make_shapes(url)
+    execute_script(url, [
+        "CREATE TABLE events (id integer PRIMARY KEY, payload json)",
+        "INSERT INTO events VALUES (1, '{\"node\": {\"id\": 5}}'), (2, '{\"node\": {\"id\": 12}}'), "
+        "(3, '{\"other\": 1}'), (4, '{\"node\": {\"id\": \"x\"}}')",
+        "INSERT INTO events VALUES (5, NULL)",
+        "CREATE TABLE comments (id integer PRIMARY KEY, target_type varchar(20) NOT NULL, "
+        "target_id integer NOT NULL)",
+        "INSERT INTO comments VALUES (1, 'node', 5), (2, 'tenant', 1), (3, 'tenant', 2), (4, 'node', 12), "
+        "(5, 'order', 1)",
+    ])
+
+
+def test_segment_file_follows_json_path_keys_and_polymorphic_pairs(any_url: str, tmp_path: Path) -> None:
+    make_declared(any_url)
+    rules = tmp_path / "segment.toml"
+    rules.write_text(DECLARED_KEYS)
+
+    def export(*where: str) -> dict[str, set[int]]:
+        out = tmp_path / "s.json"
+        out.unlink(missing_ok=True)
+        args = [a for w in where for a in ("--where", w)]
+        result = CliRunner().invoke(main, ["export", any_url, *args, "--segment-file", str(rules),
+                                           "-o", str(out), "-q"])
+        assert result.exit_code == 0, result.output
+        doc = load(out)
+        assert sqlsnap.verify(str(out), integrity=True).ok
+        return {t: {r["id"] for r in doc["data"][t]} for t in ("events", "comments", "nodes", "tenants")}
+
+    # Down: the tenant's node 5 brings the event and the comment that point at it, and the tenant
+    # its comment; node 12 (another tenant's, here only as a parent) brings neither; "x", a missing
+    # path, NULL and another target_type match nothing.
+    got = export("tenants.id = 1")
+    assert got["events"] == {1} and got["comments"] == {1, 2}
+    # Up: the rows pointed at come along as parents, with their own parents (node 12's node 11 and
+    # tenant 2); "x" selects no node (compared as text, never cast).
+    got = export("events.id in (2, 4)", "comments.id = 3")
+    assert got == {"events": {2, 4}, "comments": {3}, "nodes": {11, 12}, "tenants": {2}}
+
+
+def test_segment_file_refuses_bad_declared_keys(sqlite_url: str, tmp_path: Path) -> None:
+    make_declared(sqlite_url)
+    rules = tmp_path / "segment.toml"
+    cases = [
+        ('{ table = "events", columns = ["payload"], json_paths = ["$.node\'; DROP TABLE nodes"], '
+         'references = "nodes", ref_columns = ["id"] }', "is not of the form $.key"),
+        ('{ table = "events", columns = ["payload"], json_paths = ["$.a", "$.b"], references = "nodes", '
+         'ref_columns = ["id"] }', "2 json_paths for 1 columns"),
+        ('{ table = "comments", columns = ["target_id"], when = { kind = "node" }, references = "nodes", '
+         'ref_columns = ["id"] }', "table comments has no column 'kind'"),
+        ('{ table = "comments", columns = ["target_id"], if = { target_type = "node" }, '
+         'references = "nodes", ref_columns = ["id"] }', "unknown key 'if'"),
+    ]
+    for fk, message in cases:
+        rules.write_text(f"[segment]\nforeign_keys = [{fk}]\n")
+        result = CliRunner().invoke(main, ["plan", sqlite_url, "--where", "tenants.id = 1",
+                                           "--segment-file", str(rules)])
+        assert result.exit_code == 2 and message in result.output, (fk, result.output)
+        assert result.output.count("\n") == 1

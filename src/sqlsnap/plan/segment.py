@@ -23,6 +23,7 @@ tables, to tell which edge first reaches each table (:func:`reach`).
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -93,19 +94,42 @@ class Sample:
         return cls(percent, limit, seed or 0)
 
 
+#: A JSON path a segment file may give for a key inside a JSON value: ``$`` then object keys
+#: (``.name``) and array positions (``[0]``), nothing else, so that it can be written into
+#: the SQL of every dialect as it is.
+JSON_PATH = re.compile(r"\$(\.[A-Za-z_][A-Za-z0-9_]*|\[[0-9]+\])+")
+
+
 @dataclass(frozen=True)
 class Edge:
-    """One foreign key: ``child.columns`` references ``parent.ref_columns``."""
+    """One foreign key: ``child.columns`` references ``parent.ref_columns``. A segment file's
+    declared key may read a column's value at a JSON path (``paths``, one per column, ``""``
+    for the column itself) and hold only for child rows where ``when``'s columns have these
+    values (a polymorphic ``(type, id)`` pair: ``target_id`` references incidents where
+    ``target_type`` is ``'incident'``)."""
 
     child: str
     columns: tuple[str, ...]
     parent: str
     ref_columns: tuple[str, ...]
+    paths: tuple[str, ...] = ()
+    when: tuple[tuple[str, Any], ...] = ()
+
+    def path(self, i: int) -> str:
+        return self.paths[i] if self.paths else ""
+
+    @property
+    def plain(self) -> bool:
+        """A key the child's own columns hold as they are, for every row."""
+        return not any(self.paths) and not self.when
 
     @property
     def label(self) -> str:
-        """``incidents.company_id -> companies.id``."""
-        return f"{self.child}.{','.join(self.columns)} -> {self.parent}.{','.join(self.ref_columns)}"
+        """``incidents.company_id -> companies.id`` (``events.payload$.node.id``,
+        ``comments.target_id[target_type='incident']``)."""
+        cols = ",".join(c + self.path(i) for i, c in enumerate(self.columns))
+        when = "".join(f"[{c}={v!r}]" for c, v in self.when)
+        return f"{self.child}.{cols}{when} -> {self.parent}.{','.join(self.ref_columns)}"
 
 
 @dataclass(frozen=True)
@@ -174,7 +198,8 @@ def key_columns(table: Table, edges: Sequence[Edge]) -> tuple[str, ...]:
         return tuple(table.primary_key)
     cols: list[str] = []
     for e in edges:
-        used = e.columns if e.child == table.name else e.ref_columns if e.parent == table.name else ()
+        used = (e.columns if e.plain else ()) if e.child == table.name else \
+            e.ref_columns if e.parent == table.name else ()
         cols += [c for c in used if c not in cols]
     return tuple(cols)
 
@@ -321,16 +346,36 @@ class SegmentRules:
                              "lookups, skip")
         edges = []
         for i, fk in enumerate(seg.get("foreign_keys", [])):
+            valid = {"table", "columns", "references", "ref_columns", "json_paths", "when"}
+            unknown = sorted(set(fk) - valid) if isinstance(fk, dict) else []
+            if unknown:
+                raise UsageError(f"{path}: foreign_keys[{i}] has an unknown key {unknown[0]!r}; valid ones: "
+                                 "columns, json_paths, ref_columns, references, table, when")
             try:
+                when = fk.get("when", {})
+                if not isinstance(when, dict) or \
+                        not all(isinstance(v, str | int | bool) for v in when.values()):
+                    raise TypeError
                 edge = Edge(str(fk["table"]), tuple(map(str, fk["columns"])), str(fk["references"]),
-                            tuple(map(str, fk["ref_columns"])))
-            except (KeyError, TypeError):
+                            tuple(map(str, fk["ref_columns"])), tuple(map(str, fk.get("json_paths", ()))),
+                            tuple(sorted((str(c), v) for c, v in when.items())))
+            except (KeyError, TypeError, AttributeError):
                 raise UsageError(f"{path}: foreign_keys[{i}] needs table, columns, references and "
                                  'ref_columns, e.g. { table = "documents", columns = ["owner_id"], '
-                                 'references = "users", ref_columns = ["id"] }') from None
+                                 'references = "users", ref_columns = ["id"] } (json_paths: a list of '
+                                 'paths such as "$.owner.id"; when: a table of column = text or number)') \
+                    from None
             if len(edge.columns) != len(edge.ref_columns) or not edge.columns:
                 raise UsageError(f"{path}: foreign_keys[{i}] has {len(edge.columns)} columns and "
                                  f"{len(edge.ref_columns)} ref_columns; give as many of each")
+            if edge.paths and len(edge.paths) != len(edge.columns):
+                raise UsageError(f"{path}: foreign_keys[{i}] has {len(edge.paths)} json_paths for "
+                                 f"{len(edge.columns)} columns; give one per column (\"\" for a column "
+                                 "read as is)")
+            bad = next((p for p in edge.paths if p and not JSON_PATH.fullmatch(p)), None)
+            if bad is not None:
+                raise UsageError(f"{path}: foreign_keys[{i}]: json path {bad!r} is not of the form $.key, "
+                                 "$.key.key or $.key[0] (letters, digits and _ in keys)")
             edges.append(edge)
         return cls(tuple(edges), tuple(map(str, seg.get("skip", []))),
                    tuple(map(str, seg.get("lookups", []))), path)
@@ -350,7 +395,7 @@ class SegmentRules:
                                  + ", ".join(names), table=table, column=col)
 
         for e in self.foreign_keys:
-            for c in e.columns:
+            for c in [*e.columns, *(c for c, _ in e.when)]:
                 column(e.child, c)
             for c in e.ref_columns:
                 column(e.parent, c)

@@ -223,6 +223,11 @@ class SegmentSQL:
     def null_key(self) -> str:
         return "NULL"
 
+    def json_text(self, expr: str, path: str) -> str:
+        """The value at ``path`` (checked by ``plan.segment.JSON_PATH``: only keys and
+        positions, so it is written as it is) inside the JSON text ``expr``, NULL when absent."""
+        return f"json_extract({expr}, '{path}')"
+
     #: How a step of the recursion is written: ``branches``, one recursive select per edge
     #: and direction, each a join through the table's index from the rows found last
     #: (SQLite); ``with``, the same branches sharing the one reference PostgreSQL allows; or
@@ -272,27 +277,23 @@ def render_segment_rows(closure: Closure, dialect: SegmentSQL, bind: Callable[[A
 
 def _render_segment(segment: SegmentRead, dialect: SegmentSQL, bind: Callable[[Any], str],
                     counts: bool, rows: bool = False) -> str:
-    cl = segment.closure
-    q = dialect.quote
-    width = cl.width
-    cols = {t.name: {c.name: c for c in t.columns} for t in cl.tables}
-    key_names = [f"k{i + 1}" for i in range(width)]
+    r = _Render(segment.closure, dialect, bind)
+    cl, q, key_names = r.cl, dialect.quote, r.key_names
     # Only what can reach the table read (all of it for the counts): the steps between the
     # states (table, reached downwards) that lie on a path from a seed to this table.
     states, steps = relevant_steps(cl, None if counts else segment.node)
-
-    def keys_of(i: int, alias: str) -> list[str]:
-        t = cl.tables[i]
-        out = [dialect.to_key(f"{alias}.{q(c)}", cols[t.name][c]) for c in cl.keys[i]]
-        return out + [dialect.null_key()] * (width - len(out))
-
+    # Placeholders are filled in the order they appear in the text, so every part is rendered
+    # in that order: the pairs of keys (MariaDB) come first, in the WITH before the closure.
+    head = f"{_CLOSURE}(t, d, {', '.join(key_names)})"
+    if steps and dialect.step_form == "pairs" and not segment.seeds_only:
+        head = f"{_EDGES} AS {dialect.materialized}({r.pairs(steps)}), {head}"
     anchors = []
     for i, row_filter, down in cl.seeds:
         if (i, down) not in states:
             continue
         cond = render_filter(row_filter, lambda name: "s." + q(name), bind) or "1 = 1"
         select = (f"SELECT {i} AS t, {int(down)} AS d, "
-                  + ", ".join(f"{k} AS {n}" for k, n in zip(keys_of(i, 's'), key_names))
+                  + ", ".join(f"{k} AS {n}" for k, n in zip(r.keys_of(i, 's'), key_names))
                   + f" FROM {dialect.table_name(cl.tables[i])} s WHERE {cond}")
         sample = cl.sample if down else None
         if sample is not None:
@@ -306,7 +307,7 @@ def _render_segment(segment: SegmentRead, dialect: SegmentSQL, bind: Callable[[A
         anchors.append(select)
     node = segment.node
     t = cl.tables[node]
-    picked = [dialect.from_key(k, cols[t.name][c]) for c, k in zip(cl.keys[node], key_names)]
+    picked = [dialect.from_key(k, r.cols[t.name][c]) for c, k in zip(cl.keys[node], key_names)]
     keys = ", ".join(q(c) for c in cl.keys[node])
     if segment.seeds_only:
         return (f"({keys}) IN (SELECT {', '.join(picked)} "
@@ -314,24 +315,23 @@ def _render_segment(segment: SegmentRead, dialect: SegmentSQL, bind: Callable[[A
     if not anchors:
         return f"SELECT NULL AS t, {', '.join('NULL AS ' + n for n in key_names)}, 0 AS m WHERE 1 = 0" \
             if rows else "SELECT 0, 0, 0 WHERE 1 = 0" if counts else "1 = 0"
-    head = f"{_CLOSURE}(t, d, {', '.join(key_names)})"
     body = " UNION ".join(anchors)
     if steps and dialect.step_form == "pairs":
-        head, body = _pairs_step(cl, steps, dialect, keys_of, key_names, head, body)
+        # A key's first column is never NULL (a primary key, or a foreign key that joined): a
+        # plain equality there lets the server hash the join; the padding is NULL on both sides.
+        same = " AND ".join(f"n.s{j + 1} {'=' if j == 0 else dialect.null_safe_eq} c.{n}"
+                            for j, n in enumerate(key_names))
+        body += (f" UNION SELECT n.t, n.d, {', '.join('n.' + n for n in key_names)} "
+                 f"FROM {_CLOSURE} c JOIN {_EDGES} n ON n.st = c.t AND c.d >= n.sd AND {same}")
+    elif steps and dialect.step_form == "with":
+        lookups, steps = _parent_lookups(cl, steps)
+        branches = [r.branch(step, "f") for step in steps]
+        branches += [r.lookup(frm, need, ups) for (frm, need), ups in lookups.items()]
+        # PostgreSQL allows one reference to the recursive query: the branches share it
+        # through a query of their own (materialized once per step).
+        body += f" UNION (WITH f AS (SELECT * FROM {_CLOSURE}) " + " UNION ALL ".join(branches) + ")"
     elif steps:
-        front = "f" if dialect.step_form == "with" else _CLOSURE
-        ups: list[str] = []
-        if dialect.step_form == "with":
-            ups, steps = _parent_lookups(cl, steps, dialect, cols)
-        branches = [_branch(cl, step, dialect, keys_of, key_names, front, cols) for step in steps]
-        if dialect.step_form == "with":
-            branches += ups
-            # PostgreSQL allows one reference to the recursive query: the branches share it
-            # through a query of their own (materialized once per step).
-            body += (f" UNION (WITH f AS (SELECT * FROM {_CLOSURE}) "
-                     + " UNION ALL ".join(branches) + ")")
-        else:
-            body += " UNION " + " UNION ".join(branches)
+        body += " UNION " + " UNION ".join(r.branch(step, f"{_CLOSURE} f") for step in steps)
     if rows:
         grouped = ", ".join(key_names)
         return (f"WITH RECURSIVE {head} AS ({body}) SELECT t, {grouped}, max(d) AS m "
@@ -390,117 +390,134 @@ def relevant_steps(closure: Closure, node: int | None) -> tuple[set[tuple[int, i
     return reached, steps
 
 
-def _branch(cl: Closure, step: Step, dialect: SegmentSQL, keys_of: Callable[..., list[str]],
-            key_names: list[str], front: str, cols: dict[str, dict[str, Column]]) -> str:
-    """One step as a join from the rows found last (``front``) through the table's index:
-    down, the children whose foreign key holds a found parent's key; up, the parent key that
-    a found child's foreign key holds. Only the rows found, never a whole edge's pairs."""
-    q = dialect.quote
-    frm, need, to, d, e, down = step
-    index = {t.name: i for i, t in enumerate(cl.tables)}
-    child, parent = index[e.child], index[e.parent]
-    ctab, ptab = cl.tables[child], cl.tables[parent]
-    pkey, ckey = cl.keys[parent], cl.keys[child]
-    ref = dict(zip(e.ref_columns, e.columns))  # parent column -> child column
-    direct = set(pkey) == set(e.ref_columns) and len(pkey) == len(e.ref_columns)
-    guard = f"f.t = {frm}" + (" AND f.d = 1" if need else "")
-    src = f"{front} f" if front != "f" else "f"
-
-    def from_front(table: Table, key: Sequence[str], alias: str) -> str:
-        return " AND ".join(f"{alias}.{q(c)} = {dialect.from_key(f'f.k{j + 1}', cols[table.name][c])}"
-                            for j, c in enumerate(key))
-
-    if down:
-        if direct:
-            on = " AND ".join(f"x.{q(ref[c])} = {dialect.from_key(f'f.k{j + 1}', cols[ptab.name][c])}"
-                              for j, c in enumerate(pkey))
-            joins = f"{src} JOIN {dialect.table_name(ctab)} x ON {on}"
-        else:
-            on = " AND ".join(f"x.{q(c)} = p.{q(r)}" for c, r in zip(e.columns, e.ref_columns))
-            joins = (f"{src} JOIN {dialect.table_name(ptab)} p ON {from_front(ptab, pkey, 'p')} "
-                     f"JOIN {dialect.table_name(ctab)} x ON {on}")
-        out = keys_of(child, "x")
-        where = guard
-    else:
-        joins = f"{src} JOIN {dialect.table_name(ctab)} x ON {from_front(ctab, ckey, 'x')}"
-        if direct:
-            # The parent's key is the child's foreign key: no need to visit the parent (a key
-            # no parent holds selects nothing where the parent's rows are read).
-            out = [dialect.to_key(f"x.{q(ref[c])}", cols[ptab.name][c]) for c in pkey]
-            out += [dialect.null_key()] * (cl.width - len(out))
-            where = guard + "".join(f" AND x.{q(c)} IS NOT NULL" for c in e.columns)
-        else:
-            on = " AND ".join(f"p.{q(r)} = x.{q(c)}" for c, r in zip(e.columns, e.ref_columns))
-            joins += f" JOIN {dialect.table_name(ptab)} p ON {on}"
-            out = keys_of(parent, "p")
-            where = guard
-    return (f"SELECT {to} AS t, {d} AS d, " + ", ".join(f"{k} AS {n}" for k, n in zip(out, key_names))
-            + f" FROM {joins} WHERE {where}")
+def _direct(cl: Closure, e: Edge) -> bool:
+    """Whether the parent's key is what the child's foreign-key columns hold, as they are."""
+    pkey = cl.keys[cl.index(e.parent)]
+    return not any(e.paths) and set(pkey) == set(e.ref_columns) and len(pkey) == len(e.ref_columns)
 
 
-def _parent_lookups(cl: Closure, steps: list[Step], dialect: SegmentSQL,
-                    cols: dict[str, dict[str, Column]]) -> tuple[list[str], list[Step]]:
-    """The up steps whose parent key is the child's foreign key, one branch per child table
-    (PostgreSQL: a ``LATERAL (VALUES ...)`` row per foreign key): each row found is looked up
-    once for all its parents, not once per foreign key. The other steps are returned as they
-    were."""
-    q = dialect.quote
-    index = {t.name: i for i, t in enumerate(cl.tables)}
+def _parent_lookups(cl: Closure, steps: list[Step]) -> tuple[dict[tuple[int, int], list[Step]], list[Step]]:
+    """The up steps whose parent key is the child's foreign key, grouped by the rows they
+    leave from (rendered by ``_Render.lookup``), and the other steps."""
     grouped: dict[tuple[int, int], list[Step]] = {}
     rest: list[Step] = []
     for step in steps:
         frm, need, _, _, e, down = step
-        pkey = cl.keys[index[e.parent]]
-        if not down and set(pkey) == set(e.ref_columns) and len(pkey) == len(e.ref_columns):
+        if not down and _direct(cl, e):
             grouped.setdefault((frm, need), []).append(step)
         else:
             rest.append(step)
-    width = cl.width
-    branches = []
-    for (frm, need), ups in grouped.items():
-        ctab = cl.tables[frm]
-        on = " AND ".join(f"x.{q(c)} = {dialect.from_key(f'f.k{j + 1}', cols[ctab.name][c])}"
-                          for j, c in enumerate(cl.keys[frm]))
+    return grouped, rest
+
+
+class _Render:
+    """The parts of a segment's query for one closure, in one dialect, binding values as they
+    are written (the order of the text)."""
+
+    def __init__(self, cl: Closure, dialect: SegmentSQL, bind: Callable[[Any], str]) -> None:
+        self.cl, self.dialect, self.bind, self.q = cl, dialect, bind, dialect.quote
+        self.cols = {t.name: {c.name: c for c in t.columns} for t in cl.tables}
+        self.key_names = [f"k{i + 1}" for i in range(cl.width)]
+
+    def keys_of(self, i: int, alias: str) -> list[str]:
+        t = self.cl.tables[i]
+        out = [self.dialect.to_key(f"{alias}.{self.q(c)}", self.cols[t.name][c]) for c in self.cl.keys[i]]
+        return out + [self.dialect.null_key()] * (self.cl.width - len(out))
+
+    def value(self, e: Edge, i: int, alias: str) -> str:
+        """The child's foreign-key value ``i``: its column, or the text at its JSON path."""
+        expr = f"{alias}.{self.q(e.columns[i])}"
+        return self.dialect.json_text(expr, e.path(i)) if e.path(i) else expr
+
+    def when(self, e: Edge, alias: str) -> str:
+        """`` AND`` the conditions under which the child's row holds the key (polymorphic)."""
+        return "".join(f" AND {alias}.{self.q(c)} = {self.bind(v)}" for c, v in e.when)
+
+    def matches(self, e: Edge) -> str:
+        """The child ``x`` references the parent ``p`` (a JSON value as text, against the
+        parent's column as text)."""
+        parent = self.cols[e.parent]
+        return " AND ".join(
+            f"{self.value(e, i, 'x')} = "
+            + (self.dialect.to_key(f"p.{self.q(r)}", parent[r]) if e.path(i) else f"p.{self.q(r)}")
+            for i, r in enumerate(e.ref_columns))
+
+    def from_front(self, node: int, alias: str) -> str:
+        t = self.cl.tables[node]
+        return " AND ".join(
+            f"{alias}.{self.q(c)} = {self.dialect.from_key(f'f.k{j + 1}', self.cols[t.name][c])}"
+            for j, c in enumerate(self.cl.keys[node]))
+
+    def select(self, to: int, d: int, keys: list[str], joins: str, where: str) -> str:
+        return (f"SELECT {to} AS t, {d} AS d, "
+                + ", ".join(f"{k} AS {n}" for k, n in zip(keys, self.key_names))
+                + f" FROM {joins} WHERE {where}")
+
+    def branch(self, step: Step, front: str) -> str:
+        """One step as a join from the rows found last (``front``, aliased ``f``) through the
+        table's index: down, the children whose foreign key holds a found parent's key; up,
+        the parent key that a found child's foreign key holds. Only the rows found, never a
+        whole edge's pairs."""
+        q, cl, dialect = self.q, self.cl, self.dialect
+        frm, need, to, d, e, down = step
+        child, parent = cl.index(e.child), cl.index(e.parent)
+        ctab, ptab = cl.tables[child], cl.tables[parent]
+        guard = f"f.t = {frm}" + (" AND f.d = 1" if need else "")
+        direct = _direct(cl, e)
+        ref = dict(zip(e.ref_columns, e.columns))  # parent column -> child column
+        if down:
+            if direct:
+                on = " AND ".join(
+                    f"x.{q(ref[c])} = {dialect.from_key(f'f.k{j + 1}', self.cols[ptab.name][c])}"
+                    for j, c in enumerate(cl.keys[parent]))
+                joins = f"{front} JOIN {dialect.table_name(ctab)} x ON {on}{self.when(e, 'x')}"
+            else:
+                joins = (f"{front} JOIN {dialect.table_name(ptab)} p ON {self.from_front(parent, 'p')} "
+                         f"JOIN {dialect.table_name(ctab)} x ON {self.matches(e)}{self.when(e, 'x')}")
+            return self.select(to, d, self.keys_of(child, "x"), joins, guard)
+        joins = f"{front} JOIN {dialect.table_name(ctab)} x ON {self.from_front(child, 'x')}"
+        if direct:
+            # The parent's key is the child's foreign key: no need to visit the parent (a key
+            # no parent holds selects nothing where the parent's rows are read).
+            keys = [dialect.to_key(f"x.{q(ref[c])}", self.cols[ptab.name][c]) for c in cl.keys[parent]]
+            keys += [dialect.null_key()] * (cl.width - len(keys))
+            where = guard + "".join(f" AND x.{q(c)} IS NOT NULL" for c in e.columns) + self.when(e, "x")
+            return self.select(to, d, keys, joins, where)
+        when = self.when(e, "x")
+        joins += f" JOIN {dialect.table_name(ptab)} p ON {self.matches(e)}"
+        return self.select(to, d, self.keys_of(parent, "p"), joins, guard + when)
+
+    def lookup(self, frm: int, need: int, ups: list[Step]) -> str:
+        """The up steps of one child table's rows whose parent key is the child's foreign key,
+        as one branch (PostgreSQL: a ``LATERAL (VALUES ...)`` row per foreign key): each row
+        found is looked up once for all its parents, not once per foreign key (half the
+        buffer reads of the benchmark's closure)."""
+        q, cl, dialect = self.q, self.cl, self.dialect
         values = []
         for _, _, to, _, e, _ in ups:
             ref = dict(zip(e.ref_columns, e.columns))
             ptab = cl.tables[to]
-            keys = [dialect.to_key(f"x.{q(ref[c])}", cols[ptab.name][c]) for c in cl.keys[to]]
-            keys += [dialect.null_key()] * (width - len(keys))
-            present = " AND ".join(f"x.{q(c)} IS NOT NULL" for c in e.columns)
+            keys = [dialect.to_key(f"x.{q(ref[c])}", self.cols[ptab.name][c]) for c in cl.keys[to]]
+            keys += [dialect.null_key()] * (cl.width - len(keys))
+            present = " AND ".join(f"x.{q(c)} IS NOT NULL" for c in e.columns) + self.when(e, "x")
             values.append(f"({to}, {', '.join(keys)}, {present})")
-        names = ", ".join(f"k{j + 1}" for j in range(width))
-        branches.append(
-            f"SELECT v.t, 0 AS d, {', '.join('v.k' + str(j + 1) for j in range(width))} FROM f "
-            f"JOIN {dialect.table_name(ctab)} x ON {on} CROSS JOIN LATERAL (VALUES {', '.join(values)}) "
-            f"v(t, {names}, present) WHERE f.t = {frm}{' AND f.d = 1' if need else ''} AND v.present")
-    return branches, rest
+        names = ", ".join(self.key_names)
+        return (f"SELECT v.t, 0 AS d, {', '.join('v.' + n for n in self.key_names)} FROM f "
+                f"JOIN {dialect.table_name(cl.tables[frm])} x ON {self.from_front(frm, 'x')} "
+                f"CROSS JOIN LATERAL (VALUES {', '.join(values)}) v(t, {names}, present) "
+                f"WHERE f.t = {frm}{' AND f.d = 1' if need else ''} AND v.present")
 
-
-def _pairs_step(cl: Closure, steps: list[Step], dialect: SegmentSQL, keys_of: Callable[..., list[str]],
-                key_names: list[str], head: str, body: str) -> tuple[str, str]:
-    """The step as one join of the rows found last with every edge's pairs of keys, listed
-    once per query: for MariaDB, whose optimizer asked for 3.4 GB with one recursive select
-    per edge (14 of them; the demo has 60)."""
-    q = dialect.quote
-    index = {t.name: i for i, t in enumerate(cl.tables)}
-
-    def join(edge_cols: tuple[str, ...], ref_cols: tuple[str, ...]) -> str:
-        return " AND ".join(f"x.{q(a)} = p.{q(b)}" for a, b in zip(edge_cols, ref_cols))
-
-    edges = " UNION ALL ".join(
-        f"SELECT {frm} AS st, {need} AS sd, "
-        + ", ".join(f"{k} AS s{j + 1}" for j, k in enumerate(keys_of(frm, 'p' if down else 'x')))
-        + f", {to} AS t, {d} AS d, "
-        + ", ".join(f"{k} AS {n}" for k, n in zip(keys_of(to, 'x' if down else 'p'), key_names))
-        + f" FROM {dialect.table_name(cl.tables[index[e.parent]])} p "
-        + f"JOIN {dialect.table_name(cl.tables[index[e.child]])} x ON {join(e.columns, e.ref_columns)}"
-        for frm, need, to, d, e, down in steps)
-    # A key's first column is never NULL (a primary key, or a foreign key that joined): a
-    # plain equality there lets the server hash the join; the padding is NULL on both sides.
-    same = " AND ".join(f"n.s{j + 1} {'=' if j == 0 else dialect.null_safe_eq} c.{n}"
-                        for j, n in enumerate(key_names))
-    head = f"{_EDGES} AS {dialect.materialized}({edges}), {head}"
-    body += (f" UNION SELECT n.t, n.d, {', '.join('n.' + n for n in key_names)} "
-             f"FROM {_CLOSURE} c JOIN {_EDGES} n ON n.st = c.t AND c.d >= n.sd AND {same}")
-    return head, body
+    def pairs(self, steps: list[Step]) -> str:
+        """Every edge's pairs of keys, listed once per query, which each step of the recursion
+        joins with the rows found last: for MariaDB, whose optimizer asked for 3.4 GB with one
+        recursive select per edge (14 of them; the demo has 60)."""
+        cl = self.cl
+        return " UNION ALL ".join(
+            f"SELECT {frm} AS st, {need} AS sd, "
+            + ", ".join(f"{k} AS s{j + 1}" for j, k in enumerate(self.keys_of(frm, 'p' if down else 'x')))
+            + f", {to} AS t, {d} AS d, "
+            + ", ".join(f"{k} AS {n}" for k, n in zip(self.keys_of(to, 'x' if down else 'p'), self.key_names))
+            + f" FROM {self.dialect.table_name(cl.tables[cl.index(e.parent)])} p "
+            + f"JOIN {self.dialect.table_name(cl.tables[cl.index(e.child)])} x "
+            + f"ON {self.matches(e)}{self.when(e, 'x')}"
+            for frm, need, to, d, e, down in steps)

@@ -330,6 +330,9 @@ class _MySQLSegment(SegmentSQL):
     def null_key(self) -> str:
         return f"CAST(NULL AS CHAR({self.chars}))"
 
+    def json_text(self, expr: str, path: str) -> str:
+        return f"CAST(JSON_UNQUOTE(JSON_EXTRACT({expr}, '{path}')) AS CHAR({self.chars}))"
+
     def bucket(self, seed: str, keys: Sequence[str]) -> str:
         # MOD, not %: the driver formats the statement with %s placeholders.
         return f"MOD(CRC32(CONCAT_WS(',', {seed}, {', '.join(keys)})), {BUCKETS})"

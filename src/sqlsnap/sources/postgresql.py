@@ -521,6 +521,11 @@ class _PostgresSegment(SegmentSQL):
     def null_key(self) -> str:
         return "NULL::text"
 
+    def json_text(self, expr: str, path: str) -> str:
+        # $.a.b[0] -> '{a,b,0}': the path checked by JSON_PATH holds no quote or comma.
+        steps = path[1:].replace("[", ".").replace("]", "").strip(".").split(".")
+        return f"(CAST({expr} AS jsonb) #>> '{{{','.join(steps)}}}')"
+
     def bucket(self, seed: str, keys: Sequence[str]) -> str:
         # hashtextextended: PostgreSQL 11+, the 64-bit hash of text with a seed.
         text = ", ".join(f"CAST({k} AS text)" for k in keys)
