@@ -540,3 +540,32 @@ def test_segment_file_refuses_bad_declared_keys(sqlite_url: str, tmp_path: Path)
                                            "--segment-file", str(rules)])
         assert result.exit_code == 2 and message in result.output, (fk, result.output)
         assert result.output.count("\n") == 1
+
+
+def test_policy_file_segment_section(any_url: str, tmp_path: Path) -> None:
+    """The policy file's [segment] is a segment file's [segment]; --segment-file replaces it, and
+    a full export does not read it."""
+    make_shapes(any_url)
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[segment]\nlookups = ["tags"]\nskip = ["reviews.order_tenant,order_id"]\n')
+    out = tmp_path / "t1.json"
+    result = CliRunner().invoke(main, ["export", any_url, "--where", "tenants.id = 1", "--policy", str(policy),
+                                       "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    doc = load(out)
+    assert keys(doc, "tags") == {(1,), (2,)} and keys(doc, "tenants") == {(1,)}
+    assert doc["metadata"]["segment"]["lookups"] == ["tags"]
+    # --segment-file wins: no lookup, no skip.
+    rules = tmp_path / "segment.toml"
+    rules.write_text("[segment]\n")
+    out.unlink()
+    result = CliRunner().invoke(main, ["export", any_url, "--where", "tenants.id = 1", "--policy", str(policy),
+                                       "--segment-file", str(rules), "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert keys(load(out), "tags") == {(1,)} and keys(load(out), "tenants") == {(1,), (2,)}
+    # A full export does not check it (its tables may be another database's); a bad one is one line.
+    policy.write_text('[segment]\nlookups = ["no_such_table"]\n')
+    assert sqlsnap.export(any_url, str(tmp_path / "full.json"), policy=str(policy)).tables["tags"].rows == 2
+    result = CliRunner().invoke(main, ["plan", any_url, "--where", "tenants.id = 1", "--policy", str(policy)])
+    assert result.exit_code == 2 and "lookup 'no_such_table' is not a table" in result.output
+    assert result.output.count("\n") == 1

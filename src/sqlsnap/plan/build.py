@@ -637,7 +637,9 @@ def build_plan(
             "no hash key was given, so fake values come from a random key used for this export only: "
             f"they differ from one export to the next; {KEY_HINT} for values that stay the same")))
 
-    if options.segment_rules is not None:
+    # A segment's rules name tables of the database segmented: a policy file's [segment] is
+    # checked only when a segment is exported.
+    if options.segment_rules is not None and (down_seeds or parent_seeds):
         options.segment_rules.check(by_name)
     segment = SegmentPlan.of(chosen, down_seeds, parent_seeds, options.sample, options.segment_rules) \
         if down_seeds or parent_seeds else None
@@ -817,5 +819,8 @@ def plan_options(
         date_columns=list(date_columns),
         closed=closed,
         sample=Sample.parse(sample, limit, seed),
-        segment_rules=SegmentRules.load(segment_file) if segment_file else None,
+        # --segment-file replaces the policy file's [segment] (docs/segments.md).
+        segment_rules=SegmentRules.load(segment_file) if segment_file else
+        SegmentRules.parse(pol.segment, f"{pol.path or 'policy'} [segment]") if pol is not None and pol.segment
+        else None,
     ), key

@@ -340,6 +340,12 @@ class SegmentRules:
         seg = doc.get("segment")
         if not isinstance(seg, dict):
             raise UsageError(f"segment file {path} has no [segment] table; see docs/segments.md")
+        return cls.parse(seg, path)
+
+    @classmethod
+    def parse(cls, seg: Mapping[str, Any], path: str) -> SegmentRules:
+        """A ``[segment]`` table, of a segment file or of the policy file (``path`` names it in
+        errors)."""
         unknown = sorted(set(seg) - {"foreign_keys", "skip", "lookups"})
         if unknown:
             raise UsageError(f"{path}: unknown key {unknown[0]!r} in [segment]; valid ones: foreign_keys, "

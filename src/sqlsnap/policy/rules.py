@@ -475,7 +475,7 @@ HASH_KEY_ENV = "SQLSNAP_HASH_KEY"
 #: trying them all against a known value.
 MIN_KEY_BYTES = 16
 _TOP_KEYS = ("version", "anonymize", "hash_key_file", "include_secrets", "exclude_tables",
-             "exclude_columns", "rules")  # fmt: skip
+             "exclude_columns", "rules", "segment")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -508,6 +508,9 @@ class Policy:
     exclude_tables: list[Named] = field(default_factory=list)
     exclude_columns: list[Named] = field(default_factory=list)
     hash_key_file: Named | None = None
+    #: The ``[segment]`` table as written, for a segment's export to read (the plan checks it:
+    #: docs/segments.md, "The segment file").
+    segment: dict[str, Any] | None = None
 
     def keyed_rules(self) -> list[RuleSpec]:
         return [r for r in self.rules if r.rule in KEYED_RULES]
@@ -620,6 +623,11 @@ def parse_policy(text: str, name: str = DEFAULT_POLICY_FILE, *, folder: str | No
     if not isinstance(anonymize, bool):
         raise UsageError(f"{loc.where('anonymize')}: anonymize must be true or false", path=name)
     policy.anonymize = anonymize
+    segment = data.get("segment")
+    if segment is not None and not isinstance(segment, dict):
+        raise UsageError(f"{loc.where('segment')}: segment must be a table: [segment]; see docs/segments.md",
+                         path=name)
+    policy.segment = segment
 
     def names(key: str) -> list[Named]:
         value = data.get(key, [])
