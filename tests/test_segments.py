@@ -549,8 +549,8 @@ def test_policy_file_segment_section(any_url: str, tmp_path: Path) -> None:
     policy = tmp_path / "policy.toml"
     policy.write_text('[segment]\nlookups = ["tags"]\nskip = ["reviews.order_tenant,order_id"]\n')
     out = tmp_path / "t1.json"
-    result = CliRunner().invoke(main, ["export", any_url, "--where", "tenants.id = 1", "--policy", str(policy),
-                                       "-o", str(out), "-q"])
+    result = CliRunner().invoke(main, ["export", any_url, "--where", "tenants.id = 1",
+                                       "--policy", str(policy), "-o", str(out), "-q"])
     assert result.exit_code == 0, result.output
     doc = load(out)
     assert keys(doc, "tags") == {(1,), (2,)} and keys(doc, "tenants") == {(1,)}
@@ -559,8 +559,9 @@ def test_policy_file_segment_section(any_url: str, tmp_path: Path) -> None:
     rules = tmp_path / "segment.toml"
     rules.write_text("[segment]\n")
     out.unlink()
-    result = CliRunner().invoke(main, ["export", any_url, "--where", "tenants.id = 1", "--policy", str(policy),
-                                       "--segment-file", str(rules), "-o", str(out), "-q"])
+    result = CliRunner().invoke(main, ["export", any_url, "--where", "tenants.id = 1",
+                                       "--policy", str(policy), "--segment-file", str(rules), "-o", str(out),
+                                       "-q"])
     assert result.exit_code == 0, result.output
     assert keys(load(out), "tags") == {(1,)} and keys(load(out), "tenants") == {(1,), (2,)}
     # A full export does not check it (its tables may be another database's); a bad one is one line.

@@ -821,6 +821,6 @@ def plan_options(
         sample=Sample.parse(sample, limit, seed),
         # --segment-file replaces the policy file's [segment] (docs/segments.md).
         segment_rules=SegmentRules.load(segment_file) if segment_file else
-        SegmentRules.parse(pol.segment, f"{pol.path or 'policy'} [segment]") if pol is not None and pol.segment
-        else None,
+        SegmentRules.parse(pol.segment, f"{pol.path or 'policy'} [segment]")
+        if pol is not None and pol.segment else None,
     ), key
