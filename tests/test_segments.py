@@ -315,12 +315,38 @@ def test_date_range_errors_name_the_fix(sqlite_url: str, tmp_path: Path) -> None
         (["--seed", "3"], 2, "--seed chooses the rows of --sample or --limit; give one of them"),
         (["--sample", "0%"], 2, "give a percentage above 0 and at most 100"),
         (["--sample", "lots"], 2, "--sample 'lots' is not a percentage; write e.g. 5%"),
-        (["--sample", "5%", "--since", "2026-10-01"], 2, "--sample and --limit cannot be combined"),
     ]
     for args, code, message in cases:
         result = CliRunner().invoke(main, ["export", sqlite_url, *args, "-o", out, "-q"])
         assert result.exit_code == code and message in result.output, (args, result.output)
         assert result.output.count("\n") == 1
+
+
+def test_a_sample_of_a_date_range_or_of_closed_tables(any_url: str, tmp_path: Path) -> None:
+    """--sample/--limit choose among the seeds of a date range (or of --closed tables) too, and
+    the chosen rows bring their parents only."""
+    make_dated(any_url)
+
+    def export(*args: str) -> tuple[dict[str, set[int]], dict[str, Any]]:
+        out = tmp_path / "s.json"
+        out.unlink(missing_ok=True)
+        result = CliRunner().invoke(main, ["export", any_url, *args, "-o", str(out), "-q"])
+        assert result.exit_code == 0, result.output
+        assert sqlsnap.verify(str(out), integrity=True).ok
+        doc = load(out)
+        return {t: {r["id"] for r in rows} for t, rows in doc["data"].items()}, doc["metadata"]["segment"]
+
+    october = ["--since", "2026-10-01", "--date-column", "events.created_at"]  # events 2, 3 and 4
+    picked, seg = export(*october, "--limit", "2", "--seed", "5")
+    assert seg["seeds"] == {"events": 2} and seg["sample"] == {"percent": None, "limit": 2, "seed": 5}
+    seeds = picked["events"] & {2, 3, 4}
+    assert len(seeds) == 2 and picked["comments"] == set()
+    assert picked["events"] == seeds | ({1} if 3 in seeds else set())  # event 3's parent event 1
+    assert export(*october, "--limit", "2", "--seed", "5")[0] == picked  # the same seed, the same rows
+    assert {frozenset(export(*october, "--limit", "2", "--seed", str(s))[0]["events"] & {2, 3, 4})
+            for s in range(6)} != {frozenset(seeds)}  # other seeds, other rows
+    everything, _ = export("--tables", "comments", "--closed")
+    assert export("--tables", "comments", "--closed", "--sample", "100%")[0] == everything
 
 
 # -- samples ------------------------------------------------------------------------------------------------

@@ -503,10 +503,12 @@ def build_plan(
     chosen, excluded_names = select_tables(tables, options.tables, [n.text for n in table_excludes])
     parent_seeds: dict[str, RowFilter] = {}
     down_seeds: dict[str, RowFilter] = dict(options.where) if options.closure else {}
-    if options.sample is not None:
-        if options.since is not None or options.until is not None or options.closed:
-            raise UsageError("--sample and --limit cannot be combined with --since, --until or --closed yet; "
-                             "sample the tables (--tables) or the rows of --where")
+    dated = options.since is not None or options.until is not None or options.closed
+    if options.sample is not None and dated:
+        # A sample of the date range's (or the closed tables') seed rows, each with its parents.
+        parent_seeds = _parent_seeds(options, chosen, by_name)
+        chosen, excluded_names = select_tables(tables, None, [n.text for n in table_excludes])
+    elif options.sample is not None:
         if options.where and not options.closure:
             raise UsageError("--sample and --limit pick seed rows, which --no-closure does not have; "
                              "leave out --no-closure")
@@ -518,10 +520,11 @@ def build_plan(
                 t for t in chosen if not any(fk.ref_table in names - {t.name} for fk in t.foreign_keys)]
             down_seeds = {t.name: RowFilter(()) for t in seeds}
             chosen, excluded_names = select_tables(tables, None, [n.text for n in table_excludes])
-    elif options.since is not None or options.until is not None or options.closed:
+    elif dated:
         # The chosen tables are the seeds; every table may hold their parents.
         parent_seeds = _parent_seeds(options, chosen, by_name)
         chosen, excluded_names = select_tables(tables, None, [n.text for n in table_excludes])
+    if parent_seeds:
         missing = sorted(set(parent_seeds) - {t.name for t in chosen})
         if missing:
             raise UsageError(f"{missing[0]} is a seed of the segment and left out by --exclude-tables; "
@@ -664,8 +667,9 @@ def _parent_seeds(options: PlanOptions, chosen: Sequence[Table],
     """The seeds of a date range or of ``--tables ... --closed``: rows whose parents are
     followed and whose children are not."""
     if options.where:
-        raise UsageError("--where cannot be combined with --since, --until or --closed yet; "
-                         "export the tenant with --where, or the date range without it")
+        raise UsageError("--where cannot be combined with --since, --until or --closed: --where's seeds "
+                         "bring their children, these only their parents, and together they have no one "
+                         "meaning; export the tenant with --where, or the date range without it")
     if options.since is None and options.until is None:
         if options.date_columns:
             raise UsageError("--date-column needs --since or --until")

@@ -162,7 +162,7 @@ class Closure:
     keys: tuple[tuple[str, ...], ...]
     edges: tuple[Edge, ...]
     seeds: tuple[tuple[int, RowFilter, bool], ...]
-    #: Which of the seed rows whose children are followed are kept (None: all).
+    #: Which of the seed rows are kept (None: all).
     sample: Sample | None = None
 
     def index(self, name: str) -> int:

@@ -295,7 +295,7 @@ def _render_segment(segment: SegmentRead, dialect: SegmentSQL, bind: Callable[[A
         select = (f"SELECT {i} AS t, {int(down)} AS d, "
                   + ", ".join(f"{k} AS {n}" for k, n in zip(r.keys_of(i, 's'), key_names))
                   + f" FROM {dialect.table_name(cl.tables[i])} s WHERE {cond}")
-        sample = cl.sample if down else None
+        sample = cl.sample
         if sample is not None:
             # Each use binds the seed again: placeholders are filled in the order they appear.
             key_exprs = [f"s.{q(c)}" for c in cl.keys[i]]
