@@ -596,3 +596,37 @@ def test_policy_file_segment_section(any_url: str, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["plan", any_url, "--where", "tenants.id = 1", "--policy", str(policy)])
     assert result.exit_code == 2 and "lookup 'no_such_table' is not a table" in result.output
     assert result.output.count("\n") == 1
+
+
+def test_segment_file_caps_the_children_of_each_parent(any_url: str, tmp_path: Path) -> None:
+    """caps: through events.tenant_id a tenant brings its first event only (by key); rows the
+    capped ones reference still come along, and their own children through other edges."""
+    make_dated(any_url)
+    execute_script(any_url, ["INSERT INTO events VALUES (5, 1, 2, '2026-12-01 00:00:00'), "
+                             "(6, 1, NULL, '2026-12-02 00:00:00')"])
+    rules = tmp_path / "segment.toml"
+
+    def export(cap: int | None, *where: str) -> dict[str, set[int]]:
+        rules.write_text("[segment]\n" + (f'caps = [{{ edge = "events.tenant_id", children = {cap} }}]\n'
+                                          if cap else ""))
+        out = tmp_path / "s.json"
+        out.unlink(missing_ok=True)
+        args = [a for w in where for a in ("--where", w)]
+        result = CliRunner().invoke(main, ["export", any_url, *args, "--segment-file", str(rules),
+                                           "-o", str(out), "-q"])
+        assert result.exit_code == 0, result.output
+        assert sqlsnap.verify(str(out), integrity=True).ok
+        return {t: {r["id"] for r in rows} for t, rows in load(out)["data"].items()}
+
+    assert export(None, "tenants.id = 1")["events"] == {1, 2, 5, 6, 3}  # 3: a child of 1 (parent_event)
+    capped = export(1, "tenants.id = 1")
+    # Event 1 through the capped edge; its children through parent_event (3, another tenant's, whose
+    # tenant comes as a parent) and their comments; not 2, 5 and 6.
+    assert capped["events"] == {1, 3} and capped["comments"] == {1} and capped["tenants"] == {1, 2}
+    assert export(2, "tenants.id = 1")["events"] == {1, 2, 3, 5}  # 5: a child of 2
+    # Up is never capped: the comment's event and its parents all come.
+    assert export(1, "comments.id = 2")["events"] == {4}
+    rules.write_text('[segment]\ncaps = [{ edge = "events.tenant_id", children = 0 }]\n')
+    result = CliRunner().invoke(main, ["plan", any_url, "--where", "tenants.id = 1",
+                                       "--segment-file", str(rules)])
+    assert result.exit_code == 2 and "caps[0] needs edge and children" in result.output

@@ -119,6 +119,11 @@ class Edge:
         return self.paths[i] if self.paths else ""
 
     @property
+    def name(self) -> str:
+        """``TABLE.COLUMN[,COLUMN]``: how a segment file names the edge (skip, caps)."""
+        return f"{self.child}.{','.join(self.columns)}"
+
+    @property
     def plain(self) -> bool:
         """A key the child's own columns hold as they are, for every row."""
         return not any(self.paths) and not self.when
@@ -164,6 +169,13 @@ class Closure:
     seeds: tuple[tuple[int, RowFilter, bool], ...]
     #: Which of the seed rows are kept (None: all).
     sample: Sample | None = None
+    #: The segment file's caps: ``TABLE.COLUMN[,COLUMN]`` of an edge, and the most children
+    #: one parent brings through it.
+    caps: tuple[tuple[str, int], ...] = ()
+
+    def cap(self, edge: Edge) -> int | None:
+        """The most children one parent row brings through ``edge`` (None: all of them)."""
+        return dict(self.caps).get(edge.name)
 
     def index(self, name: str) -> int:
         return next(i for i, t in enumerate(self.tables) if t.name == name)
@@ -230,7 +242,7 @@ def build_closure(tables: Sequence[Table], where: Mapping[str, RowFilter],
                              "rows cannot be followed; add a primary key or use --no-closure", table=name)
     seeds = tuple(sorted([(index[name], f, True) for name, f in where.items()]
                          + [(index[name], f, False) for name, f in parent_seeds.items()], key=lambda s: s[0]))
-    return Closure(ordered, keys, edges, seeds, sample)
+    return Closure(ordered, keys, edges, seeds, sample, rules.caps)
 
 
 def reach(closure: Closure) -> tuple[dict[str, Reach], set[str]]:
@@ -322,6 +334,8 @@ class SegmentRules:
     foreign_keys: tuple[Edge, ...] = ()
     skip: tuple[str, ...] = ()
     lookups: tuple[str, ...] = ()
+    #: ``(TABLE.COLUMN[,COLUMN], n)``: through that edge, a parent brings at most n children.
+    caps: tuple[tuple[str, int], ...] = ()
     path: str | None = None
 
     @classmethod
@@ -346,10 +360,10 @@ class SegmentRules:
     def parse(cls, seg: Mapping[str, Any], path: str) -> SegmentRules:
         """A ``[segment]`` table, of a segment file or of the policy file (``path`` names it in
         errors)."""
-        unknown = sorted(set(seg) - {"foreign_keys", "skip", "lookups"})
+        unknown = sorted(set(seg) - {"foreign_keys", "skip", "lookups", "caps"})
         if unknown:
-            raise UsageError(f"{path}: unknown key {unknown[0]!r} in [segment]; valid ones: foreign_keys, "
-                             "lookups, skip")
+            raise UsageError(f"{path}: unknown key {unknown[0]!r} in [segment]; valid ones: caps, "
+                             "foreign_keys, lookups, skip")
         edges = []
         for i, fk in enumerate(seg.get("foreign_keys", [])):
             valid = {"table", "columns", "references", "ref_columns", "json_paths", "when"}
@@ -383,8 +397,17 @@ class SegmentRules:
                 raise UsageError(f"{path}: foreign_keys[{i}]: json path {bad!r} is not of the form $.key, "
                                  "$.key.key or $.key[0] (letters, digits and _ in keys)")
             edges.append(edge)
+        caps: list[tuple[str, int]] = []
+        for i, cap in enumerate(seg.get("caps", [])):
+            n = cap.get("children") if isinstance(cap, dict) else None
+            counted = isinstance(n, int) and not isinstance(n, bool) and n >= 1
+            if not isinstance(cap, dict) or set(cap) != {"edge", "children"} \
+                    or not isinstance(cap["edge"], str) or not counted:
+                raise UsageError(f"{path}: caps[{i}] needs edge and children, e.g. "
+                                 '{ edge = "debug_logs.company_id", children = 100 } (children at least 1)')
+            caps.append((cap["edge"], int(n)))
         return cls(tuple(edges), tuple(map(str, seg.get("skip", []))),
-                   tuple(map(str, seg.get("lookups", []))), path)
+                   tuple(map(str, seg.get("lookups", []))), caps=tuple(caps), path=path)
 
     def check(self, tables: Mapping[str, Table]) -> None:
         """Every table and column named exists (with the valid names when not)."""
@@ -405,7 +428,7 @@ class SegmentRules:
                 column(e.child, c)
             for c in e.ref_columns:
                 column(e.parent, c)
-        for s in self.skip:
+        for s in [*self.skip, *(edge for edge, _ in self.caps)]:
             table, _, cols = s.rpartition(".")
             for c in cols.split(","):
                 column(table, c)
@@ -415,4 +438,4 @@ class SegmentRules:
                                  + ", ".join(sorted(tables)), table=name)
 
     def skips(self, edge: Edge) -> bool:
-        return f"{edge.child}.{','.join(edge.columns)}" in self.skip
+        return edge.name in self.skip

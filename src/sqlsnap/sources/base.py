@@ -433,6 +433,23 @@ class _Render:
         """`` AND`` the conditions under which the child's row holds the key (polymorphic)."""
         return "".join(f" AND {alias}.{self.q(c)} = {self.bind(v)}" for c, v in e.when)
 
+    def cap(self, e: Edge) -> str:
+        """`` AND`` the child ``x`` is among the first n children of its parent through ``e``
+        (the segment file's caps; by key order): fewer than n of its siblings have a smaller
+        key. A correlated count, which each dialect evaluates through the foreign key's index
+        where there is one; MySQL takes no LIMIT inside IN."""
+        n = self.cl.cap(e)
+        if n is None:
+            return ""
+        q, child = self.q, self.cl.index(e.child)
+        key = self.cl.keys[child]
+        same = " AND ".join(f"{self.value(e, i, 'y')} = {self.value(e, i, 'x')}"
+                            for i in range(len(e.columns)))
+        smaller = (f"y.{q(key[0])} < x.{q(key[0])}" if len(key) == 1 else
+                   f"({', '.join('y.' + q(c) for c in key)}) < ({', '.join('x.' + q(c) for c in key)})")
+        return (f" AND (SELECT count(*) FROM {self.dialect.table_name(self.cl.tables[child])} y WHERE {same}"
+                f"{self.when(e, 'y')} AND {smaller}) < {self.bind(n)}")
+
     def matches(self, e: Edge) -> str:
         """The child ``x`` references the parent ``p`` (a JSON value as text, against the
         parent's column as text)."""
@@ -474,7 +491,7 @@ class _Render:
             else:
                 joins = (f"{front} JOIN {dialect.table_name(ptab)} p ON {self.from_front(parent, 'p')} "
                          f"JOIN {dialect.table_name(ctab)} x ON {self.matches(e)}{self.when(e, 'x')}")
-            return self.select(to, d, self.keys_of(child, "x"), joins, guard)
+            return self.select(to, d, self.keys_of(child, "x"), joins, guard + self.cap(e))
         joins = f"{front} JOIN {dialect.table_name(ctab)} x ON {self.from_front(child, 'x')}"
         if direct:
             # The parent's key is the child's foreign key: no need to visit the parent (a key
@@ -520,4 +537,5 @@ class _Render:
             + f" FROM {self.dialect.table_name(cl.tables[cl.index(e.parent)])} p "
             + f"JOIN {self.dialect.table_name(cl.tables[cl.index(e.child)])} x "
             + f"ON {self.matches(e)}{self.when(e, 'x')}"
+            + (f" WHERE 1 = 1{self.cap(e)}" if down else "")
             for frm, need, to, d, e, down in steps)
