@@ -399,13 +399,13 @@ class SegmentRules:
             edges.append(edge)
         caps: list[tuple[str, int]] = []
         for i, cap in enumerate(seg.get("caps", [])):
-            n = cap.get("children") if isinstance(cap, dict) else None
+            n: Any = cap.get("children") if isinstance(cap, dict) else None
             counted = isinstance(n, int) and not isinstance(n, bool) and n >= 1
             if not isinstance(cap, dict) or set(cap) != {"edge", "children"} \
                     or not isinstance(cap["edge"], str) or not counted:
                 raise UsageError(f"{path}: caps[{i}] needs edge and children, e.g. "
                                  '{ edge = "debug_logs.company_id", children = 100 } (children at least 1)')
-            caps.append((cap["edge"], int(n)))
+            caps.append((cap["edge"], n))
         return cls(tuple(edges), tuple(map(str, seg.get("skip", []))),
                    tuple(map(str, seg.get("lookups", []))), caps=tuple(caps), path=path)
 
