@@ -59,15 +59,18 @@ def segment_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="The date column of --since/--until (repeatable); only these tables are "
                           "filtered. Default: every table's created_at."),
         click.option("--sample", metavar="PERCENT",
-                     help="A sample of the seed rows (those of --where, else of --tables, else of the tables "
-                          "that reference no other), e.g. 5%, closed as --where."),
+                     help="A sample of the seed rows (those of --where, else of a date range or --closed, "
+                          "else of --tables, else of the tables that reference no other), e.g. 5%, closed "
+                          "as its seeds are."),
         click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N seed rows."),
         click.option("--seed", type=int, metavar="N",
                      help="Which rows --sample and --limit pick: the same seed picks the same rows. "
                           "Default 0."),
         click.option("--segment-file", "segment_file", metavar="FILE",
-                     help="TOML with a [segment] table: foreign_keys the schema lacks, skip (foreign keys "
-                          "not to follow, TABLE.COLUMN), lookups (tables taken whole). docs/segments.md."),
+                     help="TOML with a [segment] table: foreign_keys the schema lacks (also inside JSON "
+                          "values, or polymorphic), skip (foreign keys not to follow, TABLE.COLUMN), lookups "
+                          "(tables taken whole), caps (children per parent). Replaces the policy file's "
+                          "[segment]. docs/segments.md."),
         click.option("--closed", is_flag=True,
                      help="With --tables: those tables whole, and every row they reference (from any "
                           "table), so that no key dangles."),
