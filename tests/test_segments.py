@@ -464,6 +464,9 @@ def test_a_table_without_primary_key_is_keyed_by_its_foreign_keys(any_url: str, 
         "FOREIGN KEY (tenant_id) REFERENCES tenants(id), FOREIGN KEY (node_id) REFERENCES nodes(id))",
         "INSERT INTO audit VALUES (1, 3, 'a'), (1, 3, 'a twin'), (1, NULL, 'no node'), (2, 12, 'other'), "
         "(2, 13, 'other too')",
+        # No key at all: nothing tells its rows apart, so none is in the segment.
+        "CREATE TABLE loose (n integer, what varchar(20))",
+        "INSERT INTO loose VALUES (1, 'x')",
     ])
     out = tmp_path / "t1.json"
     sqlsnap.export(any_url, str(out), where=parse_where(["tenants.id = 1"]), closure=True)
@@ -472,10 +475,12 @@ def test_a_table_without_primary_key_is_keyed_by_its_foreign_keys(any_url: str, 
     # neither: node 12 is there only as a parent, so its children do not come along.
     assert sorted(r["what"] for r in doc["data"]["audit"]) == ["a", "a twin"]
     assert doc["metadata"]["tables"]["audit"]["rows"] == 2
+    assert doc["data"]["loose"] == [] and "loose" in doc["metadata"]["segment"]["not_reached"]
     assert sqlsnap.verify(str(out), integrity=True).ok
     # The plan counts it the same way (one by one: it is not keyed by a primary key).
     p = sqlsnap.plan(any_url, where=parse_where(["tenants.id = 1"]), closure=True)
     assert p.segment is not None and p.segment.rows is not None and p.segment.rows["audit"] == 2
+    assert p.segment.rows["loose"] == 0
 
 
 # -- the segment file: keys inside JSON values, polymorphic pairs -------------------------------------------

@@ -204,14 +204,16 @@ class SegmentRead:
 
 def key_columns(table: Table, edges: Sequence[Edge]) -> tuple[str, ...]:
     """What identifies a row in the closure: the primary key; a table without one is keyed by
-    the columns its foreign keys use and the columns other tables reference (rows that agree
-    on those are in or out together, which the closure rules cannot tell apart anyway)."""
+    the columns its foreign keys use (with a polymorphic key's type columns) and the columns
+    other tables reference (rows that agree on those are in or out together, which the closure
+    rules cannot tell apart anyway). A JSON value is no key: a table whose only keys are JSON
+    paths has none, and is not followed."""
     if table.primary_key:
         return tuple(table.primary_key)
     cols: list[str] = []
     for e in edges:
-        used = (e.columns if e.plain else ()) if e.child == table.name else \
-            e.ref_columns if e.parent == table.name else ()
+        used = ((*e.columns, *(c for c, _ in e.when)) if not any(e.paths) else ()) \
+            if e.child == table.name else e.ref_columns if e.parent == table.name else ()
         cols += [c for c in used if c not in cols]
     return tuple(cols)
 
@@ -233,6 +235,10 @@ def build_closure(tables: Sequence[Table], where: Mapping[str, RowFilter],
     edges = tuple(e for e in declared if e.child in names and e.parent in names and not rules.skips(e))
     keys = tuple(key_columns(t, edges) for t in ordered)
     index = {t.name: i for i, t in enumerate(ordered)}
+    # A table without any key (no primary key, no foreign key of its own that is no JSON path)
+    # cannot tell its rows apart: no edge leads into or out of it, and it holds no row of the
+    # segment.
+    edges = tuple(e for e in edges if keys[index[e.child]] and keys[index[e.parent]])
     for name in [*where, *parent_seeds]:
         if name not in index:
             raise UsageError(f"{name} is a lookup of the segment file, taken whole; it cannot hold the seeds "

@@ -307,6 +307,8 @@ def _render_segment(segment: SegmentRead, dialect: SegmentSQL, bind: Callable[[A
         anchors.append(select)
     node = segment.node
     t = cl.tables[node]
+    if not cl.keys[node] and not counts:
+        return "1 = 0"  # a table without a key holds no row of the segment (build_closure)
     picked = [dialect.from_key(k, r.cols[t.name][c]) for c, k in zip(cl.keys[node], key_names)]
     keys = ", ".join(q(c) for c in cl.keys[node])
     if segment.seeds_only:

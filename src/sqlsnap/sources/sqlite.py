@@ -261,6 +261,8 @@ class _SQLiteReader(TableReader):
         if segment is not None and segment.seeds_only:
             # SQLite compares by the columns' affinity, so keys need no casts either way.
             where.append(render_segment(segment, self._segment_sql(), bind(params, "?", _param)))
+        elif segment is not None and not segment.key:
+            where.append("1 = 0")  # a table without a key holds no row of the segment
         elif segment is not None:
             keys = ", ".join(_quote(c) for c in segment.key)
             picked = ", ".join(f"k{i + 1}" for i in range(len(segment.key)))
