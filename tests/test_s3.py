@@ -311,8 +311,9 @@ def test_abort_after_another_failure_says_what_is_left(cause: SnapError,
     # The retries within ABORT_RETRY_SECONDS: 2-3 on a quiet host, one when making the client
     # took most of the 0.6 s (seen twice under load); one attempt is said without a count.
     assert re.search(r"the unfinished multipart upload could not be aborted \(EndpointConnectionError"
-                     r"(; \d+ attempts in \d+ s)?\); remove it with: aws s3api abort-multipart-upload --bucket "
-                     rf"backups --key 'my dump.json' --upload-id UPLOAD-1 --endpoint-url {endpoint}  ",
+                     r"(; \d+ attempts in \d+ s)?\); remove it with: aws s3api abort-multipart-upload "
+                     r"--bucket backups --key 'my dump.json' --upload-id UPLOAD-1 "
+                     rf"--endpoint-url {endpoint}  ",
                      message), message
     sink.abort()  # nothing left to do: the exporter's second call
 
