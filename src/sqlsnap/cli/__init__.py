@@ -15,6 +15,7 @@ from __future__ import annotations
 import click
 
 from .._version import __version__
+from .audit import audit_cmd
 from .decrypt import decrypt_cmd
 from .demo import demo_cmd
 from .export import export_cmd
@@ -24,6 +25,9 @@ from .plan import plan_cmd
 from .prune import prune_cmd
 from .query import query_cmd
 from .restore import restore_cmd
+from .serve import serve_cmd
+from .tokens import tokens_cmd
+from .users import users_cmd
 from .verify import verify_cmd
 
 __all__ = ["main"]
@@ -44,5 +48,5 @@ def main() -> None:
 
 
 for _command in (export_cmd, plan_cmd, demo_cmd, verify_cmd, prune_cmd, decrypt_cmd, restore_cmd, inspect_cmd,
-                 query_cmd, mcp_cmd):
+                 query_cmd, mcp_cmd, serve_cmd, users_cmd, tokens_cmd, audit_cmd):
     main.add_command(_command)

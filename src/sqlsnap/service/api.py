@@ -1,0 +1,142 @@
+"""The HTTP API under ``/api``: JSON in and out, bearer tokens, the role checked on every
+endpoint (admin: export, download, delete, plan; viewer: history and audit), one error shape.
+
+Exports return 202 with the job's id at once; the job runs on a worker thread. A download
+streams the file from disk in chunks (never read into memory), or for S3 answers 307 to a
+presigned URL that works for ``presign_seconds``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import audit, auth, operations
+from .auth import User
+from .context import HTTPProblem, Service, address, service
+from .jobs import ExportRequest
+
+
+class ErrorDetail(BaseModel):
+    status: int
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text} for code, text in (
+        (400, "bad request"), (401, "missing, wrong, expired or revoked token"), (403, "wrong role"),
+        (404, "no such export or file"), (422, "invalid parameters"))}
+
+
+def bearer_user(request: Request) -> User:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPProblem(401, "unauthorized", "missing bearer token; send Authorization: Bearer TOKEN "
+                          "(create one with sqlsnap tokens create)", challenge)
+    user, why = auth.token_user(service(request).state, token.strip())
+    if user is None:
+        raise HTTPProblem(401, "unauthorized", {
+            "expired": "the token has expired; create a new one with sqlsnap tokens create",
+            "revoked": "the token was revoked; create a new one with sqlsnap tokens create",
+        }.get(why, "invalid token"), challenge)
+    return user
+
+
+def admin_user(user: Annotated[User, Depends(bearer_user)]) -> User:
+    if not user.is_admin:
+        raise HTTPProblem(403, "forbidden", "this needs the admin role")
+    return user
+
+
+AnyUser = Annotated[User, Depends(bearer_user)]
+Admin = Annotated[User, Depends(admin_user)]
+Svc = Annotated[Service, Depends(service)]
+JobId = Annotated[int, Field(ge=1, le=2**53)]
+
+
+class ExportBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(description="A source name from the configuration", max_length=200)
+    destination: str = Field(description="A destination name from the configuration", max_length=200)
+    compress: Literal["zstd", "gzip", "none"] = "zstd"
+    anonymize: bool | None = Field(None, description="Apply the PII preset (default: the source's setting)")
+    exclude_tables: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=100)
+
+
+router = APIRouter(prefix="/api", responses=ERRORS)
+
+
+@router.get("/sources", summary="Sources and destinations an export may use")
+def list_sources(user: Admin, svc: Svc) -> dict[str, Any]:
+    return operations.sources_json(svc.config)
+
+
+@router.get("/plan", summary="What an export of a source would write (sqlsnap plan)")
+def get_plan(user: Admin, svc: Svc, source: Annotated[str, Query(max_length=200)]) -> dict[str, Any]:
+    return operations.plan_json(svc.config, source)
+
+
+@router.post("/exports", status_code=202, summary="Start an export; returns its id at once")
+def start_export(body: ExportBody, request: Request, user: Admin, svc: Svc) -> dict[str, Any]:
+    job_id = operations.start(svc, ExportRequest(body.source, body.destination, body.compress, body.anonymize,
+                                                 tuple(body.exclude_tables)), user, address(request))
+    return {"id": job_id, "status": "queued", "url": f"/api/exports/{job_id}"}
+
+
+@router.get("/exports", summary="Export history, newest first")
+def list_exports(user: AnyUser, svc: Svc, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                 before: Annotated[int | None, Query(ge=1, le=2**53)] = None) -> dict[str, Any]:
+    return {"exports": svc.jobs.history(limit, before)}
+
+
+@router.get("/exports/{job_id}", summary="An export's status, progress and, when done, its summary")
+def get_export(job_id: JobId, user: AnyUser, svc: Svc) -> dict[str, Any]:
+    return operations.job(svc, job_id)
+
+
+@router.post("/exports/{job_id}/cancel", summary="Cancel a queued or running export")
+def cancel_export(job_id: JobId, request: Request, user: Admin, svc: Svc) -> dict[str, Any]:
+    return operations.cancel(svc, job_id, user, address(request))
+
+
+@router.get("/exports/{job_id}/download", summary="The export's file (S3: a redirect to a presigned URL)",
+            response_class=Response,
+            responses={200: {"content": {"application/octet-stream": {}}}, 307: {"description": "presigned"}})
+def download_export(job_id: JobId, request: Request, user: Admin, svc: Svc) -> Response:
+    return download_response(svc, job_id, user, address(request))
+
+
+@router.post("/exports/{job_id}/verify", summary="Verify the export's file (sqlsnap verify)")
+def verify_export(job_id: JobId, request: Request, user: Admin, svc: Svc) -> dict[str, Any]:
+    return operations.verify(svc, job_id, user, address(request))
+
+
+@router.delete("/exports/{job_id}", summary="Delete the export's file; the job stays in history")
+def delete_export(job_id: JobId, request: Request, user: Admin, svc: Svc) -> dict[str, Any]:
+    operations.delete(svc, job_id, user, address(request))
+    return operations.job(svc, job_id)
+
+
+@router.get("/audit", summary="Audit entries, newest first")
+def list_audit(user: AnyUser, svc: Svc, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+               before: Annotated[int | None, Query(ge=1, le=2**53)] = None) -> dict[str, Any]:
+    return {"entries": audit.entries(svc.state, limit=limit, before=before)}
+
+
+def download_response(svc: Service, job_id: int, user: User, addr: str) -> Response:
+    kind, where, filename = operations.download(svc, job_id, user, addr)
+    if kind == "url":
+        return RedirectResponse(where, status_code=307)
+    # FileResponse streams the file in 64 KiB chunks from a worker thread.
+    return FileResponse(where, filename=filename, media_type="application/octet-stream")

@@ -1,0 +1,123 @@
+"""The web application: the API (:mod:`.api`), the pages (:mod:`.pages`), and the one place
+where every error becomes a response.
+
+Under ``/api`` every error, whatever raised it (a route, FastAPI's validation, an unknown
+path, a bug), answers ``{"error": {"status": N, "code": "...", "message": "..."}}``; a page
+gets the same message in an HTML page, and a page that needs a login sends to the login page.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .._version import __version__
+from ..errors import ConnectError, NotFoundError, OutputError, SnapError, UsageError
+from ..urls import mask
+from . import api, pages
+from .config import ServiceConfig
+from .context import HTTPProblem, Service
+from .jobs import Jobs
+from .state import State
+
+log = logging.getLogger("sqlsnap.service")
+
+#: SnapError classes as HTTP answers (others: 500).
+_STATUS: list[tuple[type[SnapError], int, str]] = [
+    (NotFoundError, 404, "not_found"), (UsageError, 400, "bad_request"),
+    (ConnectError, 502, "source_unavailable"), (OutputError, 502, "destination_unavailable")]
+
+_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+          405: "method_not_allowed", 409: "conflict", 422: "invalid", 429: "too_many_requests"}
+
+
+def _problem(request: Request, problem: HTTPProblem) -> Response:
+    if request.url.path.startswith("/api/") or request.url.path == "/api":
+        return JSONResponse(problem.body(), status_code=problem.status, headers=problem.headers)
+    return pages.templates.TemplateResponse(request, "error.html", {"user": None, "problem": problem},
+                                            status_code=problem.status)
+
+
+def _install_errors(app: FastAPI) -> None:
+    @app.exception_handler(HTTPProblem)
+    async def on_problem(request: Request, exc: HTTPProblem) -> Response:
+        return _problem(request, exc)
+
+    @app.exception_handler(pages.LoginRequired)
+    async def on_login(request: Request, exc: pages.LoginRequired) -> Response:
+        return RedirectResponse(f"/login?next={exc.next_url}", status_code=303)
+
+    @app.exception_handler(SnapError)
+    async def on_snap(request: Request, exc: SnapError) -> Response:
+        status, code = next(((s, c) for kind, s, c in _STATUS if isinstance(exc, kind)),
+                            (500, "export_error"))
+        return _problem(request, HTTPProblem(status, code, mask(str(exc))))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        message = f"{where}: {first.get('msg', 'invalid')}" if where else "invalid request"
+        return _problem(request, HTTPProblem(422, "invalid", message))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
+        message = str(exc.detail)
+        if exc.status_code == 404:
+            message = f"no such page or endpoint: {request.url.path}" + (
+                "; the API is described at /api/openapi.json" if request.url.path.startswith("/api") else "")
+        return _problem(request, HTTPProblem(exc.status_code, _CODES.get(exc.status_code, "error"), message,
+                                             dict(exc.headers or {})))
+
+    @app.exception_handler(Exception)
+    async def on_bug(request: Request, exc: Exception) -> Response:
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return _problem(request, HTTPProblem(500, "internal", f"internal error ({type(exc).__name__}); "
+                                             "the service log has the details"))
+
+
+def create_app(config: ServiceConfig, state: State | None = None) -> FastAPI:
+    """The application for ``config``; its state database is opened (and jobs a previous run
+    left running are marked failed) when the application starts."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        st = state or State(config.state_path)
+        app.state.service = Service(config, st, Jobs(config, st))
+        try:
+            yield
+        finally:
+            app.state.service.jobs.close()
+            if state is None:
+                st.close()
+
+    app = FastAPI(title="sqlsnap service", version=__version__, lifespan=lifespan,
+                  openapi_url="/api/openapi.json", docs_url="/api/docs", redoc_url=None,
+                  description="Start, follow, download and verify database exports; read the history and "
+                              "the audit trail. Every endpoint needs `Authorization: Bearer TOKEN` "
+                              "(`sqlsnap tokens create`). Errors: `{\"error\": {status, code, message}}`.")
+    _install_errors(app)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if not request.url.path.startswith("/api/docs"):
+            response.headers.setdefault("Content-Security-Policy", "default-src 'self'; style-src 'self' "
+                                        "'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+        if not request.url.path.endswith("/download"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    return app

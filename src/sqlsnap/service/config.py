@@ -1,0 +1,197 @@
+"""The service's TOML configuration: named sources and destinations, the state database, and
+the security settings (docs/service.md has a full example).
+
+Secrets never live in the TOML text: a source URL with a password in it is refused, and the
+URL comes from ``url_env`` (an environment variable) or ``url_file`` (a file) instead. The
+loaded URL is only ever shown masked.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..urls import mask, parse_url
+
+#: What the export form offers: a JSON Lines export is a folder, which one download cannot carry.
+COMPRESSIONS = ("zstd", "gzip", "none")
+
+
+class ConfigError(UsageError):
+    """The configuration file is wrong; the message names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    #: The URL with its credentials, from the environment or a file; never shown unmasked.
+    url: str = field(repr=False)
+    environment: str | None = None
+    policy: str | None = None
+    anonymize: bool = False
+    exclude_tables: tuple[str, ...] = ()
+    exclude_columns: tuple[str, ...] = ()
+
+    @property
+    def shown_url(self) -> str:
+        return mask(self.url)
+
+
+@dataclass(frozen=True)
+class DestinationConfig:
+    name: str
+    #: A local folder, or an ``s3://bucket/prefix/`` URL.
+    location: str
+    s3_endpoint: str | None = None
+
+    @property
+    def is_s3(self) -> bool:
+        return self.location.startswith("s3://")
+
+    def target(self, filename: str) -> str:
+        """Where an export named ``filename`` goes."""
+        if self.is_s3:
+            return self.location.rstrip("/") + "/" + filename
+        return str(Path(self.location) / filename)
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    session_minutes: int = 480
+    #: Off only for plain-HTTP testing on loopback; behind TLS it stays on (docs/service.md).
+    cookie_secure: bool = True
+    #: Failed logins for one account, or from one address, before it is locked out.
+    login_max_failures: int = 5
+    lockout_minutes: int = 15
+    token_days: int = 90
+    #: How long a presigned S3 download link works.
+    presign_seconds: int = 300
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    sources: Mapping[str, SourceConfig]
+    destinations: Mapping[str, DestinationConfig]
+    state_path: str
+    security: SecurityConfig = SecurityConfig()
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: Export jobs that may run at once; more wait in the queue.
+    workers: int = 2
+    path: str | None = None
+
+
+_TOP = {"server", "state", "security", "sources", "destinations"}
+_SERVER = {"host", "port", "workers"}
+_STATE = {"path", "url"}
+_SOURCE = {"url", "url_env", "url_file", "environment", "policy", "anonymize", "exclude_tables",
+           "exclude_columns"}
+_DESTINATION = {"path", "url", "s3_endpoint"}
+
+
+def _check_keys(table: Mapping[str, Any], valid: set[str], where: str) -> None:
+    unknown = sorted(set(table) - valid)
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r} in {where}; valid keys: {', '.join(sorted(valid))}")
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of strings")
+    return tuple(value)
+
+
+def _source_url(name: str, table: Mapping[str, Any], env: Mapping[str, str], base: Path) -> str:
+    where = f"[sources.{name}]"
+    given = [k for k in ("url", "url_env", "url_file") if k in table]
+    if len(given) != 1:
+        raise ConfigError(f"{where} needs exactly one of url, url_env or url_file")
+    if "url_env" in table:
+        var = str(table["url_env"])
+        if not env.get(var):
+            raise ConfigError(f"{where}: the environment variable {var} (url_env) is not set; export it "
+                              "with the database URL")
+        url = env[var]
+    elif "url_file" in table:
+        path = base / str(table["url_file"])
+        try:
+            url = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read url_file {path}: {exc.strerror}") from None
+    else:
+        url = str(table["url"])
+        parsed = parse_url(url)
+        if parsed.password:
+            raise ConfigError(f"{where}: the url holds a password; the configuration never holds a "
+                              "secret: put the URL in an environment variable (url_env) or a file (url_file)")
+    parse_url(url)  # a bad URL fails at start, not at the first export
+    return url
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> ServiceConfig:
+    """Read and check the configuration at ``path``; relative paths in it are relative to its
+    folder. Raises :class:`ConfigError` with the key at fault."""
+    env = os.environ if env is None else env
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {p} not found; docs/service.md has an example") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {p}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p} is not valid TOML: {exc}") from None
+    base = p.resolve().parent
+    _check_keys(data, _TOP, str(p))
+    server = data.get("server", {})
+    _check_keys(server, _SERVER, "[server]")
+    state = data.get("state", {})
+    _check_keys(state, _STATE, "[state]")
+    if "url" in state:
+        raise ConfigError("[state] url: only a SQLite state file is supported in this version; give "
+                          "[state] path = \"FILE\"")
+    security_table = data.get("security", {})
+    valid_security = set(SecurityConfig.__dataclass_fields__)
+    _check_keys(security_table, valid_security, "[security]")
+    for key, value in security_table.items():
+        kind = type(getattr(SecurityConfig, key))
+        if type(value) is not kind:
+            raise ConfigError(f"[security] {key} must be a {kind.__name__}")
+    sources: dict[str, SourceConfig] = {}
+    for name, table in data.get("sources", {}).items():
+        _check_keys(table, _SOURCE, f"[sources.{name}]")
+        policy = table.get("policy")
+        sources[name] = SourceConfig(
+            name=name, url=_source_url(name, table, env, base), environment=table.get("environment"),
+            policy=str(base / policy) if policy else None, anonymize=bool(table.get("anonymize", False)),
+            exclude_tables=_strings(table.get("exclude_tables", []), f"[sources.{name}] exclude_tables"),
+            exclude_columns=_strings(table.get("exclude_columns", []), f"[sources.{name}] exclude_columns"))
+    destinations: dict[str, DestinationConfig] = {}
+    for name, table in data.get("destinations", {}).items():
+        where = f"[destinations.{name}]"
+        _check_keys(table, _DESTINATION, where)
+        if ("path" in table) == ("url" in table):
+            raise ConfigError(f"{where} needs exactly one of path (a local folder) or url (s3://bucket/prefix/)")
+        if "url" in table:
+            url = str(table["url"])
+            if not url.startswith("s3://"):
+                raise ConfigError(f"{where} url must start with s3://; give a local folder with path")
+            destinations[name] = DestinationConfig(name, url, table.get("s3_endpoint"))
+        else:
+            destinations[name] = DestinationConfig(name, str(base / str(table["path"])))
+    if not sources:
+        raise ConfigError(f"{p} names no source; add a [sources.NAME] table with url_env")
+    if not destinations:
+        raise ConfigError(f"{p} names no destination; add a [destinations.NAME] table with path")
+    return ServiceConfig(
+        sources=sources, destinations=destinations,
+        state_path=str(base / str(state.get("path", "sqlsnap-state.db"))),
+        security=SecurityConfig(**security_table), host=str(server.get("host", "127.0.0.1")),
+        port=int(server.get("port", 8080)), workers=int(server.get("workers", 2)), path=str(p))

@@ -1,0 +1,121 @@
+"""A service on a temporary folder for the tests, the screenshots and the load benchmark:
+the demo SQLite database as its source, a local folder as its destination, its own state
+database, an admin and a viewer with passwords and API tokens (plus an expired and a revoked
+admin token), and a real uvicorn server on a free loopback port when asked."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ADMIN, VIEWER = "ana@example.com", "vic@example.com"
+PASSWORD = "correct horse battery staple"
+
+
+def build_demo(path: Path, scale: int = 1) -> Path:
+    from sqlsnap import demo
+
+    conn = sqlite3.connect(path)
+    try:
+        demo.build(conn, "sqlite", scale)
+    finally:
+        conn.close()
+    return path
+
+
+@dataclass
+class ServiceEnv:
+    root: Path
+    config_path: Path
+    out: Path
+    tokens: dict[str, str] = field(default_factory=dict)
+    config: Any = None
+    state: Any = None
+
+    def app(self) -> Any:
+        from sqlsnap.service.app import create_app
+
+        return create_app(self.config, self.state)
+
+
+def write_config(root: Path, sources: dict[str, str], extra: str = "") -> Path:
+    lines = ['[state]\npath = "state.db"\n', "[security]\ncookie_secure = false\n" + extra]
+    for name, url in sources.items():
+        lines.append(f'[sources.{name}]\nurl = "{url}"\nenvironment = "test"\n')
+    lines.append('[destinations.local]\npath = "out"\n')
+    path = root / "service.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def make_env(root: Path, demo_db: Path, extra_sources: dict[str, str] | None = None,
+             security: str = "") -> ServiceEnv:
+    """A configured service in ``root`` (not started) with its accounts and tokens."""
+    from sqlsnap.service import auth
+    from sqlsnap.service.config import load_config
+    from sqlsnap.service.state import State
+
+    db = root / "demo.db"
+    shutil.copyfile(demo_db, db)
+    (root / "out").mkdir()
+    config_path = write_config(root, {"demo": f"sqlite:///{db}", **(extra_sources or {})}, security)
+    config = load_config(config_path, env={})
+    state = State(config.state_path)
+    auth.add_user(state, ADMIN, "admin", PASSWORD)
+    auth.add_user(state, VIEWER, "viewer", PASSWORD)
+    env = ServiceEnv(root, config_path, root / "out", config=config, state=state)
+    env.tokens["admin"] = auth.create_token(state, ADMIN, "admin", 30)
+    env.tokens["viewer"] = auth.create_token(state, VIEWER, "viewer", 30)
+    env.tokens["expired"] = auth.create_token(state, ADMIN, "expired", 1)
+    state.execute("UPDATE tokens SET expires = ? WHERE name = 'expired'", [time.time() - 1])
+    env.tokens["revoked"] = auth.create_token(state, ADMIN, "revoked", 30)
+    auth.revoke_token(state, ADMIN, "revoked")
+    env.tokens["wrong"] = "snp_" + "x" * 43
+    return env
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port in a thread; its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test service did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(20)
+
+
+def wait_for(get: Any, job_id: int, timeout: float = 60) -> dict[str, Any]:
+    """Poll ``get(job_id)`` (a job's JSON) until the job has ended."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job: dict[str, Any] = get(job_id)
+        if job["status"] not in ("queued", "running"):
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"export {job_id} still {job['status']} after {timeout} s")
+        time.sleep(0.05)

@@ -1,0 +1,224 @@
+"""The HTTP API (issue 16): every endpoint refuses missing, wrong, expired and revoked tokens
+and the wrong role, with one error shape; an export runs end to end (start, poll, summary,
+download, verify, delete) and every step is in the audit trail; a running export is
+cancelled; a restart marks a running job failed and removes its temporary file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from sqlsnap.service import audit  # noqa: E402
+
+from ._service import ServiceEnv, build_demo, make_env, wait_for  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_demo(tmp_path_factory.mktemp("demo") / "demo.db")
+
+
+@pytest.fixture
+def env(tmp_path: Path, demo_db: Path) -> ServiceEnv:
+    return make_env(tmp_path, demo_db)
+
+
+@pytest.fixture
+def client(env: ServiceEnv) -> Iterator[TestClient]:
+    with TestClient(env.app(), base_url="http://127.0.0.1") as c:
+        yield c
+
+
+def auth(env: ServiceEnv, who: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {env.tokens[who]}"}
+
+
+def assert_error(response: Any, status: int) -> dict[str, Any]:
+    """The one error shape: exactly {"error": {"status", "code", "message"}}, status matching."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"status", "code", "message"}
+    assert body["error"]["status"] == status
+    assert body["error"]["code"] and body["error"]["message"]
+    return dict(body["error"])
+
+
+def export(client: TestClient, env: ServiceEnv, **body: Any) -> dict[str, Any]:
+    r = client.post("/api/exports", json={"source": "demo", "destination": "local", **body},
+                    headers=auth(env, "admin"))
+    assert r.status_code == 202, r.text
+    return wait_for(lambda i: client.get(f"/api/exports/{i}", headers=auth(env, "admin")).json(),
+                    r.json()["id"])
+
+
+#: (method, path, role needed, JSON body): every endpoint of the API.
+ENDPOINTS = [
+    ("GET", "/api/sources", "admin", None),
+    ("GET", "/api/plan?source=demo", "admin", None),
+    ("POST", "/api/exports", "admin", {"source": "demo", "destination": "local"}),
+    ("GET", "/api/exports", "viewer", None),
+    ("GET", "/api/exports/1", "viewer", None),
+    ("POST", "/api/exports/1/cancel", "admin", None),
+    ("GET", "/api/exports/1/download", "admin", None),
+    ("POST", "/api/exports/1/verify", "admin", None),
+    ("DELETE", "/api/exports/1", "admin", None),
+    ("GET", "/api/audit", "viewer", None),
+]
+
+
+def test_every_api_route_is_in_the_table(env: ServiceEnv) -> None:
+    """A new endpoint without its auth tests fails here."""
+    routes = {(m.upper(), path) for path, ops in env.app().openapi()["paths"].items() for m in ops}
+    listed = {(m, p.split("?")[0].replace("/1", "/{job_id}")) for m, p, _, _ in ENDPOINTS}
+    assert routes == listed
+
+
+@pytest.mark.parametrize("who", ["missing", "wrong", "expired", "revoked", "basic"])
+def test_every_endpoint_refuses_a_bad_token(client: TestClient, env: ServiceEnv, who: str) -> None:
+    special: dict[str, dict[str, str]] = {"missing": {}, "basic": {"Authorization": "Basic YW5hOnB3"}}
+    headers = special[who] if who in special else auth(env, who)
+    for method, path, _, body in ENDPOINTS:
+        r = client.request(method, path, headers=headers, json=body)
+        error = assert_error(r, 401)
+        assert r.headers["www-authenticate"] == "Bearer"
+        if who in ("expired", "revoked"):
+            assert who in error["message"], (path, error)
+    # Nothing was started, and the token never appears in an answer or the trail.
+    assert env.state.one("SELECT count(*) AS n FROM jobs")["n"] == 0
+    trail = json.dumps(client.get("/api/audit", headers=auth(env, "admin")).json())
+    assert all(t not in trail for t in env.tokens.values())
+
+
+def test_the_viewer_role_reads_history_and_audit_only(client: TestClient, env: ServiceEnv) -> None:
+    done = export(client, env)
+    assert done["status"] == "succeeded"
+    for method, path, role, body in ENDPOINTS:
+        r = client.request(method, path, headers=auth(env, "viewer"), json=body)
+        if role == "admin":
+            assert_error(r, 403)
+        else:
+            assert r.status_code == 200, (path, r.text)
+    # The refused calls changed nothing: one job, still there, its file too.
+    jobs = client.get("/api/exports", headers=auth(env, "viewer")).json()["exports"]
+    assert [(j["id"], j["status"], j["deleted"]) for j in jobs] == [(1, "succeeded", False)]
+    assert Path(done["path"]).is_file()
+
+
+def test_one_error_shape_everywhere(client: TestClient, env: ServiceEnv) -> None:
+    admin = auth(env, "admin")
+    assert_error(client.get("/api/exports/999", headers=admin), 404)
+    assert_error(client.get("/api/no-such-thing", headers=admin), 404)
+    assert_error(client.put("/api/exports", headers=admin), 405)
+    assert_error(client.get("/api/exports/abc", headers=admin), 422)
+    assert_error(client.get("/api/exports?limit=0", headers=admin), 422)
+    assert_error(client.post("/api/exports", headers=admin, content=b"{not json"), 422)
+    assert_error(client.post("/api/exports", headers=admin, json={"source": "demo"}), 422)
+    assert_error(client.post("/api/exports", headers=admin,
+                             json={"source": "demo", "destination": "local", "format": "xml"}), 422)
+    unknown = assert_error(client.post("/api/exports", headers=admin,
+                                       json={"source": "nope", "destination": "local"}), 400)
+    assert "demo" in unknown["message"]  # names the valid choices
+    assert_error(client.get("/api/plan?source=nope", headers=admin), 404)
+    done = export(client, env)
+    assert_error(client.post(f"/api/exports/{done['id']}/cancel", headers=admin), 409)
+
+
+def test_an_export_end_to_end(client: TestClient, env: ServiceEnv, tmp_path: Path) -> None:
+    admin = auth(env, "admin")
+    plan = client.get("/api/plan?source=demo", headers=admin).json()
+    assert plan["total_tables"] == 16
+    users = next(t for t in plan["tables"] if t["name"] == "users")
+    assert "password_hash" in {e["name"] for e in users["excluded_columns"]}
+    job = export(client, env)
+    assert job["status"] == "succeeded", job
+    summary = job["summary"]
+    with sqlite3.connect(env.root / "demo.db") as db:
+        rows = {t: db.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in summary["rows_per_table"]}
+    assert summary["rows_per_table"] == rows and summary["tables"] == 16
+    path = Path(job["path"])
+    assert path.parent == env.out and path.name == job["filename"]
+    assert path.name.startswith("demo-export-") and path.name.endswith(f"-{job['id']}.json.zst")
+    assert summary["bytes"] == path.stat().st_size
+    assert summary["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert job["progress"]["tables_done"] == 16 and job["progress"]["rows"] == sum(rows.values())
+    # The download streams the file as it is, with its name.
+    with client.stream("GET", f"/api/exports/{job['id']}/download", headers=admin) as r:
+        assert r.status_code == 200
+        assert job["filename"] in r.headers["content-disposition"]
+        got = b"".join(r.iter_bytes())
+    assert hashlib.sha256(got).hexdigest() == summary["sha256"]
+    assert client.post(f"/api/exports/{job['id']}/verify", headers=admin).json()["ok"] is True
+    # Delete: the file and its checksum file go, the job stays in history, marked deleted.
+    deleted = client.delete(f"/api/exports/{job['id']}", headers=admin).json()
+    assert deleted["deleted"] is True and not path.exists() and not Path(str(path) + ".sha256").exists()
+    assert_error(client.get(f"/api/exports/{job['id']}/download", headers=admin), 404)
+    actions = [(e["action"], e["outcome"], e["actor"], e["address"])
+               for e in client.get("/api/audit", headers=auth(env, "viewer")).json()["entries"]][::-1]
+    assert actions == [(a, o, "ana@example.com", "testclient") for a, o in (
+        ("export.start", "ok"), ("export", "ok"), ("download", "ok"), ("verify", "ok"), ("delete", "ok"),
+        ("download", "failed"))]
+
+
+def test_a_running_export_is_cancelled_and_leaves_nothing(tmp_path: Path, demo_db: Path) -> None:
+    # A table big enough to be cancelled while it is read: 300k rows of 200 bytes.
+    big = tmp_path / "big.db"
+    with sqlite3.connect(big) as db:
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+        db.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000) "
+                   "INSERT INTO t SELECT i, printf('%0200d', i) FROM n")
+    (tmp_path / "svc").mkdir()
+    env = make_env(tmp_path / "svc", demo_db, {"big": f"sqlite:///{big}"})
+    admin = auth(env, "admin")
+    with TestClient(env.app(), base_url="http://127.0.0.1") as client:
+        body = {"source": "big", "destination": "local", "compress": "none"}
+        job_id = client.post("/api/exports", json=body, headers=admin).json()["id"]
+        deadline = time.monotonic() + 30
+        while client.get(f"/api/exports/{job_id}", headers=admin).json()["progress"].get("rows", 0) == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert client.post(f"/api/exports/{job_id}/cancel", headers=admin).status_code == 200
+        job = wait_for(lambda i: client.get(f"/api/exports/{i}", headers=admin).json(), job_id)
+    assert job["status"] == "cancelled" and 0 < job["progress"]["rows"] < 300000
+    assert sorted(p.name for p in env.out.iterdir()) == []  # no file, no temporary file
+    trail = [(e["action"], e["outcome"]) for e in audit.entries(env.state)][::-1]
+    assert trail[-2:] == [("export.cancel", "ok"), ("export", "cancelled")]
+
+
+def test_a_restart_marks_running_jobs_failed_and_removes_their_temporary_file(env: ServiceEnv) -> None:
+    from sqlsnap.service.jobs import RESTART_ERROR
+    from sqlsnap.stores.file import temp_name
+
+    # What a killed service leaves: a job row still running and the exporter's hidden file.
+    target = env.out / "demo-export-2026-12-06T00-00-00Z-1.json.zst"
+    env.state.execute("INSERT INTO jobs (actor, source, destination, target, options, status, created, "
+                      "started) VALUES ('ana@example.com', 'demo', 'local', ?, '{}', 'running', 1, 1)",
+                      [str(target)])
+    leftover = Path(temp_name(str(target), "tmp"))
+    leftover.write_bytes(b'{"metadata": {')
+    other = env.out / "unrelated.json"
+    other.write_text("{}")
+    with TestClient(env.app(), base_url="http://127.0.0.1") as client:
+        job = client.get("/api/exports/1", headers=auth(env, "admin")).json()
+        entries = client.get("/api/audit", headers=auth(env, "admin")).json()["entries"]
+    assert (job["status"], job["error"]) == ("failed", RESTART_ERROR)
+    assert not leftover.exists() and other.exists()
+    last = entries[0]
+    assert (last["action"], last["outcome"], last["actor"]) == ("export", "failed", "service")
+
+
+def test_the_openapi_document_is_served(client: TestClient) -> None:
+    doc = client.get("/api/openapi.json").json()
+    assert doc["paths"]["/api/exports"]["post"]["responses"]["401"]["content"]["application/json"]
+    assert not any(p.startswith("/login") for p in doc["paths"])  # pages are not API
