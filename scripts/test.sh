@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # 1. Debian packages: mysqlclient builds against libmariadb; `age` is used by the encryption tests,
-#    `xxhash` (xxh128sum) by the checksum tests.
+#    `xxhash` (xxh128sum) by the checksum tests, `chromium` by the service's browser tests
+#    (Playwright drives Debian's build: no browser download).
 missing=()
-for pkg in libmariadb-dev pkg-config age xxhash; do
+for pkg in libmariadb-dev pkg-config age xxhash chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then

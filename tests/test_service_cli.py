@@ -163,3 +163,29 @@ def test_the_configuration_never_holds_a_secret(tmp_path: Path) -> None:
     assert code == 2 and "unknown key 'pasword' in [sources.prod]" in err
     code, _, err = cli("users", "list", "-c", str(tmp_path / "missing.toml"))
     assert code == 2 and "not found" in err
+
+
+def test_failed_logins_lock_the_account_then_the_address(config: Path) -> None:
+    state = State(str(config.parent / "state.db"))
+    security = SecurityConfig(login_max_failures=2, address_max_failures=4, lockout_minutes=1)
+    for email in ("a@example.com", "b@example.com"):
+        auth.add_user(state, email, "viewer", "a long enough password")
+
+    def attempt(email: str, password: str, address: str = "10.0.0.1") -> str:
+        try:
+            auth.login(state, security, email, password, address)
+        except auth.LoginRefused as exc:
+            return "locked" if exc.locked else "refused"
+        return "ok"
+
+    assert [attempt("a@example.com", "wrong") for _ in range(3)] == ["refused", "refused", "locked"]
+    assert attempt("a@example.com", "a long enough password") == "locked"  # the account is locked
+    # Four failures from 10.0.0.1 by now: the address is refused, even for another account...
+    assert attempt("b@example.com", "a long enough password") == "locked"
+    # ...but not from elsewhere; and an unknown user is refused like a wrong password.
+    assert attempt("b@example.com", "a long enough password", "10.0.0.2") == "ok"
+    assert attempt("nobody@example.com", "x", "10.0.0.3") == "refused"
+    # The lock ends after lockout_minutes.
+    state.execute("UPDATE users SET locked_until = 1")
+    state.execute("DELETE FROM login_failures")
+    assert attempt("a@example.com", "a long enough password") == "ok"

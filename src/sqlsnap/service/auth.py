@@ -6,7 +6,7 @@
   revocation time.
 - Sessions: a random id in a cookie, stored hashed with its expiry and its CSRF token.
 - Throttling: ``login_max_failures`` failed logins lock the account for ``lockout_minutes``;
-  the same number of failures from one address within that window refuses that address.
+  ``address_max_failures`` failures from one address within that window refuse that address.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def login(state: State, security: SecurityConfig, email: str, password: str, add
     window = security.lockout_minutes * 60
     state.execute("DELETE FROM login_failures WHERE at < ?", [t - window])
     failures = state.one("SELECT count(*) AS n FROM login_failures WHERE address = ?", [address])
-    if failures is not None and failures["n"] >= security.login_max_failures:
+    if failures is not None and failures["n"] >= security.address_max_failures:
         raise LoginRefused("too many failed logins from this address; try again later", locked=True)
     row = state.one("SELECT * FROM users WHERE email = ?", [email])
     if row is not None and row["locked_until"] > t:

@@ -65,8 +65,11 @@ class SecurityConfig:
     session_minutes: int = 480
     #: Off only for plain-HTTP testing on loopback; behind TLS it stays on (docs/service.md).
     cookie_secure: bool = True
-    #: Failed logins for one account, or from one address, before it is locked out.
+    #: Failed logins for one account before it is locked out for ``lockout_minutes``.
     login_max_failures: int = 5
+    #: Failed logins from one address (any accounts) within ``lockout_minutes`` before that
+    #: address is refused: higher, so that one user's typos lock their account, not the office.
+    address_max_failures: int = 20
     lockout_minutes: int = 15
     token_days: int = 90
     #: How long a presigned S3 download link works.
