@@ -46,18 +46,18 @@ class ServiceEnv:
         return create_app(self.config, self.state)
 
 
-def write_config(root: Path, sources: dict[str, str], extra: str = "") -> Path:
-    lines = ['[state]\npath = "state.db"\n', "[security]\ncookie_secure = false\n" + extra]
+def write_config(root: Path, sources: dict[str, str], security: str = "", tables: str = "") -> Path:
+    lines = ['[state]\npath = "state.db"\n', "[security]\ncookie_secure = false\n" + security]
     for name, url in sources.items():
         lines.append(f'[sources.{name}]\nurl = "{url}"\nenvironment = "test"\n')
-    lines.append('[destinations.local]\npath = "out"\n')
+    lines.append('[destinations.local]\npath = "out"\n' + tables)
     path = root / "service.toml"
     path.write_text("\n".join(lines))
     return path
 
 
 def make_env(root: Path, demo_db: Path, extra_sources: dict[str, str] | None = None,
-             security: str = "") -> ServiceEnv:
+             security: str = "", tables: str = "") -> ServiceEnv:
     """A configured service in ``root`` (not started) with its accounts and tokens."""
     from sqlsnap.service import auth
     from sqlsnap.service.config import load_config
@@ -66,7 +66,7 @@ def make_env(root: Path, demo_db: Path, extra_sources: dict[str, str] | None = N
     db = root / "demo.db"
     shutil.copyfile(demo_db, db)
     (root / "out").mkdir()
-    config_path = write_config(root, {"demo": f"sqlite:///{db}", **(extra_sources or {})}, security)
+    config_path = write_config(root, {"demo": f"sqlite:///{db}", **(extra_sources or {})}, security, tables)
     config = load_config(config_path, env={})
     state = State(config.state_path)
     auth.add_user(state, ADMIN, "admin", PASSWORD)

@@ -222,3 +222,36 @@ def test_the_openapi_document_is_served(client: TestClient) -> None:
     doc = client.get("/api/openapi.json").json()
     assert doc["paths"]["/api/exports"]["post"]["responses"]["401"]["content"]["application/json"]
     assert not any(p.startswith("/login") for p in doc["paths"])  # pages are not API
+
+
+def test_an_export_to_s3_downloads_through_a_presigned_url(tmp_path: Path, demo_db: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("boto3")
+    import httpx
+
+    from ._s3server import S3Server, aws_env
+
+    aws_env(monkeypatch)
+    server = S3Server().start()
+    try:
+        server.client().create_bucket(Bucket="dumps")
+        env = make_env(tmp_path, demo_db, tables=f'[destinations.bucket]\nurl = "s3://dumps/sqlsnap/"\n'
+                                                 f's3_endpoint = "{server.endpoint}"\n')
+        admin = auth(env, "admin")
+        with TestClient(env.app(), base_url="http://127.0.0.1") as client:
+            r = client.post("/api/exports", json={"source": "demo", "destination": "bucket"}, headers=admin)
+            job = wait_for(lambda i: client.get(f"/api/exports/{i}", headers=admin).json(), r.json()["id"])
+            assert job["status"] == "succeeded", job
+            assert job["path"] == f"s3://dumps/sqlsnap/{job['filename']}" == job["summary"]["path"]
+            r = client.get(f"/api/exports/{job['id']}/download", headers=admin, follow_redirects=False)
+            assert r.status_code == 307
+            url = r.headers["location"]
+            assert url.startswith(f"{server.endpoint}/dumps/sqlsnap/{job['filename']}?")
+            assert "X-Amz-Expires=300" in url and "X-Amz-Signature=" in url
+            body = httpx.get(url).content  # the bytes come from S3, not through the service
+            assert hashlib.sha256(body).hexdigest() == job["summary"]["sha256"]
+            assert client.post(f"/api/exports/{job['id']}/verify", headers=admin).json()["ok"] is True
+            client.delete(f"/api/exports/{job['id']}", headers=admin)
+        assert server.client().list_objects_v2(Bucket="dumps").get("KeyCount") == 0
+    finally:
+        server.stop()

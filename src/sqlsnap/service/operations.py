@@ -80,11 +80,19 @@ def download(svc: Service, job_id: int, user: User, addr: str) -> tuple[str, str
 
 
 def _presign(svc: Service, destination: str, target: str) -> str:
-    from ..stores.s3 import make_client, parse_s3_url
+    import boto3
+    from botocore.config import Config
+
+    from ..stores.s3 import endpoint_from_env, make_client, parse_s3_url
 
     dest = svc.config.destinations.get(destination)
     loc = parse_s3_url(target)
-    client = make_client(dest.s3_endpoint if dest else None)
+    endpoint = (dest.s3_endpoint if dest else None) or endpoint_from_env()
+    base = make_client(endpoint)
+    # Signature version 4: the link says how long it lives (X-Amz-Expires) and AWS refuses
+    # version 2 in newer regions.
+    client = boto3.session.Session().client("s3", endpoint_url=endpoint,
+                                            config=base.meta.config.merge(Config(signature_version="s3v4")))
     url: str = client.generate_presigned_url("get_object", Params={"Bucket": loc.bucket, "Key": loc.key},
                                              ExpiresIn=svc.config.security.presign_seconds)
     return url
