@@ -38,4 +38,4 @@ def audit_verify(config_path: str) -> None:
     if not result.ok:
         fail(VerifyError(f"the audit trail is broken at entry {result.broken_at}: {result.reason}",
                          entry=result.broken_at))
-    click.echo(f"OK: the hash chain of all {result.entries} audit entries is intact")
+    click.echo(f"OK: the hash chain of all {result.entries:,} audit entries is intact")
