@@ -172,12 +172,7 @@ def test_an_export_end_to_end(client: TestClient, env: ServiceEnv, tmp_path: Pat
 
 
 def test_a_running_export_is_cancelled_and_leaves_nothing(tmp_path: Path, demo_db: Path) -> None:
-    # A table big enough to be cancelled while it is read: 300k rows of 200 bytes.
-    big = tmp_path / "big.db"
-    with sqlite3.connect(big) as db:
-        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
-        db.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000) "
-                   "INSERT INTO t SELECT i, printf('%0200d', i) FROM n")
+    big = big_sqlite(tmp_path / "big.db")
     (tmp_path / "svc").mkdir()
     env = make_env(tmp_path / "svc", demo_db, {"big": f"sqlite:///{big}"})
     admin = auth(env, "admin")
@@ -194,6 +189,75 @@ def test_a_running_export_is_cancelled_and_leaves_nothing(tmp_path: Path, demo_d
     assert sorted(p.name for p in env.out.iterdir()) == []  # no file, no temporary file
     trail = [(e["action"], e["outcome"]) for e in audit.entries(env.state)][::-1]
     assert trail[-2:] == [("export.cancel", "ok"), ("export", "cancelled")]
+
+
+def big_sqlite(path: Path, rows: int = 300_000) -> Path:
+    """A table that takes a few seconds to export: ``rows`` rows of 200 bytes."""
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+        db.execute(f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows}) "
+                   "INSERT INTO t SELECT i, printf('%0200d', i) FROM n")
+    return path
+
+
+def test_a_killed_service_leaves_no_partial_file_and_marks_the_job_failed(tmp_path: Path,
+                                                                          demo_db: Path) -> None:
+    """The real thing: `sqlsnap serve` killed (SIGKILL) mid-export, then started again."""
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    from sqlsnap.service.jobs import RESTART_ERROR
+
+    from ._service import free_port
+
+    big = big_sqlite(tmp_path / "big.db")
+    (tmp_path / "svc").mkdir()
+    env = make_env(tmp_path / "svc", demo_db, {"big": f"sqlite:///{big}"})
+    env.state.close()
+    sqlsnap = str(Path(sys.executable).with_name("sqlsnap"))
+
+    def serve() -> tuple[subprocess.Popen[bytes], str]:
+        port = free_port()
+        proc = subprocess.Popen([sqlsnap, "serve", "-c", str(env.config_path), "--port", str(port)],
+                                stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(base + "/login")
+                return proc, base
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.05)
+
+    admin = auth(env, "admin")
+    proc, base = serve()
+    try:
+        job_id = httpx.post(f"{base}/api/exports", headers=admin,
+                            json={"source": "big", "destination": "local", "compress": "none"}).json()["id"]
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{base}/api/exports/{job_id}", headers=admin).json()["progress"].get("rows", 0) == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        # Mid-export: the temporary file is there, nothing under a final name.
+        assert [p.name.startswith(".") for p in env.out.iterdir()] == [True]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        # The worker process sees its service gone, cancels, and removes its temporary file.
+        deadline = time.monotonic() + 20
+        while list(env.out.iterdir()):
+            assert time.monotonic() < deadline, list(env.out.iterdir())
+            time.sleep(0.05)
+        proc, base = serve()
+        job = httpx.get(f"{base}/api/exports/{job_id}", headers=admin).json()
+        assert (job["status"], job["error"]) == ("failed", RESTART_ERROR)
+        assert list(env.out.iterdir()) == []
+    finally:
+        proc.kill()
+        proc.wait(10)
 
 
 def test_a_restart_marks_running_jobs_failed_and_removes_their_temporary_file(env: ServiceEnv) -> None:

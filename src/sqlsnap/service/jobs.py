@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import Interrupted, NotFoundError, SnapError, UsageError
+from ..errors import NotFoundError, SnapError, UsageError
 from ..format import SIDECAR_SUFFIX
 from ..model import Table
 from ..options import ExportOptions, PolicyOptions
@@ -59,6 +59,12 @@ class JobProgress:
 
     def finish(self) -> None:
         pass
+
+    def update(self, values: dict[str, int]) -> None:
+        """Progress reported by the worker process."""
+        with self._lock:
+            self.tables_total, self.tables_done = values["tables_total"], values["tables_done"]
+            self.rows, self.bytes = values["rows"], values["bytes"]
 
     def to_json(self) -> dict[str, int]:
         with self._lock:
@@ -190,7 +196,7 @@ class Jobs:
 
     def _run(self, job_id: int, options: ExportOptions, progress: JobProgress, cancel: threading.Event,
              actor: str, address: str) -> None:
-        from ..exporter import Export
+        from .worker import run_export
 
         if cancel.is_set():
             self._end(job_id, "cancelled", progress, error="cancelled before it started", actor=actor,
@@ -198,24 +204,17 @@ class Jobs:
             return
         self.state.execute("UPDATE jobs SET status = 'running', started = ? WHERE id = ?", [now(), job_id])
         try:
-            result = Export(options, progress=progress, cancel=cancel).run()
-        except Interrupted:
-            self._end(job_id, "cancelled", progress, error="cancelled; no file was left", actor=actor,
-                      address=address)
-        except SnapError as exc:
-            self._end(job_id, "failed", progress, error=mask(str(exc)), actor=actor, address=address)
-        except Exception as exc:  # noqa: BLE001 - a bug must end the job, not the worker
-            detail = mask(" ".join(str(exc).split()))[:300]
-            self._end(job_id, "failed", progress, error=f"internal error ({type(exc).__name__}: {detail})",
-                      actor=actor, address=address)
-        else:
-            summary = result.summary()
-            summary["bytes_per_table"] = {name: t.bytes for name, t in result.tables.items()}
-            self._end(job_id, "succeeded", progress, summary=summary, actor=actor, address=address)
+            status, payload = run_export(options, cancel, progress.update)
+        except Exception as exc:  # noqa: BLE001 - a failure to start the worker must end the job
+            status, payload = "failed", f"the export process could not start ({type(exc).__name__}: {exc})"
         finally:
             with self._lock:
                 self._progress.pop(job_id, None)
                 self._cancel.pop(job_id, None)
+        if status == "succeeded":
+            self._end(job_id, status, progress, summary=payload, actor=actor, address=address)
+        else:
+            self._end(job_id, status, progress, error=str(payload), actor=actor, address=address)
 
     def _end(self, job_id: int, status: str, progress: JobProgress, *, actor: str, address: str,
              summary: dict[str, Any] | None = None, error: str | None = None) -> None:
