@@ -1,7 +1,7 @@
 """The HTTP API under ``/api``: JSON in and out, bearer tokens, the role checked on every
 endpoint (admin: export, download, delete, plan; viewer: history and audit), one error shape.
 
-Exports return 202 with the job's id at once; the job runs on a worker thread. A download
+Exports return 202 with the job's id at once; the job runs in a worker process. A download
 streams the file from disk in chunks (never read into memory), or for S3 answers 307 to a
 presigned URL that works for ``presign_seconds``.
 """

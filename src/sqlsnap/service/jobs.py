@@ -1,5 +1,6 @@
-"""Export jobs: each runs :class:`sqlsnap.exporter.Export` on a worker thread, with its cancel
-event and a progress sink the pages and the API poll.
+"""Export jobs: each runs :class:`sqlsnap.exporter.Export` in a worker process (:mod:`.worker`)
+watched by a thread of a pool of ``workers``, with its cancel event and the progress the pages
+and the API poll.
 
 A job's row in the state database is its record (status, options, summary, error); what it
 is doing right now (tables done, rows, bytes) lives in memory while it runs and is written
@@ -129,7 +130,7 @@ def _iso(t: float | None) -> str | None:
 
 
 class Jobs:
-    """Starts, tracks and cancels export jobs on ``config.workers`` threads."""
+    """Starts, tracks and cancels export jobs, ``config.workers`` at a time."""
 
     def __init__(self, config: ServiceConfig, state: State) -> None:
         self.config, self.state = config, state
