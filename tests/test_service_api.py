@@ -166,9 +166,27 @@ def test_an_export_end_to_end(client: TestClient, env: ServiceEnv, tmp_path: Pat
     assert_error(client.get(f"/api/exports/{job['id']}/download", headers=admin), 404)
     actions = [(e["action"], e["outcome"], e["actor"], e["address"])
                for e in client.get("/api/audit", headers=auth(env, "viewer")).json()["entries"]][::-1]
-    assert actions == [(a, o, "ana@example.com", "testclient") for a, o in (
-        ("export.start", "ok"), ("export", "ok"), ("download", "ok"), ("verify", "ok"), ("delete", "ok"),
-        ("download", "failed"))]
+    assert actions == [("service.start", "ok", "service", "")] + [
+        (a, o, "ana@example.com", "testclient") for a, o in (
+            ("export.start", "ok"), ("export", "ok"), ("download", "ok"), ("verify", "ok"), ("delete", "ok"),
+            ("download", "failed"))]
+
+
+def test_a_changed_configuration_is_noted_in_the_audit_trail(env: ServiceEnv) -> None:
+    from sqlsnap.service.config import load_config
+
+    def start() -> dict[str, Any]:
+        with TestClient(env.app(), base_url="http://127.0.0.1") as client:
+            return dict(client.get("/api/audit", headers=auth(env, "admin")).json()["entries"][0])
+
+    first = start()
+    assert (first["action"], first["detail"]["config_changed"]) == ("service.start", False)
+    assert start()["detail"]["config_changed"] is False  # the same file again
+    env.config_path.write_text(env.config_path.read_text() + "\n[destinations.more]\npath = \"out\"\n")
+    env.config = load_config(env.config_path, env={})
+    changed = start()["detail"]
+    assert changed["config_changed"] is True and changed["destinations"] == ["local", "more"]
+    assert changed["config_sha256"] != first["detail"]["config_sha256"]
 
 
 def test_a_running_export_is_cancelled_and_leaves_nothing(tmp_path: Path, demo_db: Path) -> None:

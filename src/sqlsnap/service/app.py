@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .._version import __version__
 from ..errors import ConnectError, NotFoundError, OutputError, SnapError, UsageError
 from ..urls import mask
-from . import api, pages
+from . import api, audit, pages
 from .config import ServiceConfig
 from .context import HTTPProblem, Service
 from .jobs import Jobs
@@ -90,6 +90,7 @@ def create_app(config: ServiceConfig, state: State | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         st = state or State(config.state_path)
+        audit.record_start(st, config)
         app.state.service = Service(config, st, Jobs(config, st))
         try:
             yield

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from .config import ServiceConfig
 from .state import State
 
 GENESIS = "0" * 64
@@ -41,6 +42,16 @@ def record(state: State, *, actor: str, action: str, target: str = "", address: 
                    "hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    [*(entry[k] for k in FIELDS), prev_hash, entry_hash(entry, prev_hash)])
         return int(entry["id"])
+
+
+def record_start(state: State, config: ServiceConfig) -> None:
+    """Note a start of the service, and whether its configuration changed since the last one
+    (by the SHA-256 of the file: the file holds no secret)."""
+    last = state.one("SELECT detail FROM audit WHERE action = 'service.start' ORDER BY id DESC LIMIT 1")
+    previous = json.loads(last["detail"]).get("config_sha256") if last else None
+    record(state, actor="service", action="service.start", target=config.path or "",
+           detail={"config_sha256": config.digest, "config_changed": previous not in (None, config.digest),
+                   "sources": sorted(config.sources), "destinations": sorted(config.destinations)})
 
 
 def entries(state: State, *, limit: int = 100, before: int | None = None) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ loaded URL is only ever shown masked.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -87,6 +88,8 @@ class ServiceConfig:
     #: Export jobs that may run at once; more wait in the queue.
     workers: int = 2
     path: str | None = None
+    #: SHA-256 of the configuration file's text: the audit trail notes when it changes.
+    digest: str = ""
 
 
 _TOP = {"server", "state", "security", "sources", "destinations"}
@@ -144,7 +147,8 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     env = os.environ if env is None else env
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text())
+        text = p.read_text()
+        data = tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigError(f"configuration file {p} not found; docs/service.md has an example") from None
     except OSError as exc:
@@ -197,4 +201,5 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         sources=sources, destinations=destinations,
         state_path=str(base / str(state.get("path", "sqlsnap-state.db"))),
         security=SecurityConfig(**security_table), host=str(server.get("host", "127.0.0.1")),
-        port=int(server.get("port", 8080)), workers=int(server.get("workers", 2)), path=str(p))
+        port=int(server.get("port", 8080)), workers=int(server.get("workers", 2)), path=str(p),
+        digest=hashlib.sha256(text.encode()).hexdigest())
