@@ -337,3 +337,40 @@ def test_an_export_to_s3_downloads_through_a_presigned_url(tmp_path: Path, demo_
         assert server.client().list_objects_v2(Bucket="dumps").get("KeyCount") == 0
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("trusted", ["testclient", "10.0.0.1"])
+def test_single_sign_on_through_a_trusted_proxy_header(tmp_path: Path, demo_db: Path, trusted: str) -> None:
+    """Off by default; on, only a trusted proxy's address may name the user (TestClient's
+    address is "testclient")."""
+    env = make_env(tmp_path, demo_db, security=f'proxy_user_header = "X-Forwarded-Email"\n'
+                                                f'trusted_proxies = ["{trusted}"]\n')
+    with TestClient(env.app(), base_url="http://127.0.0.1") as client:
+        r = client.get("/login?next=/history", headers={"X-Forwarded-Email": "vic@example.com"},
+                       follow_redirects=False)
+        if trusted != "testclient":  # the header from an untrusted address is ignored
+            assert r.status_code == 200 and 'name="password"' in r.text
+            assert "sqlsnap_session" not in r.cookies
+            return
+        assert (r.status_code, r.headers["location"]) == (303, "/history")
+        assert client.get("/history").status_code == 200  # the session cookie works
+        assert client.get("/export").status_code == 403  # with the account's role: viewer
+        client.cookies.clear()
+        r = client.get("/login", headers={"X-Forwarded-Email": "nobody@example.com"}, follow_redirects=False)
+        assert r.status_code == 403 and "has no account" in r.text
+        assert client.get("/login", follow_redirects=False).status_code == 200  # no header: the form
+        logins = [(e["actor"], e["outcome"], e["detail"]) for e in audit.entries(env.state)
+                  if e["action"] == "login"][::-1]
+    assert logins == [("vic@example.com", "ok", {"via": "proxy"}),
+                      ("nobody@example.com", "failed", {"via": "proxy", "error": "no such account"})]
+
+
+def test_a_proxy_header_without_trusted_proxies_is_refused(tmp_path: Path) -> None:
+    from sqlsnap.service.config import ConfigError, load_config
+
+    (tmp_path / "out").mkdir()
+    path = tmp_path / "c.toml"
+    path.write_text('[security]\nproxy_user_header = "X-Forwarded-Email"\n[sources.a]\nurl = "sqlite:///a.db"\n'
+                    '[destinations.local]\npath = "out"\n')
+    with pytest.raises(ConfigError, match="needs trusted_proxies"):
+        load_config(path, env={})

@@ -75,6 +75,11 @@ class SecurityConfig:
     token_days: int = 90
     #: How long a presigned S3 download link works.
     presign_seconds: int = 300
+    #: Single sign-on through a reverse proxy that authenticates users and passes the email in
+    #: this header (e.g. "X-Forwarded-Email" from oauth2-proxy). Off when empty. Only requests
+    #: whose socket address is in ``trusted_proxies`` may use it; the account must exist.
+    proxy_user_header: str = ""
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -168,9 +173,15 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     valid_security = set(SecurityConfig.__dataclass_fields__)
     _check_keys(security_table, valid_security, "[security]")
     for key, value in security_table.items():
+        if key == "trusted_proxies":
+            security_table = {**security_table, key: _strings(value, "[security] trusted_proxies")}
+            continue
         kind = type(getattr(SecurityConfig, key))
         if type(value) is not kind:
             raise ConfigError(f"[security] {key} must be a {kind.__name__}")
+    if security_table.get("proxy_user_header") and not security_table.get("trusted_proxies"):
+        raise ConfigError("[security] proxy_user_header needs trusted_proxies: the addresses of the reverse "
+                          "proxies allowed to send it")
     sources: dict[str, SourceConfig] = {}
     for name, table in data.get("sources", {}).items():
         _check_keys(table, _SOURCE, f"[sources.{name}]")

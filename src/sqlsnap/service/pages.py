@@ -115,8 +115,40 @@ def _safe_next(value: str) -> str:
 
 
 @router.get("/login")
-def login_page(request: Request, next: str = "/") -> HTMLResponse:
-    return _login_form(request, next_url=_safe_next(next))
+def login_page(request: Request, svc: Svc, next: str = "/") -> Response:
+    proxied = _proxy_login(request, svc, _safe_next(next))
+    return proxied or _login_form(request, next_url=_safe_next(next))
+
+
+def _proxy_login(request: Request, svc: Service, next_url: str) -> Response | None:
+    """Single sign-on by a trusted reverse proxy's header (``proxy_user_header``): a session for
+    the account it names, when the request comes from a ``trusted_proxies`` address."""
+    security = svc.config.security
+    if not security.proxy_user_header:
+        return None
+    addr = address(request)
+    email = request.headers.get(security.proxy_user_header, "").strip()
+    if not email or addr not in security.trusted_proxies:
+        return None
+    try:
+        user = auth.find_user(svc.state, email)
+    except SnapError:
+        audit.record(svc.state, actor=email[:254], action="login", address=addr, outcome="failed",
+                     detail={"via": "proxy", "error": "no such account"})
+        raise HTTPProblem(403, "forbidden", f"the proxy signed in {email}, who has no account here; an "
+                          "admin can add it with sqlsnap users add") from None
+    return _start_session(svc, user, addr, next_url, via="proxy")
+
+
+def _start_session(svc: Service, user: User, addr: str, next_url: str, via: str = "password") -> Response:
+    sid, _ = auth.new_session(svc.state, user, svc.config.security)
+    audit.record(svc.state, actor=user.email, action="login", address=addr,
+                 detail={} if via == "password" else {"via": via})
+    response = RedirectResponse(next_url, status_code=303)
+    response.set_cookie(SESSION_COOKIE, sid, max_age=svc.config.security.session_minutes * 60, httponly=True,
+                        samesite="strict", secure=svc.config.security.cookie_secure)
+    response.delete_cookie(LOGIN_COOKIE)
+    return response
 
 
 @router.post("/login")
@@ -133,13 +165,7 @@ def login_submit(request: Request, svc: Svc, email: Annotated[str, Form()] = "",
         audit.record(svc.state, actor=email.strip()[:254] or "(none)", action="login", address=addr,
                      outcome="locked" if exc.locked else "failed")
         return _login_form(request, str(exc), 429 if exc.locked else 401, _safe_next(next))
-    sid, _ = auth.new_session(svc.state, user, svc.config.security)
-    audit.record(svc.state, actor=user.email, action="login", address=addr)
-    response = RedirectResponse(_safe_next(next), status_code=303)
-    response.set_cookie(SESSION_COOKIE, sid, max_age=svc.config.security.session_minutes * 60, httponly=True,
-                        samesite="strict", secure=svc.config.security.cookie_secure)
-    response.delete_cookie(LOGIN_COOKIE)
-    return response
+    return _start_session(svc, user, addr, _safe_next(next))
 
 
 @router.post("/logout")
