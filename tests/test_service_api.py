@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from sqlsnap.service import audit  # noqa: E402
 
-from ._service import ServiceEnv, build_demo, make_env, wait_for  # noqa: E402
+from ._service import ServiceEnv, build_demo, clone_env, make_env, wait_for  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -29,9 +29,16 @@ def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_demo(tmp_path_factory.mktemp("demo") / "demo.db")
 
 
+@pytest.fixture(scope="session")
+def template(tmp_path_factory: pytest.TempPathFactory, demo_db: Path) -> ServiceEnv:
+    env = make_env(tmp_path_factory.mktemp("template"), demo_db)
+    env.state.close()  # its WAL checkpointed: the file alone is the whole state
+    return env
+
+
 @pytest.fixture
-def env(tmp_path: Path, demo_db: Path) -> ServiceEnv:
-    return make_env(tmp_path, demo_db)
+def env(tmp_path: Path, template: ServiceEnv) -> ServiceEnv:
+    return clone_env(template, tmp_path / "svc")
 
 
 @pytest.fixture
@@ -144,7 +151,7 @@ def test_an_export_end_to_end(client: TestClient, env: ServiceEnv, tmp_path: Pat
     job = export(client, env)
     assert job["status"] == "succeeded", job
     summary = job["summary"]
-    with sqlite3.connect(env.root / "demo.db") as db:
+    with sqlite3.connect(env.config.sources["demo"].url.removeprefix("sqlite:///")) as db:
         rows = {t: db.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in summary["rows_per_table"]}
     assert summary["rows_per_table"] == rows and summary["tables"] == 16
     path = Path(job["path"])
@@ -301,7 +308,12 @@ def test_a_restart_marks_running_jobs_failed_and_removes_their_temporary_file(en
 
 
 def test_the_openapi_document_is_served(client: TestClient) -> None:
-    doc = client.get("/api/openapi.json").json()
+    r = client.get("/api/openapi.json")
+    doc = r.json()
+    assert r.headers["x-frame-options"] == "DENY" and r.headers["cache-control"] == "no-store"
+    page = client.get("/login")
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
     assert doc["paths"]["/api/exports"]["post"]["responses"]["401"]["content"]["application/json"]
     assert not any(p.startswith("/login") for p in doc["paths"])  # pages are not API
 

@@ -83,6 +83,41 @@ def _install_errors(app: FastAPI) -> None:
                                              "the service log has the details"))
 
 
+_CSP = (b"default-src 'self'; style-src 'self' 'unsafe-inline'; form-action 'self'; "
+        b"frame-ancestors 'none'")
+
+
+class SecurityHeaders:
+    """Headers on every answer: no sniffing, no framing, no referrer to other sites, a
+    Content-Security-Policy (not on /api/docs, whose page loads Swagger UI from a CDN) and
+    no caching except of downloads. A plain ASGI middleware: Starlette's BaseHTTPMiddleware
+    costs a task and a stream per request."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        extra = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                 (b"referrer-policy", b"same-origin")]
+        if not path.startswith("/api/docs"):
+            extra.append((b"content-security-policy", _CSP))
+        if not path.endswith("/download"):
+            extra.append((b"cache-control", b"no-store"))
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                message["headers"] = [*message.get("headers", []),
+                                      *((n, v) for n, v in extra if n not in present)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def create_app(config: ServiceConfig, state: State | None = None) -> FastAPI:
     """The application for ``config``; its state database is opened (and jobs a previous run
     left running are marked failed) when the application starts."""
@@ -106,19 +141,7 @@ def create_app(config: ServiceConfig, state: State | None = None) -> FastAPI:
                               "(`sqlsnap tokens create`). Errors: `{\"error\": {status, code, message}}`.")
     _install_errors(app)
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        if not request.url.path.startswith("/api/docs"):
-            response.headers.setdefault("Content-Security-Policy", "default-src 'self'; style-src 'self' "
-                                        "'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
-        if not request.url.path.endswith("/download"):
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
-
+    app.add_middleware(SecurityHeaders)
     app.include_router(api.router)
     app.include_router(pages.router)
     return app
