@@ -285,6 +285,35 @@ def test_a_killed_service_leaves_no_partial_file_and_marks_the_job_failed(tmp_pa
         proc.wait(10)
 
 
+def test_a_killed_worker_fails_its_job_and_leaves_no_file(tmp_path: Path, template: ServiceEnv) -> None:
+    """A worker process killed mid-export (as the kernel's OOM killer would) cannot clean up
+    after itself: the service removes its temporary file and says what happened."""
+    import multiprocessing
+    import os
+    import signal
+
+    from sqlsnap.service.config import load_config
+
+    big = big_sqlite(tmp_path / "big.db")
+    env = clone_env(template, tmp_path / "svc")
+    env.config_path.write_text(env.config_path.read_text() + f'\n[sources.big]\nurl = "sqlite:///{big}"\n')
+    env.config = load_config(env.config_path, env={})
+    admin = auth(env, "admin")
+    with TestClient(env.app(), base_url="http://127.0.0.1") as client:
+        body = {"source": "big", "destination": "local", "compress": "none"}
+        job_id = client.post("/api/exports", json=body, headers=admin).json()["id"]
+        deadline = time.monotonic() + 30
+        while client.get(f"/api/exports/{job_id}", headers=admin).json()["progress"].get("rows", 0) == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        workers = [p for p in multiprocessing.active_children() if p.name == "sqlsnap-export"]
+        assert len(workers) == 1 and list(env.out.iterdir())  # its temporary file
+        os.kill(workers[0].pid or 0, signal.SIGKILL)
+        job = wait_for(lambda i: client.get(f"/api/exports/{i}", headers=admin).json(), job_id)
+    assert job["status"] == "failed" and "ended unexpectedly (exit code -9)" in job["error"]
+    assert list(env.out.iterdir()) == []
+
+
 def test_a_restart_marks_running_jobs_failed_and_removes_their_temporary_file(env: ServiceEnv) -> None:
     from sqlsnap.service.jobs import RESTART_ERROR
     from sqlsnap.stores.file import temp_name

@@ -215,6 +215,8 @@ class Jobs:
         if status == "succeeded":
             self._end(job_id, status, progress, summary=payload, actor=actor, address=address)
         else:
+            # A worker that died (out of memory, killed) could not remove its temporary file.
+            _remove_temporary(options.destination or "")
             self._end(job_id, status, progress, error=str(payload), actor=actor, address=address)
 
     def _end(self, job_id: int, status: str, progress: JobProgress, *, actor: str, address: str,
