@@ -133,6 +133,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--export-nice", type=int, help="[server] export_nice (default: the service's)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -140,6 +141,9 @@ def main() -> None:
         started = time.monotonic()
         env = make_env(root / "svc", build_demo(root / "demo.db", args.scale))
         env.state.close()
+        if args.export_nice is not None:
+            text = env.config_path.read_text()
+            env.config_path.write_text(f"[server]\nexport_nice = {args.export_nice}\n" + text)
         print(f"demo at scale {args.scale} built in {time.monotonic() - started:.1f} s; "
               f"load average {os.getloadavg()[0]:.2f}")
         port = free_port()

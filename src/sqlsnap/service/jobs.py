@@ -205,7 +205,7 @@ class Jobs:
             return
         self.state.execute("UPDATE jobs SET status = 'running', started = ? WHERE id = ?", [now(), job_id])
         try:
-            status, payload = run_export(options, cancel, progress.update)
+            status, payload = run_export(options, cancel, progress.update, self.config.export_nice)
         except Exception as exc:  # noqa: BLE001 - a failure to start the worker must end the job
             status, payload = "failed", f"the export process could not start ({type(exc).__name__}: {exc})"
         finally:

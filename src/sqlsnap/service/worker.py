@@ -80,11 +80,13 @@ class _PipeProgress:
             self._send(force=True)
 
 
-def _child(options: ExportOptions, environ: Mapping[str, str], progress_conn: Any, control_conn: Any) -> None:
+def _child(options: ExportOptions, environ: Mapping[str, str], nice: int, progress_conn: Any,
+           control_conn: Any) -> None:
     from ..exporter import Export
 
     os.environ.clear()
     os.environ.update(environ)
+    os.nice(nice)
     cancel = threading.Event()
 
     def watch() -> None:
@@ -113,13 +115,14 @@ def _child(options: ExportOptions, environ: Mapping[str, str], progress_conn: An
 
 
 def run_export(options: ExportOptions, cancel: threading.Event,
-               on_progress: Callable[[dict[str, int]], None]) -> tuple[str, Any]:
-    """Run the export in a worker process; ``("succeeded", summary)``, ``("cancelled", why)``
-    or ``("failed", message)``. Setting ``cancel`` stops it."""
+               on_progress: Callable[[dict[str, int]], None], nice: int = 0) -> tuple[str, Any]:
+    """Run the export in a worker process at ``nice`` (added to the service's niceness);
+    ``("succeeded", summary)``, ``("cancelled", why)`` or ``("failed", message)``. Setting
+    ``cancel`` stops it."""
     ctx = context()
     progress_in, progress_out = ctx.Pipe(duplex=False)
     control_in, control_out = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(options, dict(os.environ), progress_out, control_in),
+    proc = ctx.Process(target=_child, args=(options, dict(os.environ), nice, progress_out, control_in),
                        name="sqlsnap-export")
     proc.start()
     progress_out.close()
