@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from sqlsnap.service import audit  # noqa: E402
 
-from ._service import ServiceEnv, build_demo, clone_env, make_env, wait_for  # noqa: E402
+from ._service import PASSWORD, ServiceEnv, build_demo, clone_env, make_env, wait_for  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -194,6 +194,30 @@ def test_a_changed_configuration_is_noted_in_the_audit_trail(env: ServiceEnv) ->
     changed = start()["detail"]
     assert changed["config_changed"] is True and changed["destinations"] == ["local", "more"]
     assert changed["config_sha256"] != first["detail"]["config_sha256"]
+
+
+def test_the_plan_with_the_pii_preset_on_the_api_and_the_export_page(client: TestClient,
+                                                                    env: ServiceEnv) -> None:
+    import re
+
+    def masked(plan: dict[str, Any]) -> dict[str, str]:
+        return {f"{t['name']}.{c['name']}": c["rule"] for t in plan["tables"] for c in t["columns"]
+                if c["rule"] != "keep"}
+
+    admin = auth(env, "admin")
+    assert masked(client.get("/api/plan?source=demo", headers=admin).json()) == {}
+    preset = masked(client.get("/api/plan?source=demo&anonymize=true", headers=admin).json())
+    assert preset["users.email"] and preset["users.full_name"]
+    # The export page shows the same masked columns, and its form carries the choice on.
+    login = client.get("/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', login.text)
+    assert csrf is not None
+    client.post("/login", data={"email": "ana@example.com", "password": PASSWORD, "csrf": csrf[1]})
+    page = client.get("/export?source=demo&anonymize=1").text
+    shown = re.findall(r'<div class="masked"><span class="mono">([^<]+)</span>: ([^<]+)</div>', page)
+    assert len(shown) == len(preset) and ("email", preset["users.email"]) in shown
+    assert '<input type="hidden" name="anonymize" value="1">' in page
+    assert 'class="masked"' not in client.get("/export?source=demo").text
 
 
 def test_a_running_export_is_cancelled_and_leaves_nothing(tmp_path: Path, demo_db: Path) -> None:

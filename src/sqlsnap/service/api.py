@@ -83,8 +83,9 @@ def list_sources(user: Admin, svc: Svc) -> dict[str, Any]:
 
 
 @router.get("/plan", summary="What an export of a source would write (sqlsnap plan)")
-def get_plan(user: Admin, svc: Svc, source: Annotated[str, Query(max_length=200)]) -> dict[str, Any]:
-    return operations.plan_json(svc.config, source)
+def get_plan(user: Admin, svc: Svc, source: Annotated[str, Query(max_length=200)],
+             anonymize: bool | None = None) -> dict[str, Any]:
+    return operations.plan_json(svc.config, source, anonymize=anonymize)
 
 
 @router.post("/exports", status_code=202, summary="Start an export; returns its id at once")
