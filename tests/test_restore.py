@@ -231,11 +231,34 @@ def cycle_snapshot(url: str, path: Path) -> Path:
     return path
 
 
-def test_composite_keys_and_a_cycle_round_trip(any_url: str, empty_url: str, tmp_path: Path) -> None:
+#: ``--jobs`` 1, and 2: on PostgreSQL and MySQL tables then load side by side into a staging
+#: schema or database; on SQLite it is accepted and loads with 1.
+JOBS = pytest.mark.parametrize("jobs", [1, 2], ids=["jobs1", "jobs2"])
+
+
+def stages(url: str) -> set[str]:
+    """The staging schemas (PostgreSQL, in the database) or databases (MySQL, on the server)
+    of restores with jobs that exist now."""
+    if dialect_of(url) == "postgresql":
+        sql = "SELECT nspname FROM pg_namespace WHERE nspname LIKE '\\_sqlsnap\\_stage\\_%'"
+    elif dialect_of(url) == "mysql":
+        sql = ("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA "
+               "WHERE SCHEMA_NAME LIKE '\\_sqlsnap\\_stage\\_%'")
+    else:
+        return set()
+    return {str(name) for (name,) in rows_of(url, sql)}
+
+
+@JOBS
+def test_composite_keys_and_a_cycle_round_trip(any_url: str, empty_url: str, tmp_path: Path,
+                                               jobs: int) -> None:
     first = cycle_snapshot(any_url, tmp_path / "cycle.json")
     meta = metadata(first)
     assert meta["tables"]["teams"]["foreign_keys"] and meta["tables"]["players"]["foreign_keys"]
-    assert restore(str(first), empty_url).tables == {"players": 3, "teams": 3}
+    result = restore(str(first), empty_url, jobs=jobs)
+    assert result.tables == {"players": 3, "teams": 3}
+    assert result.jobs == (1 if dialect_of(any_url) == "sqlite" else jobs)
+    assert len(foreign_keys_of(empty_url)) == 2  # keys declared in the stage point where the tables are
     execute_script(empty_url, [f"DROP TABLE {PROVENANCE_TABLE}"])
     second = tmp_path / "again.json"
     sqlsnap.export(empty_url, str(second))
@@ -243,30 +266,33 @@ def test_composite_keys_and_a_cycle_round_trip(any_url: str, empty_url: str, tmp
     assert metadata(second)["tables"] == meta["tables"]
 
 
+@JOBS
 def test_a_target_holding_the_tables_is_refused_then_replaced_or_appended(
-        any_url: str, empty_url: str, tmp_path: Path) -> None:
+        any_url: str, empty_url: str, tmp_path: Path, jobs: int) -> None:
     snap = cycle_snapshot(any_url, tmp_path / "cycle.json")
-    restore(str(snap), empty_url)
+    restore(str(snap), empty_url, jobs=jobs)
     with pytest.raises(OutputError, match="already holds 2 table.*--replace.*--append") as caught:
-        restore(str(snap), empty_url)
+        restore(str(snap), empty_url, jobs=jobs)
     assert caught.value.exit_code == 6
     cli = CliRunner().invoke(restore_cmd, [str(snap), empty_url])
     assert cli.exit_code == 6
     assert cli.stderr.startswith("Error: ") and cli.stderr.count("\n") == 1
 
-    assert sorted(restore(str(snap), empty_url, replace=True).replaced) == ["players", "teams"]
+    assert sorted(restore(str(snap), empty_url, replace=True, jobs=jobs).replaced) == ["players", "teams"]
     assert tables_of(empty_url) == [PROVENANCE_TABLE, "players", "teams"]  # nothing left aside
+    assert len(foreign_keys_of(empty_url)) == 2
     assert rows_of(empty_url, "SELECT count(*) FROM players") == [(3,)]
     assert rows_of(empty_url, f"SELECT count(*) FROM {PROVENANCE_TABLE}") == [(2,)]
     # Appending the same rows again breaks the primary keys: refused, and nothing changes.
     with pytest.raises(SnapError, match="constraint|Duplicate|duplicate|UNIQUE"):
-        restore(str(snap), empty_url, append=True)
+        restore(str(snap), empty_url, append=True, jobs=jobs)
     assert rows_of(empty_url, "SELECT count(*) FROM players") == [(3,)]
     assert rows_of(empty_url, f"SELECT count(*) FROM {PROVENANCE_TABLE}") == [(2,)]
 
 
+@JOBS
 def test_a_bad_row_in_the_middle_leaves_the_target_as_it_was(any_url: str, empty_url: str,
-                                                           tmp_path: Path) -> None:
+                                                           tmp_path: Path, jobs: int) -> None:
     build_demo(any_url)
     good = tmp_path / "demo.json"
     sqlsnap.export(any_url, str(good))
@@ -284,11 +310,34 @@ def test_a_bad_row_in_the_middle_leaves_the_target_as_it_was(any_url: str, empty
         target.execute("CREATE TABLE keep_me (id integer)")
         target.execute("INSERT INTO keep_me VALUES (1)")
         target.commit()
-    before = tables_of(empty_url)
+    before, staged = tables_of(empty_url), stages(empty_url)
     with pytest.raises(SnapError, match="incidents"):
-        restore(str(bad), empty_url)
+        restore(str(bad), empty_url, jobs=jobs)
     assert tables_of(empty_url) == before == ["keep_me"]
     assert rows_of(empty_url, "SELECT id FROM keep_me") == [(1,)]
+    assert stages(empty_url) <= staged  # the staging schema or database is gone
+
+
+@JOBS
+def test_every_table_of_a_json_lines_snapshot_round_trips_with_jobs(any_url: str, empty_url: str,
+                                                                   tmp_path: Path, jobs: int) -> None:
+    """Each table on a connection of its own, moved into place at the end: the same data, every
+    key, no staging left."""
+    build_demo(any_url)
+    first = tmp_path / "first.json"
+    sqlsnap.export(any_url, str(first), include_secrets=SECRETS)
+    folder = tmp_path / "folder"
+    sqlsnap.export(any_url, str(folder), format="jsonl", include_secrets=SECRETS)
+    staged = stages(any_url) if dialect_of(any_url) == "mysql" else set()  # MySQL's: server-wide
+    result = restore(str(folder), empty_url, jobs=jobs)
+    assert result.tables == {name: t["rows"] for name, t in metadata(first)["tables"].items()}
+    assert stages(empty_url) <= staged
+    keys = sum(len(t["foreign_keys"]) for t in metadata(first)["tables"].values())
+    assert len(foreign_keys_of(empty_url)) == keys > 10
+    execute_script(empty_url, [f"DROP TABLE {PROVENANCE_TABLE}"])
+    second = tmp_path / "second.json"
+    sqlsnap.export(empty_url, str(second), include_secrets=SECRETS)
+    assert data_bytes(second) == data_bytes(first)
 
 
 def test_replace_and_append_together_is_a_usage_error(tmp_path: Path) -> None:
@@ -502,8 +551,9 @@ def kill_connections(url: str) -> None:
     admin.close()
 
 
+@JOBS
 @pytest.mark.parametrize("server", ["postgresql", "mysql"])
-def test_a_connection_lost_mid_restore_leaves_the_target_as_it_was(server: str, tmp_path: Path,
+def test_a_connection_lost_mid_restore_leaves_the_target_as_it_was(server: str, tmp_path: Path, jobs: int,
                                                                      request: pytest.FixtureRequest) -> None:
     source = f"sqlite:///{tmp_path / 'src.db'}"
     build_demo(source)
@@ -520,11 +570,14 @@ def test_a_connection_lost_mid_restore_leaves_the_target_as_it_was(server: str, 
         if len(loaded) == 3:  # three tables in: the server goes away
             kill_connections(target)
 
+    staged = stages(target)
     with pytest.raises(SnapError) as caught:
-        restore(str(snap), target, progress=progress)
+        restore(str(snap), target, progress=progress, jobs=jobs)
     assert isinstance(caught.value, sqlsnap.ServerUnreachable) and caught.value.transient
-    assert len(loaded) == 3
+    # With jobs, another table may finish between the third and the connections' end.
+    assert len(loaded) == 3 if jobs == 1 else len(loaded) >= 3
     assert tables_of(target) == ["keep_me"]
+    assert stages(target) <= staged
 
 
 def test_a_failed_append_takes_back_its_rows(any_url: str, tmp_path: Path) -> None:
@@ -550,7 +603,9 @@ def test_a_failed_append_takes_back_its_rows(any_url: str, tmp_path: Path) -> No
     assert rows_of(any_url, "SELECT count(*) FROM companies") == [(0,)]
 
 
-def test_a_failed_replace_keeps_the_old_tables(any_url: str, empty_url: str, tmp_path: Path) -> None:
+@JOBS
+def test_a_failed_replace_keeps_the_old_tables(any_url: str, empty_url: str, tmp_path: Path,
+                                               jobs: int) -> None:
     """On MySQL too, where DROP cannot be rolled back: the old tables are set aside until the
     restore commits, and come back with their rows and keys when it fails."""
     snap = cycle_snapshot(any_url, tmp_path / "cycle.json")
@@ -561,12 +616,33 @@ def test_a_failed_replace_keeps_the_old_tables(any_url: str, empty_url: str, tmp
     bad = tmp_path / "bad.json"
     bad.write_text(text.replace('"name":"Cy"', '"name":null'))
     assert bad.read_text() != text
+    staged = stages(empty_url)
     with pytest.raises(SnapError, match="players"):
-        restore(str(bad), empty_url, replace=True)
+        restore(str(bad), empty_url, replace=True, jobs=jobs)
+    assert stages(empty_url) <= staged
     assert tables_of(empty_url) == [PROVENANCE_TABLE, "players", "teams"]
     assert rows_of(empty_url, "SELECT count(*) FROM players") == [(3,)]
     assert rows_of(empty_url, "SELECT count(*) FROM teams") == [(3,)]
     assert foreign_keys_of(empty_url) == keys_before
+
+
+@JOBS
+def test_a_failure_at_the_very_end_leaves_the_target_as_it_was(any_url: str, empty_url: str,
+                                                             tmp_path: Path, jobs: int) -> None:
+    """The last step, recording the restore, fails (a _sqlsnap_restore of another shape): on
+    MySQL with jobs that is after the staged tables were renamed into place, and --replace's
+    old tables aside; both go back."""
+    snap = cycle_snapshot(any_url, tmp_path / "cycle.json")
+    restore(str(snap), empty_url)
+    execute_script(empty_url, [f"DROP TABLE {PROVENANCE_TABLE}", "DELETE FROM players WHERE id = 12",
+                               f"CREATE TABLE {PROVENANCE_TABLE} (id integer)"])
+    keys_before, staged = foreign_keys_of(empty_url), stages(empty_url)
+    with pytest.raises(SnapError, match=PROVENANCE_TABLE):
+        restore(str(snap), empty_url, replace=True, jobs=jobs)
+    assert tables_of(empty_url) == [PROVENANCE_TABLE, "players", "teams"]
+    assert rows_of(empty_url, "SELECT count(*) FROM players") == [(2,)]  # the old rows
+    assert foreign_keys_of(empty_url) == keys_before
+    assert stages(empty_url) <= staged
 
 
 def foreign_keys_of(url: str) -> list[tuple[str, str]]:

@@ -26,8 +26,11 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -67,6 +70,8 @@ class RestoreResult:
     replaced: list[str] = field(default_factory=list)
     appended: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Tables loaded side by side: ``jobs`` on PostgreSQL and MySQL, else 1 (``restore``).
+    jobs: int = 1
 
     @property
     def total_rows(self) -> int:
@@ -75,7 +80,7 @@ class RestoreResult:
     def summary(self) -> dict[str, Any]:
         return {"snapshot": self.snapshot, "target": self.target, "tables": self.tables,
                 "total_rows": self.total_rows, "replaced": self.replaced, "appended": self.appended,
-                "seconds": round(self.seconds, 3)}
+                "jobs": self.jobs, "seconds": round(self.seconds, 3)}
 
 
 def restore(
@@ -89,16 +94,21 @@ def restore(
     identities: Sequence[Any] = (),
     s3_endpoint: str | None = None,
     progress: Callable[[str, int], None] | None = None,
+    jobs: int = 1,
 ) -> RestoreResult:
     """Load ``snapshot`` into the database at ``target_url`` (created when missing).
 
     ``tables`` / ``exclude_tables``: globs of the tables to restore (default: all). A target
     that already holds any of them is refused (:class:`OutputError`) unless ``replace`` (drop
     and create them again) or ``append`` (add the rows to them). ``progress`` is called with
-    ``(table, rows)`` after each table. A failure leaves the target as it was (see the module
-    docstring for MySQL)."""
+    ``(table, rows)`` after each table. ``jobs``: tables loaded side by side on PostgreSQL and
+    MySQL (:class:`_Staged`); SQLite and DuckDB have one writer, and ``append`` adds to tables
+    in one transaction, so those load with one. A failure leaves the target as it was (see the
+    module docstring for MySQL)."""
     if replace and append:
         raise UsageError("--replace and --append exclude each other; choose one")
+    if jobs < 1:
+        raise UsageError("--jobs must be at least 1")
     started = time.monotonic()
     if target_url.split("://", 1)[0].lower() == "duckdb":
         result = _restore_duckdb(snapshot, target_url, tables=tables, exclude_tables=exclude_tables,
@@ -111,7 +121,12 @@ def restore(
         names = list(meta.get("tables", {}))
         selected = _select(names, tables, exclude_tables)
         with open_target(target_url) as target:
-            job = _Restore(snap, target, meta, selected, replace=replace, append=append, progress=progress)
+            if jobs > 1 and target.dialect in ("postgresql", "mysql") and not append:
+                job: _Restore = _Staged(snap, target, meta, selected, replace=replace, append=append,
+                                        progress=progress, url=target_url, jobs=jobs)
+            else:
+                job = _Restore(snap, target, meta, selected, replace=replace, append=append,
+                               progress=progress)
             job.result.snapshot = mask(snapshot)
             job.reopen = lambda: open_target(target_url, create=False)
             job.run()
@@ -191,7 +206,8 @@ class _Restore:
 
     # -- the run --------------------------------------------------------------------------------
 
-    def run(self) -> None:
+    def _clashes(self) -> list[str]:
+        """The selected tables the target already holds; refused without replace or append."""
         target = self.target
         self.existing = set(target.table_names())
         clash = [n for n in self.selected if n in self.existing]
@@ -200,6 +216,11 @@ class _Restore:
             raise OutputError(f"{target.where} already holds {len(clash)} table(s) of the snapshot "
                               f"({shown}); restore into an empty database, or pass --replace to drop "
                               "and recreate them or --append to add the rows", where=target.where)
+        return clash
+
+    def run(self) -> None:
+        target = self.target
+        clash = self._clashes()
         self._begin()
         try:
             if self.replace:
@@ -223,20 +244,11 @@ class _Restore:
         self._drop_aside()
 
     def _begin(self) -> None:
-        dialect = self.target.dialect
-        if dialect == "sqlite":
+        if self.target.dialect == "sqlite":
             # sqlite3 opens a transaction only before INSERTs; DDL inside one needs BEGIN.
             self.target.execute("BEGIN", action="starting the transaction")
-        elif dialect == "postgresql":
-            # Zone-less times from other dialects (SQLite DATETIME text) are UTC.
-            self.target.execute("SET TIME ZONE 'UTC'", action="setting the session")
-        elif dialect == "mysql":
-            # As mysqldump's files do: keys are declared with the tables and checked once the
-            # rows are in (_check_keys); an explicit 0 in an AUTO_INCREMENT column stays 0;
-            # TIMESTAMP values are UTC; strict, so a value that does not fit fails.
-            self.target.execute("SET SESSION foreign_key_checks = 0, time_zone = '+00:00', "
-                                "sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO'",
-                                action="setting the session")
+        else:
+            _session(self.target)
 
     def _undo(self) -> None:
         try:
@@ -402,14 +414,15 @@ class _Restore:
             elif self.target.dialect == "sqlite" or self.target.keys_after_load:
                 self.target.add_foreign_keys(table)
 
-    def _check_keys(self, table: Table) -> None:
+    def _check_keys(self, table: Table, where: Callable[[str], str] | None = None) -> None:
         """MySQL with foreign_key_checks off accepted every row: find the first without its
-        parent, as ADD FOREIGN KEY would."""
+        parent, as ADD FOREIGN KEY would. ``where`` gives a table's qualified name (staging)."""
         q = self.target.quote
+        name: Callable[[str], str] = where or q
         for fk in table.foreign_keys:
             on = " AND ".join(f"p.{q(r)} = c.{q(c)}" for c, r in zip(fk.columns, fk.ref_columns, strict=True))
             present = " AND ".join(f"c.{q(c)} IS NOT NULL" for c in fk.columns)
-            sql = (f"SELECT COUNT(*) FROM {q(table.name)} c LEFT JOIN {q(fk.ref_table)} p ON {on} "
+            sql = (f"SELECT COUNT(*) FROM {name(table.name)} c LEFT JOIN {name(fk.ref_table)} p ON {on} "
                    f"WHERE {present} AND p.{q(fk.ref_columns[0])} IS NULL")
             action = f"checking the foreign keys of {table.name}"
             (count,), = self.target.execute(sql, action=action, table=table.name)
@@ -437,6 +450,19 @@ class _Restore:
                self.meta.get("generator"), ENCODER.encode(self.result.tables).decode(),
                self.result.total_rows)
         self.target.load(table, iter([row]))
+
+
+def _session(target: Target) -> None:
+    """The session a restore writes in, on each of its connections."""
+    if target.dialect == "postgresql":
+        # Zone-less times from other dialects (SQLite DATETIME text) are UTC.
+        target.execute("SET TIME ZONE 'UTC'", action="setting the session")
+    elif target.dialect == "mysql":
+        # As mysqldump's files do: keys are declared with the tables and checked once the
+        # rows are in (_check_keys); an explicit 0 in an AUTO_INCREMENT column stays 0;
+        # TIMESTAMP values are UTC; strict, so a value that does not fit fails.
+        target.execute("SET SESSION foreign_key_checks = 0, time_zone = '+00:00', "
+                       "sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO'", action="setting the session")
 
 
 def _peek_json(rows: Iterator[bytes], columns: list[dict[str, Any]]) -> tuple[list[bytes], set[str]]:
@@ -551,3 +577,279 @@ def _sqlite_value(value: Any) -> Any:
     if isinstance(value, Decimal):
         return format(value, "f") if value.is_finite() else str(value)
     return value
+
+
+# -- --jobs: tables side by side --------------------------------------------------------------
+
+#: Raw rows per batch the reading thread hands to a loading thread, and batches queued per
+#: table: memory holds at most jobs x 4 x 1000 rows besides the reader's block.
+_BATCH_ROWS = 1000
+_QUEUED_BATCHES = 4
+#: How often (seconds) a blocked hand-over looks whether the other side has stopped.
+_POLL_S = 0.1
+_END = object()
+
+
+class _Stopped(Exception):
+    """Another thread of the restore failed: this one stops (the other's error is reported)."""
+
+
+class _Staged(_Restore):
+    """``jobs`` > 1 on PostgreSQL and MySQL: each table is loaded on a connection of its own
+    (up to ``jobs`` at once) into a staging schema (PostgreSQL) or database (MySQL) named
+    ``_sqlsnap_stage_<random>``, committed there, and moved into place at the end in one step:
+
+    * PostgreSQL: one transaction drops the replaced tables, moves every staged table with
+      ``ALTER TABLE ... SET SCHEMA``, adds the foreign keys, records the restore and drops the
+      empty staging schema; a failure rolls it back and drops the staging schema.
+    * MySQL: the keys are checked in the stage (they were declared there pointing to the
+      target database), then one atomic ``RENAME TABLE`` sets the replaced tables aside and
+      moves the staged ones in; a failure after it renames them back.
+
+    One thread reads the snapshot in file order (a document is one stream; a JSON Lines folder
+    is read file after file too) and hands each table's rows, in bounded batches, to the
+    thread loading it; decoding and converting happen there."""
+
+    def __init__(self, snap: Any, target: Target, meta: dict[str, Any], selected: list[str], *,
+                 replace: bool, append: bool, progress: Callable[[str, int], None] | None,
+                 url: str, jobs: int) -> None:
+        super().__init__(snap, target, meta, selected, replace=replace, append=append, progress=progress)
+        self.url = url
+        self.jobs = jobs
+        self.result.jobs = jobs
+        self.stage = f"_sqlsnap_stage_{os.urandom(4).hex()}"
+        #: The target's schema (PostgreSQL) or database (MySQL), where the tables end up.
+        self.home = ""
+        #: PostgreSQL: the loaders' search path, the stage first.
+        self._search_path = ""
+        #: Tables loaded into the stage, in file order.
+        self.staged: list[Table] = []
+        #: MySQL: the staged tables were renamed into the target (a failure renames them back).
+        self.moved: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._loaders: list[Target] = []
+
+    def run(self) -> None:
+        clash = self._clashes()
+        self.result.replaced = clash if self.replace else []
+        self._begin()
+        q = self.target.quote
+        try:
+            if self.target.dialect == "postgresql":
+                (self.home, path), = self.target.execute(
+                    "SELECT current_schema(), current_setting('search_path')", action="reading the schema")
+                self._search_path = f"{q(self.stage)}, {path}"
+                self.target.execute(f"CREATE SCHEMA {q(self.stage)}", action="creating the staging schema")
+                self.target.commit()
+                self._load_staged()
+                self._move_postgresql(clash)
+            else:
+                (self.home,), = self.target.execute("SELECT DATABASE()", action="reading the database")
+                self.target.execute(f"CREATE DATABASE {q(self.stage)} CHARACTER SET utf8mb4",
+                                    action="creating the staging database")
+                self._load_staged()
+                self._move_mysql(clash)
+        except BaseException:
+            self._undo_staged()
+            raise
+        self._drop_aside()
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def _load_staged(self) -> None:
+        wanted = set(self.selected)
+        futures: list[tuple[Table, Future[int]]] = []
+        try:
+            with ThreadPoolExecutor(self.jobs, thread_name_prefix="sqlsnap-restore") as pool:
+                try:
+                    seen: set[str] = set()
+                    for name, rows in self.snap.tables(raw=True):
+                        if name in wanted:
+                            seen.add(name)
+                            futures.append(self._hand_over(pool, name, rows))
+                    for name in self.selected:  # listed in the metadata, absent from the data
+                        if name not in seen:
+                            futures.append(self._hand_over(pool, name, iter(())))
+                except BaseException:
+                    self._stop.set()
+                    for _, future in futures:
+                        future.cancel()
+                    raise
+            # Every loader is done: the first error in file order is the one to report.
+            for table, future in futures:
+                self.result.tables[table.name] = future.result()
+                self.staged.append(table)
+        except _Stopped:
+            for _, future in futures:
+                if future.done() and not future.cancelled() and future.exception() is not None \
+                        and not isinstance(future.exception(), _Stopped):
+                    raise future.exception() from None  # type: ignore[misc]
+            raise
+        finally:
+            for loader in self._loaders:
+                loader.close()
+
+    def _hand_over(self, pool: ThreadPoolExecutor, name: str,
+                   rows: Iterator[bytes]) -> tuple[Table, Future[int]]:
+        """Start loading ``name`` on a loader thread and feed it the rows, in batches."""
+        columns = self.meta["tables"][name]["columns"]
+        head: list[bytes] = []
+        json_columns: set[str] = set()
+        if self.source == "mysql":
+            head, json_columns = _peek_json(rows, columns)
+        table = self._model(name, json_columns)  # PostgreSQL's type lookups stay on this connection
+        convert = _row_converter(self.source, self.target.dialect, columns, table.columns, json_columns, name)
+        batches: queue.Queue[Any] = queue.Queue(_QUEUED_BATCHES)
+        future = pool.submit(self._load_one, table, convert, batches)
+
+        def put(item: Any) -> None:
+            while True:
+                if self._stop.is_set():
+                    raise _Stopped()
+                try:
+                    batches.put(item, timeout=_POLL_S)
+                    return
+                except queue.Full:
+                    continue
+
+        batch = head
+        for raw in rows:
+            batch.append(raw)
+            if len(batch) >= _BATCH_ROWS:
+                put(batch)
+                batch = []
+        if batch:
+            put(batch)
+        put(_END)
+        return table, future
+
+    def _loader(self) -> Target:
+        """This thread's connection to the target, writing into the stage."""
+        loader: Target | None = getattr(self._local, "target", None)
+        if loader is None:
+            loader = open_target(self.url, create=False)
+            with self._lock:
+                self._loaders.append(loader)
+            self._local.target = loader
+            _session(loader)
+            if loader.dialect == "postgresql":
+                # The stage first, for the tables created; the target's path after it, for
+                # the types they use (an enum of the target's schema).
+                loader.execute("SELECT set_config('search_path', %s, false)", (self._search_path,),
+                               action="setting the search path")
+            else:
+                loader.execute(f"USE {loader.quote(self.stage)}", action="using the staging database")
+                loader.references_in = self.home  # keys point where the tables end up
+        return loader
+
+    def _load_one(self, table: Table, convert: Callable[[bytes], tuple[Any, ...]],
+                  batches: queue.Queue[Any]) -> int:
+        def rows() -> Iterator[tuple[Any, ...]]:
+            while True:
+                try:
+                    batch = batches.get(timeout=_POLL_S)
+                except queue.Empty:
+                    if self._stop.is_set():
+                        raise _Stopped() from None
+                    continue
+                if batch is _END:
+                    return
+                for raw in batch:
+                    yield convert(raw)
+
+        try:
+            if self._stop.is_set():
+                raise _Stopped()
+            loader = self._loader()
+            loader.create_table(table, with_foreign_keys=loader.dialect == "mysql")
+            loaded = loader.load(table, rows())
+            loader.commit()
+            if self.progress:
+                with self._lock:
+                    self.progress(table.name, loaded)
+            return loaded
+        except BaseException:
+            self._stop.set()
+            raise
+
+    # -- moving into place ------------------------------------------------------------------------
+
+    def _move_postgresql(self, clash: list[str]) -> None:
+        q = self.target.quote
+        if clash and self.replace:
+            self._drop(clash)
+        self.existing -= set(clash) if self.replace else set()
+        for table in self.staged:
+            self.target.execute(f"ALTER TABLE {q(self.stage)}.{q(table.name)} SET SCHEMA {q(self.home)}",
+                                action=f"moving table {table.name} into place", table=table.name)
+            self.created.append(table)
+        self._add_keys()
+        self._record()
+        self.target.execute(f"DROP SCHEMA {q(self.stage)}", action="dropping the staging schema")
+        self.target.commit()
+
+    def _move_mysql(self, clash: list[str]) -> None:
+        q = self.target.quote
+        staged_names = {t.name for t in self.staged}
+
+        def where(name: str) -> str:
+            return f"{q(self.stage if name in staged_names else self.home)}.{q(name)}"
+
+        for table in self.staged:
+            self._check_keys(table, where)
+        moving = [t.name for t in self.staged]
+        if PROVENANCE_TABLE not in self.existing:  # created and filled in the stage, moved in with the rest
+            self.target.execute(f"USE {q(self.stage)}", action="using the staging database")
+            self._record()
+            self.target.commit()
+            self.target.execute(f"USE {q(self.home)}", action="using the target database")
+            moving.append(PROVENANCE_TABLE)
+            self.created = []
+        renames = []
+        if clash and self.replace:
+            suffix = os.urandom(4).hex()
+            self.aside = {name: f"_sqlsnap_old_{suffix}_{i}" for i, name in enumerate(clash)}
+            renames += [f"{q(name)} TO {q(old)}" for name, old in self.aside.items()]
+        renames += [f"{q(self.stage)}.{q(name)} TO {q(self.home)}.{q(name)}" for name in moving]
+        self.target.execute(f"RENAME TABLE {', '.join(renames)}", action="moving the tables into place")
+        self.moved = moving
+        if PROVENANCE_TABLE in self.existing:
+            self._record()
+        self.target.execute("SET SESSION foreign_key_checks = 1", action="setting the session")
+        self.target.commit()
+        self.moved = []
+        self.target.execute(f"DROP DATABASE {q(self.stage)}", action="dropping the staging database")
+
+    def _undo_staged(self) -> None:
+        self._stop.set()
+        try:
+            self.target.rollback()
+        except SnapError:
+            pass  # a lost connection: the server rolls back what was not committed
+        try:
+            try:
+                self._drop_stage(self.target)
+            except SnapError:
+                if self.reopen is None:
+                    raise
+                with self.reopen() as fresh:
+                    self._drop_stage(fresh)
+        except SnapError:
+            pass  # the error that stopped the restore is the one to report
+
+    def _drop_stage(self, target: Target) -> None:
+        q = target.quote
+        if target.dialect == "postgresql":
+            target.execute(f"DROP SCHEMA IF EXISTS {q(self.stage)} CASCADE",
+                           action="dropping the staging schema")
+            target.commit()
+            return
+        renames = [f"{q(self.home)}.{q(name)} TO {q(self.stage)}.{q(name)}" for name in self.moved]
+        renames += [f"{q(self.home)}.{q(old)} TO {q(self.home)}.{q(name)}"
+                    for name, old in self.aside.items()]
+        if renames:  # out of the target again, and the replaced tables back
+            target.execute(f"RENAME TABLE {', '.join(renames)}", action="putting the tables back")
+            self.moved, self.aside = [], {}
+        target.execute(f"DROP DATABASE IF EXISTS {q(self.stage)}", action="dropping the staging database")

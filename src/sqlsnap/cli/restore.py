@@ -21,12 +21,15 @@ from .output import echo_err
 @click.option("--replace", is_flag=True,
               help="Drop the target's tables that the snapshot also holds, and create them again.")
 @click.option("--append", is_flag=True, help="Add the rows to the target's tables that already exist.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Tables loaded side by side on PostgreSQL and MySQL/MariaDB (through a staging "
+                   "schema, moved into place at the end); SQLite and --append load with 1.")
 @identity_option()
 @s3_endpoint_option()
 @quiet_option("Print nothing but errors.")
 @json_option("Print the result (rows per table) as JSON on stdout.")
 def restore_cmd(snapshot: str, target_url: str, tables: tuple[str, ...], exclude_tables: tuple[str, ...],
-                replace: bool, append: bool, identities: tuple[str, ...], s3_endpoint: str | None,
+                replace: bool, append: bool, jobs: int, identities: tuple[str, ...], s3_endpoint: str | None,
                 quiet: bool, as_json: bool) -> None:
     """Load a snapshot into a database (PostgreSQL, MySQL/MariaDB or SQLite).
 
@@ -51,9 +54,10 @@ def restore_cmd(snapshot: str, target_url: str, tables: tuple[str, ...], exclude
 
     result = run(lambda: restore(snapshot, target_url, tables=tables or None,
                                  exclude_tables=exclude_tables or None, replace=replace, append=append,
-                                 identities=identities, s3_endpoint=s3_endpoint, progress=report))
+                                 identities=identities, s3_endpoint=s3_endpoint, progress=report, jobs=jobs))
     if as_json:
         click.echo(json.dumps(result.summary(), indent=2))
     elif not quiet:
+        jobs_note = f" ({result.jobs} jobs)" if result.jobs > 1 else ""
         echo_err(f"Restored {len(result.tables)} tables, {result.total_rows:,} rows into {result.target} "
-                 f"in {result.seconds:.1f} s")
+                 f"in {result.seconds:.1f} s{jobs_note}")

@@ -62,6 +62,10 @@ class Target(ABC):
         self.where = where
         self._owned = owned
         self._closed = False
+        #: The schema or database that foreign keys name their parents in (None: the
+        #: current one): a restore with jobs creates its tables in a staging database whose
+        #: keys must point where the tables end up.
+        self.references_in: str | None = None
 
     # -- opening --------------------------------------------------------------------------
 
@@ -91,9 +95,13 @@ class Target(ABC):
         return ", ".join(map(self.quote, names))
 
     def foreign_key_sql(self, fk: ForeignKey) -> str:
-        """A FOREIGN KEY clause, usable in CREATE TABLE and in ALTER TABLE ... ADD."""
+        """A FOREIGN KEY clause, usable in CREATE TABLE and in ALTER TABLE ... ADD; the
+        referenced table in :attr:`references_in` when that is set."""
+        parent = self.quote(fk.ref_table)
+        if self.references_in:
+            parent = f"{self.quote(self.references_in)}.{parent}"
         return (f"FOREIGN KEY ({self._names(fk.columns)}) "
-                f"REFERENCES {self.quote(fk.ref_table)} ({self._names(fk.ref_columns)})")
+                f"REFERENCES {parent} ({self._names(fk.ref_columns)})")
 
     def create_sql(
         self,
