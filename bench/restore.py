@@ -16,7 +16,11 @@ What it does (bench/README.md, "Restore and inspect", says why):
 3. **SQLite**: ``sqlsnap restore`` into a new file, against ``sqlite3``'s own ``.import`` of
    the same rows as CSV files into the same schema, in one transaction. Target: at most 2x;
 4. **inspect** of the snapshot: wall time and peak RSS. Target: peak RSS under 200 MB;
-5. drops every database it made. Each way runs ``--repeat`` times, interleaved; medians are
+5. with ``--jobs N``: ``sqlsnap restore -j N`` against ``-j 1`` into PostgreSQL and MariaDB
+   (``$SQLSNAP_BENCH_MYSQL``, database ``sqlsnap_brestore_mysql``), from the document and
+   from a JSON Lines export of the same data, printing the median of the paired ratios
+   (``--only " -j"`` times these alone);
+6. drops every database it made. Each way runs ``--repeat`` times, interleaved; medians are
    printed, with the peak RSS from GNU ``/usr/bin/time -f %M`` (``wait4``'s would count the
    benchmark's own memory, see bench/run.py).
 
@@ -62,6 +66,16 @@ def drop_db(name: str) -> None:
     psql("postgres", "-c", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+MYSQL = os.environ.get("SQLSNAP_BENCH_MYSQL", "mysql://root@127.0.0.1:3306")
+MYSQL_DB = "sqlsnap_brestore_mysql"
+
+
+def drop_mysql() -> None:
+    """The --jobs ways' MariaDB target, dropped before each run (restore creates it)."""
+    subprocess.run(["mariadb", "-uroot", "-h127.0.0.1", "-e", f"DROP DATABASE IF EXISTS {MYSQL_DB}"],
+                   check=True)
+
+
 def measure(cmd: list[str], before: Callable[[], None] | None = None,
             stdin: str | None = None) -> tuple[float, int]:
     """(seconds, peak RSS in KB) of ``cmd``; ``before`` runs first, untimed."""
@@ -79,6 +93,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=0,
+                        help="also time restore --jobs N against --jobs 1, into PostgreSQL and MariaDB, "
+                             "from the document and from a JSON Lines folder")
+    parser.add_argument("--only", default="", help="time only the ways whose name contains this")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
     import sqlsnap
@@ -94,6 +112,9 @@ def main() -> None:
         conn.close()
         snap = tmp / "snap.json"
         sqlsnap.export(f"{PG}/{names['src']}", str(snap))
+        folder = tmp / "snap-folder"
+        if args.jobs:
+            sqlsnap.export(f"{PG}/{names['src']}", str(folder), format="jsonl")
         print(f"demo scale {args.scale}: {rows:,} rows, snapshot {snap.stat().st_size / 1e6:.1f} MB")
 
         # The reference's input: the rows sqlsnap restores, dumped from a restored copy.
@@ -148,6 +169,17 @@ def main() -> None:
                                     imports),
             "inspect": ([SQLSNAP, "inspect", "--format", "json", str(snap)], lambda: None, None),
         }
+        if args.jobs:
+            for layout, path in (("json", snap), ("jsonl", folder)):
+                for jobs in (1, args.jobs):
+                    ways[f"pg {layout} -j{jobs}"] = (
+                        [SQLSNAP, "restore", "-q", "-j", str(jobs), str(path), f"{PG}/{names['sqlsnap']}"],
+                        fresh_pg(names["sqlsnap"], False), None)
+                    ways[f"mysql {layout} -j{jobs}"] = (
+                        [SQLSNAP, "restore", "-q", "-j", str(jobs), str(path), f"{MYSQL}/{MYSQL_DB}"],
+                        drop_mysql, None)
+        if args.only:
+            ways = {w: v for w, v in ways.items() if args.only in w}
         results: dict[str, list[tuple[float, int]]] = {w: [] for w in ways}
         for round_ in range(args.repeat):
             order = list(ways)
@@ -162,16 +194,25 @@ def main() -> None:
             fastest = min(s for s, _ in runs)
             peak = max(kb for _, kb in runs) / 1024
             print(f"{way:<22} {medians[way]:>9.2f} {fastest:>9.2f} {peak:>11.0f}")
-        for way, ref, limit in TARGETS:
+        for way, ref, limit in TARGETS if not args.only else []:
             ratio = max(medians[way] / medians[ref],
                         min(s for s, _ in results[way]) / min(s for s, _ in results[ref]))
             print(f"{way} / {ref}: {ratio:.2f}x (target <= {limit}x) {'PASS' if ratio <= limit else 'FAIL'}")
+        for way in [w for w in results if w.endswith(f"-j{args.jobs}") and args.jobs > 1]:
+            one = way.rsplit("-j", 1)[0] + "-j1"
+            paired = [a / b for (a, _), (b, _) in zip(results[way], results[one], strict=True)]
+            print(f"{way} / {one}: median of paired ratios {statistics.median(paired):.2f} "
+                  f"({', '.join(f'{r:.2f}' for r in paired)})")
+        if "inspect" not in results:
+            return
         peak_mb = max(kb for _, kb in results["inspect"]) / 1024
         print(f"inspect peak RSS: {peak_mb:.0f} MB (target < {INSPECT_RSS_LIMIT_MB} MB) "
               f"{'PASS' if peak_mb < INSPECT_RSS_LIMIT_MB else 'FAIL'}")
     finally:
         for name in names.values():
             drop_db(name)
+        if args.jobs:
+            drop_mysql()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

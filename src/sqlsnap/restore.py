@@ -20,6 +20,9 @@ added once every table is in, so cycles load. Memory holds one batch of rows.
   until the commit, and back on failure.
 * **Provenance.** A ``_sqlsnap_restore`` table gets one row per restore: when, from which
   snapshot, exported when and from where, rows per table.
+* **Jobs.** ``jobs`` > 1 on PostgreSQL and MySQL loads tables side by side, each on its own
+  connection, into a staging schema or database moved into place at the end in one step
+  (:class:`_Staged`, docs/restore.md).
 """
 
 from __future__ import annotations
