@@ -274,15 +274,21 @@ def test_a_target_holding_the_tables_is_refused_then_replaced_or_appended(
     with pytest.raises(OutputError, match="already holds 2 table.*--replace.*--append") as caught:
         restore(str(snap), empty_url, jobs=jobs)
     assert caught.value.exit_code == 6
-    cli = CliRunner().invoke(restore_cmd, [str(snap), empty_url])
+    cli = CliRunner().invoke(restore_cmd, [str(snap), empty_url, "--jobs", str(jobs)])
     assert cli.exit_code == 6
     assert cli.stderr.startswith("Error: ") and cli.stderr.count("\n") == 1
 
-    assert sorted(restore(str(snap), empty_url, replace=True, jobs=jobs).replaced) == ["players", "teams"]
+    cli = CliRunner().invoke(restore_cmd, [str(snap), empty_url, "--replace", "--json", "-j", str(jobs)])
+    assert cli.exit_code == 0, cli.stderr
+    summary = json.loads(cli.stdout)
+    assert sorted(summary["replaced"]) == ["players", "teams"]
+    assert summary["jobs"] == (1 if dialect_of(any_url) == "sqlite" else jobs)
     assert tables_of(empty_url) == [PROVENANCE_TABLE, "players", "teams"]  # nothing left aside
     assert len(foreign_keys_of(empty_url)) == 2
     assert rows_of(empty_url, "SELECT count(*) FROM players") == [(3,)]
     assert rows_of(empty_url, f"SELECT count(*) FROM {PROVENANCE_TABLE}") == [(2,)]
+    bad = CliRunner().invoke(restore_cmd, [str(snap), empty_url, "--jobs", "0"])
+    assert bad.exit_code == 2 and "--jobs" in bad.stderr
     # Appending the same rows again breaks the primary keys: refused, and nothing changes.
     with pytest.raises(SnapError, match="constraint|Duplicate|duplicate|UNIQUE"):
         restore(str(snap), empty_url, append=True, jobs=jobs)
