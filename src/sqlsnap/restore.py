@@ -658,6 +658,13 @@ class _Staged(_Restore):
             self._undo_staged()
             raise
         self._drop_aside()
+        if self.target.dialect == "mysql":  # committed: what is left is to drop the empty stage
+            try:
+                self.target.execute(f"DROP DATABASE {q(self.stage)}", action="dropping the staging database")
+            except SnapError as exc:
+                raise OutputError(f"the restore into {self.target.where} is done, but its empty staging "
+                                  f"database could not be dropped ({exc}); drop {self.stage} by hand",
+                                  where=self.target.where) from exc
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -823,7 +830,6 @@ class _Staged(_Restore):
         self.target.execute("SET SESSION foreign_key_checks = 1", action="setting the session")
         self.target.commit()
         self.moved = []
-        self.target.execute(f"DROP DATABASE {q(self.stage)}", action="dropping the staging database")
 
     def _undo_staged(self) -> None:
         self._stop.set()
