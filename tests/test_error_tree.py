@@ -16,6 +16,7 @@ from .conftest import MYSQL_HOST, MYSQL_PORT, PG_ADMIN_URL
 TREE = [
     (errors.SnapError, 1, False),
     (errors.UsageError, 2, False),
+    (errors.SourceBusy, 1, True),
     (errors.ConnectError, 3, False),
     (errors.ServerUnreachable, 3, True),
     (errors.AuthenticationError, 3, False),

@@ -305,8 +305,10 @@ def test_interrupt_while_a_reader_waits_on_the_server(pg_url: str, outdir: Path)
     locker.execute("LOCK TABLE z_locked IN ACCESS EXCLUSIVE MODE")
     try:
         export = Export(["export", pg_url, "-j", "1", "-o", str(outdir / "x.json")])
-        export.wait_for_line("exporting 2 tables", timeout=30)
-        time.sleep(0.5)  # let the export reach the locked table (it counts the rows first)
+        # The export locks every table before its snapshot exists: it waits there.
+        from tests.test_faults_truncate import _wait_for_lock_wait
+
+        _wait_for_lock_wait(pg_url)
         assert export.proc.poll() is None, export.lines
         code = export.interrupt(signal.SIGINT, timeout=8)
     finally:
@@ -317,10 +319,11 @@ def test_interrupt_while_a_reader_waits_on_the_server(pg_url: str, outdir: Path)
 
 
 def test_unique_output_names_do_not_clash_between_runs(small_sqlite: str, outdir: Path) -> None:
-    """Two exports to the same path one after the other: the second replaces the first whole."""
+    """Two exports to the same path one after the other: the second replaces the first whole
+    (with --force; without it the second refuses: tests/test_faults_output.py)."""
     out = outdir / f"{uuid.uuid4().hex}.json"
     for _ in range(2):
-        proc = run_cli("export", small_sqlite, "-q", "-o", str(out))
+        proc = run_cli("export", small_sqlite, "-q", "--force", "-o", str(out))
         assert proc.returncode == 0, proc.stderr
     assert sorted(p for p in os.listdir(outdir) if not p.endswith(".sha256")) == [out.name]
     assert out.read_bytes().startswith(b'{"metadata": ')

@@ -4,6 +4,7 @@
 
     SnapError                     exit 1   an export failed for a reason not listed below
     ├── UsageError                exit 2   bad option, URL or pattern: fix the command
+    ├── SourceBusy (T)            exit 1   the source gave up waiting: a lock (--lock-timeout), a timeout
     ├── ConnectError              exit 3   cannot connect to the database server
     │   ├── ServerUnreachable (T) exit 3   down, restarting, or a network problem
     │   └── AuthenticationError   exit 3   the server refused the user or password
@@ -55,6 +56,12 @@ class Transient(SnapError):
 
 class UsageError(SnapError):
     exit_code = 2
+
+
+class SourceBusy(Transient):
+    """The source gave up waiting: a lock another session holds (``--lock-timeout``), a
+    ``statement_timeout``, an ``idle_in_transaction_session_timeout``, a backend terminated by
+    an administrator. Trying again later may succeed."""
 
 
 class ConnectError(SnapError):

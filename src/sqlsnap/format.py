@@ -116,7 +116,9 @@ def parse_sidecar(data: bytes, name: str) -> str:
 
 
 def default_name(database: str, when: datetime, fmt: str, compression: str | None) -> str:
-    stem = os.path.splitext(os.path.basename(database))[0] or "database"
+    """``<database>-export-<UTC time>.json[.zst]``; ``database`` is the name to use, fit for a
+    file name already (the exporter escapes it)."""
+    stem = database or "database"
     stamp = when.strftime("%Y-%m-%dT%H-%M-%SZ")
     if fmt == "jsonl":
         return f"{stem}-export-{stamp}"

@@ -110,6 +110,11 @@ class ExportOptions:
     #: PostgreSQL: read binary COPY and write the JSON in C (False: the server builds each
     #: row's JSON with row_to_json; same bytes, more server CPU). Needs sqlsnap._pgcopy.
     binary_copy: bool = True
+    #: Seconds to wait for a table lock (another session's ALTER, TRUNCATE, DROP) before the
+    #: export fails; 0 waits for ever (docs/reliability.md).
+    lock_timeout: float = 60.0
+    #: Replace an existing snapshot under the same name (else the export refuses to start).
+    force: bool = False
     encrypt_to: tuple[str, ...] = ()
     encrypt_to_file: tuple[str, ...] = ()
     s3_endpoint: str | None = None
@@ -133,6 +138,8 @@ class ExportOptions:
             raise UsageError(f"unknown compression '{self.compress}'; use one of: {', '.join(COMPRESSIONS)}")
         if self.jobs is not None and self.jobs < 1:
             raise UsageError("--jobs must be at least 1")
+        if self.lock_timeout < 0:
+            raise UsageError("--lock-timeout must be 0 (wait for ever) or more seconds")
         if self.segment.closure and not self.segment.where:
             raise UsageError("a closed segment starts from seed rows; give them with "
                              "--where TABLE.COLUMN OP VALUE")

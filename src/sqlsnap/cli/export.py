@@ -38,6 +38,13 @@ from .output import make_progress, print_summary, warn_plan
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Readers side by side on one snapshot (PostgreSQL only): tables, and page ranges of "
                    "large tables. Default: one per core, at most 4.")
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=60, show_default=True,
+              metavar="SECONDS",
+              help="PostgreSQL and MySQL/MariaDB: fail the export when a table lock (held by another "
+                   "session's ALTER, TRUNCATE, DROP) is not granted within SECONDS; 0 waits for ever.")
+@click.option("--force", is_flag=True,
+              help="Replace an existing snapshot file or object of the same name (else the export "
+                   "refuses to start).")
 @click.option("--by", "exported_by", metavar="NAME", help="Recorded as exported_by. Default: the OS user.")
 @click.option("--environment", metavar="NAME", envvar="SQLSNAP_ENVIRONMENT",
               help="Recorded as environment, e.g. production. Env: SQLSNAP_ENVIRONMENT.")
@@ -60,6 +67,7 @@ from .output import make_progress, print_summary, warn_plan
 @json_option("Print the summary as JSON on stdout.")
 def export_cmd(source: str, output: str | None, fmt: str, compress: str | None, schemas: tuple[str, ...],
                tables: tuple[str, ...], exclude_tables: tuple[str, ...], jobs: int | None,
+               lock_timeout: float, force: bool,
                exported_by: str | None, environment: str | None, no_server_json: bool,
                no_binary_copy: bool,
                encrypt_to: tuple[str, ...], encrypt_to_file: tuple[str, ...], s3_endpoint: str | None,
@@ -92,7 +100,8 @@ def export_cmd(source: str, output: str | None, fmt: str, compress: str | None, 
     segment = run(lambda: segment_kwargs(policy_opts))
     result = run(lambda: export(
         source, output, format=fmt, compress=compress, **table_kwargs(schemas, tables, exclude_tables),
-        jobs=jobs, exported_by=exported_by, environment=environment, server_json=not no_server_json,
+        jobs=jobs, lock_timeout=lock_timeout, force=force,
+        exported_by=exported_by, environment=environment, server_json=not no_server_json,
         binary_copy=not no_binary_copy,
         progress=make_progress(quiet), encrypt_to=encrypt_to, encrypt_to_file=encrypt_to_file,
         s3_endpoint=s3_endpoint, on_plan=warn_plan, **segment, **policy_kwargs(policy_opts, quiet),

@@ -38,10 +38,12 @@ from __future__ import annotations
 
 import getpass
 import os
+import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -69,7 +71,7 @@ from ..policy import HashKey
 from ..policy.transforms import compile_projections
 from ..sources import Source, make_source
 from ..stores import SCHEMES as STORE_SCHEMES
-from ..stores import Store, expand_placeholders, open_store, plain_name
+from ..stores import Store, database_label, escape_value, expand_placeholders, open_store, plain_name
 from ..stores.file import FileStore
 from ..urls import SourceURL, parse_url
 from ..writers.document import write_document
@@ -170,12 +172,16 @@ def _plan_options(options: ExportOptions, dialect: str) -> tuple[PlanOptions, Ha
         segment_file=options.segment.segment_file)
 
 
-def _open_source(url: SourceURL, options: ExportOptions) -> Source:
+def _open_source(url: SourceURL, options: ExportOptions, readers: int | None = None) -> Source:
     src = make_source(url)
     if not options.server_json and hasattr(src, "server_json"):
         src.server_json = False
     if not options.binary_copy and hasattr(src, "binary_copy"):
         src.binary_copy = False
+    if hasattr(src, "lock_timeout"):
+        src.lock_timeout = options.lock_timeout
+    # A source opens its readers' connections with its snapshot: no more than will read.
+    src.max_readers = max(1, min(src.max_readers, readers or options.jobs or DEFAULT_JOBS))
     return src
 
 
@@ -207,13 +213,14 @@ class Export:
 
             recipients = load_recipients(o.encrypt_to, o.encrypt_to_file)
         destination = o.destination
+        label = database_label(url.dialect, url.database)
         if destination is None:
-            destination = default_name(url.database, self.when, o.format, o.compress)
+            destination = default_name(escape_value(label), self.when, o.format, o.compress)
             if recipients and o.format == "json":
                 from ..crypto import SUFFIX as AGE_SUFFIX
 
                 destination += AGE_SUFFIX
-        destination = expand_placeholders(destination, database=url.database, when=self.when,
+        destination = expand_placeholders(destination, database=label, when=self.when,
                                           environment=o.environment, export_type=o.export_type)
         if destination == "-" and o.format == "jsonl":
             raise UsageError("JSON Lines output is a folder; give it with -o FOLDER")
@@ -231,6 +238,11 @@ class Export:
         store, key = open_store(destination, s3_endpoint=o.s3_endpoint)
         if o.format == "json":
             store.check_object_name(key)
+            if store.scheme != "stdout":
+                store.check_object_name(key + SIDECAR_SUFFIX)
+            if store.scheme != "stdout" and not o.force and store.exists(key):
+                raise OutputError(f"{store.url(key)} already exists; give --force to replace it, or "
+                                  "choose another name with -o (e.g. with {timestamp})", path=store.url(key))
         elif store.exists(key):
             raise OutputError(f"{store.url(key)} already exists; remove it or choose another folder with -o",
                               path=store.url(key))
@@ -387,12 +399,8 @@ class _Run:
             _check_counts(counted, self.results)
             size, sha256 = written
             self.job._check_cancelled()
-            upload.commit()
-            checksum_file = None
-            if self.store.scheme != "stdout":
-                checksum_key = self.key + SIDECAR_SUFFIX
-                self.store.put(checksum_key, sidecar_text(sha256, self.key))
-                checksum_file = self.store.url(checksum_key)
+            with _signals_held():
+                checksum_file = self._commit(upload, sha256)
         except OSError as exc:
             if upload:
                 upload.abort()
@@ -406,6 +414,47 @@ class _Run:
                 for ch in chs:
                     ch.release()
         return metadata, size, sha256, checksum_file
+
+
+    def _commit(self, upload: Any, sha256: str) -> str | None:
+        """The commit point: the checksum file is written first, then the data file renamed
+        into place, so that a data file never stands without its checksum file. When the
+        checksum file cannot be written the data file is never renamed (the caller's abort
+        removes it); when the rename fails the new checksum file is removed again."""
+        if self.store.scheme == "stdout":
+            upload.commit()
+            return None
+        checksum_key = self.key + SIDECAR_SUFFIX
+        self.store.put(checksum_key, sidecar_text(sha256, self.key))
+        try:
+            upload.commit()
+        except BaseException:
+            try:
+                self.store.delete([checksum_key])
+            except (SnapError, OSError):
+                pass
+            raise
+        return self.store.url(checksum_key)
+
+
+@contextmanager
+def _signals_held() -> Iterator[list[int]]:
+    """Ctrl-C and SIGTERM wait while the commit runs (a rename and a small write): an
+    interrupt then either came before the commit point (nothing is left) or after it (the
+    snapshot is complete, and the export ends as a success), never half-way."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got  # signals are handled in the main thread only
+        return
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in held}
+    for s in held:
+        signal.signal(s, lambda signum, frame: got.append(signum))
+    try:
+        yield got
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _options(source: str | ExportOptions, destination: str | None, kwargs: dict[str, Any]) -> ExportOptions:
@@ -458,7 +507,7 @@ def plan(source: str | ExportOptions, **options: Any) -> Plan:
     opts.check()
     url = parse_url(opts.source)
     plan_opts, _ = _plan_options(opts, url.dialect)
-    with _open_source(url, opts) as src:
+    with _open_source(url, opts, readers=1) as src:
         info = src.info()
         reflected = src.list_tables(opts.schemas)
         the_plan = build_plan(reflected, plan_opts, info)

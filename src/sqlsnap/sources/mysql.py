@@ -123,6 +123,11 @@ def _column_converter(data_type: str, column_type: str, is_json: bool) -> tuple[
     return _str, None
 
 
+def _lock_wait_seconds(timeout: float) -> int:
+    """lock_wait_timeout takes whole seconds, at least 1; 0 (wait for ever) is its maximum."""
+    return max(1, round(timeout)) if timeout else 31536000
+
+
 class MySQLSource(Source):
     dialect = "mysql"
     max_readers = 1
@@ -132,6 +137,9 @@ class MySQLSource(Source):
         super().__init__(url)
         self._conn: Any = None
         self._version = ""
+        #: Seconds a metadata lock may be awaited (0: the server's maximum, a year); the
+        #: exporter sets --lock-timeout here.
+        self.lock_timeout = 60.0
 
     def connect_args(self) -> dict[str, Any]:
         """The driver's ``connect()`` arguments for this URL (the targets reuse them, without
@@ -176,6 +184,9 @@ class MySQLSource(Source):
                 "SET SESSION time_zone = '+00:00'",
                 # A slow consumer must not make the server drop a streaming result.
                 "SET SESSION net_write_timeout = 3600",
+                # Another session's ALTER or TRUNCATE holds the table's metadata lock: fail
+                # after --lock-timeout rather than wait a year (the server's default).
+                f"SET SESSION lock_wait_timeout = {_lock_wait_seconds(self.lock_timeout)}",
                 "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
                 "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
             ):

@@ -30,6 +30,7 @@ types without a JSON form as their canonical text.
 from __future__ import annotations
 
 import getpass
+import os
 import select
 import threading
 from collections.abc import Iterator, Sequence
@@ -40,7 +41,7 @@ from typing import Any
 
 import msgspec
 
-from ..errors import AuthenticationError, NotFoundError, ServerUnreachable, SnapError
+from ..errors import AuthenticationError, NotFoundError, ServerUnreachable, SnapError, SourceBusy
 from ..model import Column, ForeignKey, Table
 from ..plan.request import Part, Projection, ReadRequest
 from ..plan.segment import BUCKETS, Closure
@@ -275,6 +276,61 @@ def translate_error(exc: Exception, url_display: str) -> SnapError:
     return ServerUnreachable(f"cannot connect to {url_display}: {msg}; is the server running and reachable?")
 
 
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return mask(text.splitlines()[0] if text else type(exc).__name__)
+
+
+def runtime_error(exc: Exception, doing: str, lock_timeout: float | None = None,
+                  **fields: Any) -> SnapError:
+    """A psycopg error met after connecting (locking, counting, reading), as a one-line
+    SnapError of the documented class that names the fix (docs/reliability.md)."""
+    msg = _first_line(exc)
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    if sqlstate == "55P03":  # lock_not_available: lock_timeout expired
+        wait = f"within --lock-timeout {lock_timeout:g} s" if lock_timeout else "in time"
+        return SourceBusy(f"{doing}: could not lock the table {wait}, another session holds or awaits a "
+                          "conflicting lock (ALTER, TRUNCATE, DROP, VACUUM FULL); try again later or raise "
+                          "--lock-timeout (0 waits for ever)", **fields)
+    if sqlstate == "57014":  # query_canceled: statement_timeout, or pg_cancel_backend
+        return SourceBusy(f"{doing}: the server cancelled the query ({msg}); a statement_timeout set "
+                          "for the role or by a pooler, or an administrator: try again, or raise the "
+                          "role's statement_timeout", **fields)
+    if sqlstate == "25P03":  # idle_in_transaction_session_timeout
+        return SourceBusy(f"{doing}: the server ended the snapshot's idle transaction ({msg}); try "
+                          "again, or raise the role's idle_in_transaction_session_timeout", **fields)
+    if sqlstate == "53200" or "max_locks_per_transaction" in str(exc):  # out of shared memory
+        return SnapError(f"{doing}: the server ran out of lock slots ({msg}); raise the server's "
+                         "max_locks_per_transaction (a restart), or export fewer tables a run with "
+                         "--tables, or use fewer --jobs (each reader locks every table)", **fields)
+    if sqlstate.startswith("57P") or sqlstate.startswith("08") or isinstance(exc, psycopg.OperationalError):
+        # 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, 08xxx: the
+        # connection is gone (restart, pg_terminate_backend, network).
+        return ServerUnreachable(f"{doing}: the server closed the connection ({msg}); it was restarted "
+                                 "or the session was terminated: try again", **fields)
+    return SnapError(f"{doing} failed: {msg}", **fields)
+
+
+#: A lock wait longer than this fails the export (--lock-timeout; 0 waits for ever). pg_dump
+#: waits for ever by default; an unattended export should rather fail and be retried than
+#: hold its other locks (and a queue of writers behind them) for as long as a migration runs.
+DEFAULT_LOCK_TIMEOUT = 60.0
+
+#: How often the table list may change between listing and locking before the export gives
+#: up (each round costs one catalog query and one LOCK statement).
+_LOCK_ROUNDS = 5
+
+
+def _user_options(conninfo: str) -> str:
+    """The libpq ``options`` the user gave (the URL's ``?options=``, else ``PGOPTIONS``):
+    psycopg's ``options=`` keyword would replace them, so they go first and ours after."""
+    try:
+        given = psycopg.conninfo.conninfo_to_dict(conninfo).get("options")
+    except psycopg.Error:
+        given = None
+    return str(given if given is not None else os.environ.get("PGOPTIONS", "")).strip()
+
+
 class PostgresSource(Source):
     dialect = "postgresql"
 
@@ -287,56 +343,71 @@ class PostgresSource(Source):
         #: Read binary COPY and write the JSON in C (pgbinary); False: the server builds it.
         self.binary_copy = binary_copy
         self.max_readers = max_readers
+        #: Seconds a lock may be awaited (0: for ever); the exporter sets --lock-timeout here.
+        self.lock_timeout = DEFAULT_LOCK_TIMEOUT
         self._conn: Any = None
         self._snapshot: str | None = None
         self._version = ""
         self._version_num = 0
+        #: Reader connections opened, locked and on the snapshot by list_tables, and whether
+        #: the main connection is lent to a reader now.
+        self._pool: list[Any] = []
+        self._main_lent = False
+        self._pool_lock = threading.Lock()
+        #: What happened that the user should know (fewer readers than asked, and why).
+        self.notices: list[str] = []
 
     # -- connections -----------------------------------------------------------------------
 
-    def _connect(self) -> Any:
+    def _connect(self, autocommit: bool = False) -> Any:
         raw = self.url.raw
         scheme, rest = raw.split("://", 1)
         conninfo = "postgresql://" + rest  # libpq does not know "postgresql+psycopg://"
+        # Ours after the user's: later -c settings win, and the contract needs ours. The
+        # export's own sessions never time out on their own (as pg_dump's): a statement or
+        # idle-in-transaction timeout would end the snapshot mid-export; lock waits are
+        # bounded by --lock-timeout instead.
+        lock_ms = int(self.lock_timeout * 1000)
+        options = " ".join(filter(None, [
+            _user_options(conninfo), SESSION_OPTIONS,
+            f"-c lock_timeout={lock_ms} -c statement_timeout=0 -c idle_in_transaction_session_timeout=0"]))
         try:
             conn = psycopg.connect(
                 conninfo,
-                options=SESSION_OPTIONS,
+                options=options,
                 application_name="sqlsnap",
                 connect_timeout=int(self.url.params.get("connect_timeout", 10)),
+                autocommit=autocommit,
             )
         except psycopg.Error as exc:
             raise translate_error(exc, self.url.display) from None
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        conn.read_only = True
+        if not autocommit:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
         for typname in _TEXT_LOADED:
             conn.adapters.register_loader(typname, _TextLoader)
         return conn
 
     def open(self) -> None:
+        """Connect; no statement runs yet, so no snapshot exists: :meth:`list_tables` locks
+        the tables first (in a REPEATABLE READ transaction the first query takes the
+        snapshot; BEGIN, SET and LOCK TABLE do not)."""
         self._conn = self._connect()
-        try:
-            self._version = self._conn.execute("SHOW server_version").fetchone()[0].split()[0]
-            self._version_num = int(self._conn.execute("SHOW server_version_num").fetchone()[0])
-            if self.max_readers > 1:
-                try:
-                    self._snapshot = self._conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
-                except psycopg.Error:
-                    # A hot standby cannot export snapshots: fall back to one reader.
-                    self._conn.rollback()
-                    self._conn.execute("SELECT 1")
-                    self.max_readers = 1
-        except psycopg.Error as exc:
-            raise SnapError(f"cannot start the snapshot: {mask(str(exc).strip())}") from None
+        info = self._conn.info
+        self._version_num = int(info.server_version)
+        self._version = (info.parameter_status("server_version") or "").split()[0] if \
+            info.parameter_status("server_version") else str(self._version_num)
 
     def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.rollback()
-                self._conn.close()
-            except psycopg.Error:
-                pass
-            self._conn = None
+        for conn in [*self._pool, self._conn]:
+            if conn is not None:
+                try:
+                    conn.rollback()
+                    conn.close()
+                except psycopg.Error:
+                    pass
+        self._pool = []
+        self._conn = None
 
     def info(self) -> dict[str, Any]:
         info = self._conn.info
@@ -348,18 +419,153 @@ class PostgresSource(Source):
             "user": info.user or getpass.getuser(),
         }
 
-    # -- schema ----------------------------------------------------------------------------
+    # -- the snapshot: lock, then snapshot -------------------------------------------------
+
+    def _started(self) -> bool:
+        return bool(self._conn.info.transaction_status != pq.TransactionStatus.IDLE)
+
+    def _list_outside(self, schemas: list[str]) -> list[tuple[int, str, str, str]]:
+        """(oid, schema, name, relkind) of the tables to export, read on a connection of its
+        own, outside the snapshot (which does not exist yet)."""
+        side = self._connect(autocommit=True)
+        try:
+            found = {r[0] for r in side.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", (schemas,))}
+            missing = [s for s in schemas if s not in found]
+            if missing:
+                raise NotFoundError(
+                    f"schema {', '.join(missing)} does not exist in database {side.info.dbname}; "
+                    "check --schema", schema=missing[0])
+            return [(int(o), n, r, k) for o, n, r, k in side.execute(
+                "SELECT c.oid, n.nspname, c.relname, c.relkind FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname = ANY(%s) "
+                "ORDER BY c.oid", (schemas,))]
+        except psycopg.Error as exc:
+            raise runtime_error(exc, "listing the tables") from None
+        finally:
+            side.close()
+
+    def _lock(self, conn: Any, listed: list[tuple[int, str, str, str]]) -> None:
+        """ACCESS SHARE on every listed table, as pg_dump takes: TRUNCATE, ALTER and DROP
+        then wait for the export. Plain tables ONLY (inheritance children are tables of
+        their own); a partitioned table with its partitions."""
+        if not listed:
+            return
+        names = ", ".join(f"{'ONLY ' if k == 'r' else ''}{_quote(n)}.{_quote(r)}" for _, n, r, k in listed)
+        conn.execute(f"LOCK TABLE {names} IN ACCESS SHARE MODE")
 
     def list_tables(self, schemas: Sequence[str] | None) -> list[Table]:
+        """The tables, reflected in the snapshot, which is taken only once they are locked.
+
+        TRUNCATE is not MVCC-safe: a snapshot taken before it commits sees the table empty
+        afterwards. So the tables are listed on another connection, locked in the reading
+        transaction (which waits for a TRUNCATE in progress to commit), and only then does
+        the first query take the snapshot; a TRUNCATE that comes later waits for the
+        export. The list read in the snapshot must equal the list locked (a table created,
+        dropped or renamed in between: list and lock again). The readers lock too, before
+        they adopt the snapshot (docs/reliability.md)."""
         schemas = list(schemas or ["public"])
+        if self._started():  # the snapshot exists: a second look at the catalog
+            return self._reflect(schemas)[0]
+        for _ in range(_LOCK_ROUNDS):
+            listed = self._list_outside(schemas)
+            try:
+                self._lock(self._conn, listed)
+                readers = self._open_readers(listed)
+                tables, oids = self._reflect(schemas)
+            except psycopg.errors.UndefinedTable:  # dropped or renamed since listed
+                self._reset()
+                continue
+            except psycopg.Error as exc:
+                self._reset()
+                raise runtime_error(exc, f"locking {self._blocked(listed)}", self.lock_timeout) from None
+            if oids == {o for o, *_ in listed}:
+                self._share_snapshot(readers)
+                return tables
+            for conn in readers:
+                conn.close()
+            self._reset()
+        raise SourceBusy(f"the tables of schema {', '.join(schemas)} kept changing (created, dropped or "
+                         "renamed) while the export started; try again")
+
+    def _blocked(self, listed: list[tuple[int, str, str, str]]) -> str:
+        """Which tables another session holds an exclusive lock on, for the message."""
+        try:
+            side = self._connect(autocommit=True)
+            try:
+                oids = [r[0] for r in side.execute(
+                    "SELECT DISTINCT relation FROM pg_locks WHERE granted AND relation = ANY(%s) "
+                    "AND mode = 'AccessExclusiveLock' AND pid <> pg_backend_pid()",
+                    ([o for o, *_ in listed],))]
+            finally:
+                side.close()
+        except (psycopg.Error, SnapError):
+            oids = []
+        names = [f"{n}.{r}" for o, n, r, _ in listed if o in oids]
+        if not names:
+            return "the tables to export"
+        return "table " + ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+    def _reset(self) -> None:
+        try:
+            self._conn.rollback()
+        except psycopg.Error as exc:
+            raise runtime_error(exc, "starting the snapshot") from None
+        self.details.clear()
+
+    def _open_readers(self, listed: list[tuple[int, str, str, str]]) -> list[Any]:
+        """The other readers' connections, each holding the same locks before the snapshot
+        exists (so a TRUNCATE can never queue between the export's lock and a reader's).
+        Fewer when the server has no free connection slot (said in ``notices``)."""
+        wanted = min(self.max_readers, max(1, len(listed))) - 1
+        conns: list[Any] = []
+        for _ in range(wanted):
+            try:
+                conn = self._connect()
+            except SnapError as exc:
+                if not conns and self.max_readers > 1:
+                    self.notices.append(f"reading with 1 connection instead of {wanted + 1}: {exc}")
+                else:
+                    self.notices.append(f"reading with {len(conns) + 1} connections instead of "
+                                        f"{wanted + 1}: {exc}")
+                break
+            conns.append(conn)
+            try:
+                self._lock(conn, listed)
+            except BaseException:
+                for c in conns:
+                    c.close()
+                raise
+        self.max_readers = len(conns) + 1
+        return conns
+
+    def _share_snapshot(self, readers: list[Any]) -> None:
+        """Export the main connection's snapshot to the reader connections opened beside it."""
+        if not readers and self.max_readers <= 1:
+            self.max_readers = 1
+            return
+        try:
+            self._snapshot = self._conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        except psycopg.Error:
+            # A hot standby cannot export snapshots: fall back to one reader.
+            self._conn.rollback()
+            raise SourceBusy("a hot standby cannot share its snapshot between readers; use --jobs 1") \
+                from None
+        try:
+            for conn in readers:
+                conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self._snapshot)))
+        except psycopg.Error as exc:
+            for conn in readers:
+                conn.close()
+            raise runtime_error(exc, "sharing the snapshot") from None
+        self._pool = readers
+
+    # -- schema ----------------------------------------------------------------------------
+
+    def _reflect(self, schemas: list[str]) -> tuple[list[Table], set[int]]:
+        """The tables of ``schemas`` as the snapshot sees them (this takes it), and their oids."""
         cur = self._conn.cursor()
-        found = {r[0] for r in cur.execute(
-            "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", (schemas,))}
-        missing = [s for s in schemas if s not in found]
-        if missing:
-            raise NotFoundError(
-                f"schema {', '.join(missing)} does not exist in database {self._conn.info.dbname}; "
-                "check --schema", schema=missing[0])
         default = schemas[0] if len(schemas) == 1 else "public"
         several = len(schemas) > 1
 
@@ -464,7 +670,7 @@ class PostgresSource(Source):
         ):
             tables[oid].foreign_keys.append(
                 ForeignKey(tuple(cols), display(ref_nsp, ref_rel), tuple(ref_cols)))
-        return list(tables.values())
+        return list(tables.values()), set(tables)
 
     def split(self, table: Table, part_bytes: int) -> list[Part]:
         """Ranges of the heap's pages (``ctid``) of about ``part_bytes`` each, read by a TID
@@ -487,19 +693,53 @@ class PostgresSource(Source):
 
     @contextmanager
     def reader(self) -> Iterator[TableReader]:
+        """A reader on the snapshot: the main connection when it is free (it holds the locks
+        already), else one of the connections list_tables opened beside it, else a new one
+        (which then locks each table as it reads it)."""
+        conn, kind = self._take()
+        failed = False
+        try:
+            yield _PostgresReader(conn, self.server_json, self.details, self.binary_copy,
+                                  self.lock_timeout)
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            self._give_back(conn, kind, failed)
+
+    def _take(self) -> tuple[Any, str]:
+        with self._pool_lock:
+            if not self._main_lent:
+                self._main_lent = True
+                return self._conn, "main"
+            if self._pool:
+                return self._pool.pop(), "pool"
         if self._snapshot is None:
-            yield _PostgresReader(self._conn, self.server_json, self.details, self.binary_copy)
-            return
+            raise SnapError("internal: a second reader without a shared snapshot")
         conn = self._connect()
         try:
             conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self._snapshot)))
-            yield _PostgresReader(conn, self.server_json, self.details, self.binary_copy)
-        finally:
-            try:
-                conn.rollback()
-                conn.close()
-            except psycopg.Error:
-                pass
+        except psycopg.Error as exc:
+            conn.close()
+            raise runtime_error(exc, "joining the export's snapshot") from None
+        return conn, "new"
+
+    def _give_back(self, conn: Any, kind: str, failed: bool) -> None:
+        """A connection still in its snapshot transaction goes back for the next reader."""
+        healthy = not failed and not conn.closed and \
+            conn.info.transaction_status == pq.TransactionStatus.INTRANS
+        with self._pool_lock:
+            if kind == "main":
+                self._main_lent = False
+                return
+            if healthy:
+                self._pool.append(conn)
+                return
+        try:
+            conn.rollback()
+            conn.close()
+        except psycopg.Error:
+            pass
 
 
 def _table_name(table: Table) -> str:
@@ -538,7 +778,7 @@ class _PostgresSegment(SegmentSQL):
 
 class _PostgresReader(TableReader):
     def __init__(self, conn: Any, server_json: bool, details: dict[str, Any],
-                 binary_copy: bool = True) -> None:
+                 binary_copy: bool = True, lock_timeout: float | None = None) -> None:
         self.conn = conn
         self.server_json = server_json
         self.details = details
@@ -546,6 +786,7 @@ class _PostgresReader(TableReader):
         # (a LATIN1 database, say) the server builds the JSON, as before issue 12.
         self.binary_copy = binary_copy and _PGCOPY is not None and conn.info.encoding == "utf-8"
         self._jit_off = False
+        self.lock_timeout = lock_timeout
 
     def _segment_session(self, request: ReadRequest | None = None) -> None:
         """Before a segment's query: JIT off for the rest of the snapshot's transaction. The
@@ -599,10 +840,8 @@ class _PostgresReader(TableReader):
         except psycopg.Error as exc:
             if cancel.is_set():
                 raise Cancelled from None
-            raise SnapError(
-                f"reading table {table.name} failed: {mask(str(exc).strip().splitlines()[0])}",
-                table=table.name,
-            ) from None
+            raise runtime_error(exc, f"reading table {table.name}", self.lock_timeout, table=table.name) \
+                from None
 
     def server_sql(self, request: ReadRequest, projection: Projection | None = None,
                    binary: bool = False) -> str:
@@ -781,8 +1020,12 @@ class _PostgresReader(TableReader):
 
     def count(self, request: ReadRequest) -> int:
         self._segment_session(request)
-        with self.conn.cursor() as cur:
-            row = cur.execute(f"SELECT count(*) FROM {self._from(request)}").fetchone()
+        try:
+            with self.conn.cursor() as cur:
+                row = cur.execute(f"SELECT count(*) FROM {self._from(request)}").fetchone()
+        except psycopg.Error as exc:
+            raise runtime_error(exc, f"counting the rows of {request.table.name}", self.lock_timeout,
+                                table=request.table.name) from None
         return int(row[0])
 
     def _read_portable(self, request: ReadRequest, cancel: threading.Event) -> Iterator[tuple[bytes, int]]:

@@ -35,7 +35,8 @@ from .stdout import StdoutStore
 
 __all__ = [
     "PLACEHOLDERS", "SCHEMES", "SIDECAR_SUFFIX", "Batch", "Entry", "Reader", "Store", "Upload",
-    "expand_placeholders", "is_s3", "open_input", "open_store", "plain_name", "read_sidecar", "sidecar_text",
+    "database_label", "escape_value", "expand_placeholders", "is_s3", "open_input", "open_store",
+    "plain_name", "read_sidecar", "sidecar_text",
 ]
 
 
@@ -99,37 +100,56 @@ PLACEHOLDERS = {
     "export_type": "full for every row of the tables exported, segment when rows are filtered",
 }
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-#: Characters that would change the meaning of a path or key if a value carried them.
-_UNSAFE = re.compile(r"[/\\\x00-\x1f]")
+#: Characters escaped in a placeholder's value: those that would change the meaning of a
+#: path or key (separators, control characters, a leading dot), characters that S3 keys and
+#: shells treat specially, and ``%`` itself, so that the escaping is reversible.
+_UNSAFE = re.compile(r"[%/\\\x00-\x1f\x7f:*?\"<>|]|^\.")
 
 
-def _safe(value: str) -> str:
-    return _UNSAFE.sub("_", value).strip().lstrip(".") or "_"
+def escape_value(value: str) -> str:
+    """``value`` fit to be part of one file name or key segment, injectively: each unsafe
+    character becomes ``%XX`` (its UTF-8 bytes in hex), as in a URL, and so does ``%``;
+    every other character, dots and spaces included, is kept. Two different values never
+    give the same name (``app.prod`` -> ``app.prod``, ``a/b`` -> ``a%2Fb``)."""
+    if not value:
+        return "%00"  # an empty name: no real value escapes to it (a NUL is not a name)
+    return _UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m[0].encode()), value)
 
 
 def expand_placeholders(template: str, *, database: str, when: datetime, environment: str | None,
                         export_type: str = "full") -> str:
-    """Fill ``{database}``, ``{timestamp}``, ``{environment}`` and ``{export_type}`` in a name."""
+    """Fill ``{database}``, ``{timestamp}``, ``{environment}`` and ``{export_type}`` in a name,
+    each value escaped by :func:`escape_value` (injective: different values, different
+    names). ``database`` is the name to use as it is (for SQLite, the file's name without
+    its suffix: :func:`database_label`)."""
     if "{" not in template:
         return template
 
     def value(match: re.Match[str]) -> str:
         name = match[1]
         if name == "database":
-            return _safe(os.path.splitext(os.path.basename(database))[0] or database or "database")
+            return escape_value(database)
         if name == "timestamp":
             return when.strftime("%Y-%m-%dT%H-%M-%SZ")
         if name == "environment":
             if not environment:
                 raise UsageError("the output name uses {environment} but no environment is set; "
                                  "give --environment NAME or set SQLSNAP_ENVIRONMENT")
-            return _safe(environment)
+            return escape_value(environment)
         if name == "export_type":
-            return _safe(export_type)
+            return escape_value(export_type)
         raise UsageError(f"unknown placeholder {{{name}}} in the output name; use "
                          + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS))
 
     return _PLACEHOLDER.sub(value, template)
+
+
+def database_label(dialect: str, database: str) -> str:
+    """The name ``{database}`` stands for: the database's name; for SQLite, whose database is
+    a file, the file's name without its suffix."""
+    if dialect == "sqlite":
+        return os.path.splitext(os.path.basename(database))[0] or "database"
+    return database or "database"
 
 
 class _StdinReader:
