@@ -46,6 +46,7 @@ from functools import cache
 from math import gcd
 from typing import Any
 
+from .errors import UsageError
 from .model import Column, ForeignKey, Table
 from .targets import attach, column_type
 
@@ -1561,8 +1562,13 @@ def build(
     scale: int = 1,
     *,
     progress: Callable[[str, int], None] | None = None,
+    replace: bool = False,
 ) -> dict[str, int]:
     """(Re)create the demo tables in ``conn``'s database and fill them; return rows per table.
+
+    The database must be empty or hold exactly the demo's tables (an earlier demo), unless
+    ``replace``: a table of the user's that happens to share a demo table's name would
+    otherwise lose its rows (UsageError before anything is dropped).
 
     ``dialect`` is ``"postgresql"`` (a psycopg 3 connection), ``"mysql"`` (MySQLdb or
     PyMySQL) or ``"sqlite"`` (``sqlite3``). Only the demo's own tables are dropped, child
@@ -1579,6 +1585,15 @@ def build(
         raise ValueError(f"scale must be a positive integer, got {scale}")
     world = _World(scale)
     target = attach(conn, dialect)
+    existing = set(target.table_names())
+    ours = {t.name for t in _TABLES}
+    if existing and existing != ours and not replace:
+        clash = sorted(existing & ours)
+        others = sorted(existing - ours)
+        shown = ", ".join((clash or others)[:5]) + (" ..." if len(clash or others) > 5 else "")
+        what = f"tables of the demo's names ({shown})" if clash else f"other tables ({shown})"
+        raise UsageError(f"the target database is not empty: it holds {what}; build the demo in an "
+                         "empty database, or give --replace to drop and rebuild the demo's tables there")
     tables = [(t, _model_table(t, dialect)) for t in _TABLES]
     keys_later = target.keys_after_load
     for t in reversed(_TABLES):  # children first

@@ -13,7 +13,7 @@ from .options import quiet_option
 from .output import echo_err, make_progress, print_summary
 
 
-def _build(target: str, scale: int, quiet: bool) -> dict[str, int]:
+def _build(target: str, scale: int, quiet: bool, replace: bool = False) -> dict[str, int]:
     """Build the sample in ``target``; its rows per table.
 
     Library work done here for now (connect, translate the driver's errors, close): it belongs
@@ -28,7 +28,7 @@ def _build(target: str, scale: int, quiet: bool) -> dict[str, int]:
     conn = connect_for_write(url)
     try:
         counts = demo_db.build(
-            conn, url.dialect, scale,
+            conn, url.dialect, scale, replace=replace,
             progress=None if quiet else (lambda t, n: echo_err(f"  {t}: {n:,} rows")),
         )
     except SnapError:
@@ -48,15 +48,19 @@ def _build(target: str, scale: int, quiet: bool) -> dict[str, int]:
 
 @click.command(name="demo", epilog=exit_codes_epilog())
 @click.option("--target", metavar="URL", default="sqlite:///sqlsnap-demo.db", show_default=True,
-              help="Where to build the sample database (created if missing; the demo's own tables "
-                   "are replaced).")
+              help="Where to build the sample database: created if missing; it must be empty or hold "
+                   "an earlier demo, unless --replace.")
+@click.option("--replace", is_flag=True,
+              help="Build in a database that holds other tables: the demo's tables are dropped and "
+                   "rebuilt there, others are left alone.")
 @click.option("--scale", type=click.IntRange(min=1), default=1, show_default=True,
               help="1 is a few thousand rows; 100 is about a million rows (about 1 GB of JSON).")
 @click.option("--no-export", is_flag=True, help="Only build the database.")
 @click.option("-o", "--output", "output", metavar="PATH",
               help="Where to export (default: <database>-export-<UTC time>.json here).")
 @quiet_option("Print nothing on stderr.")
-def demo_cmd(target: str, scale: int, no_export: bool, output: str | None, quiet: bool) -> None:
+def demo_cmd(target: str, scale: int, replace: bool, no_export: bool, output: str | None,
+             quiet: bool) -> None:
     """Build the bundled sample database, then export it.
 
     The sample is a multi-tenant incident-management service: companies, sites, users with
@@ -71,7 +75,7 @@ def demo_cmd(target: str, scale: int, no_export: bool, output: str | None, quiet
     """
     from ..exporter import export
 
-    run(lambda: _build(target, scale, quiet))
+    run(lambda: _build(target, scale, quiet, replace))
     if no_export:
         return
     result = run(lambda: export(target, output, progress=make_progress(quiet)))
