@@ -182,6 +182,12 @@ def _plan_column(name: str, kind: str, element: str | None) -> _ColumnPlan:
         if element == "text":
             return _ColumnPlan(f"{c}::text[]", f"{c}::text[]", kind, element)
         return _ColumnPlan(c, c, kind, element)
+    if kind == "json_array":
+        # Not through jsonb[], which rejects an element holding \u0000 and so failed the whole
+        # export: each element as stored, its tabs and line breaks (only ever whitespace
+        # between tokens) turned into spaces in the array's text, as for a json column.
+        text = f"translate({c}::text, E'\\t\\n\\r', '   ')::json[]"
+        return _ColumnPlan(text, text, "array", "jsonb")
     if kind == "text_array":
         return _ColumnPlan(f"{c}::text[]", f"{c}::text[]", "array", "text")
     if kind == "bpchar_array":
@@ -623,8 +629,8 @@ class PostgresSource(Source):
                 ekind = _kind(ename, etype)
                 if ename in ("bpchar", "inet"):
                     plan = _plan_column(att, f"{ename}_array", None)
-                elif ekind == "json":  # as jsonb[]: the elements are JSON values, each on one line
-                    plan = _plan_column(att, "array", "jsonb")
+                elif ekind == "json":  # each element as stored, as a json column (see "json_array")
+                    plan = _plan_column(att, "json_array", None)
                 elif ekind in _NATIVE_ELEMENTS:
                     plan = _plan_column(att, "array", ekind)
                 else:
