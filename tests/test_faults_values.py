@@ -18,7 +18,8 @@ from tests.conftest import execute_script
 
 
 @pytest.mark.parametrize("server_json", [True, False], ids=["server-json", "portable"])
-def test_json_array_element_with_nul_escape_is_exported(pg_url: str, tmp_path: Path, server_json: bool) -> None:
+def test_json_array_element_with_nul_escape_is_exported(pg_url: str, tmp_path: Path,
+                                                        server_json: bool) -> None:
     execute_script(pg_url, [
         "CREATE TABLE docs (id int PRIMARY KEY, aj json[], j json)",
         "INSERT INTO docs VALUES (1, ARRAY['{\"a\": \"x\\u0000y\"}'::json, E'[1,\\n 2]', NULL], "
