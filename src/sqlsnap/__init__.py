@@ -7,6 +7,8 @@ The library is the product; the CLI (``sqlsnap.cli``) is a thin layer over it::
     print(result.path, result.total_rows)
 """
 
+# First: Ctrl-C and SIGTERM while the rest imports (the sqlsnap command only; _startup.py).
+from . import _startup  # noqa: F401  # isort: skip
 from ._version import __version__
 from .ai import query
 from .errors import (

@@ -11,7 +11,9 @@ Only objects that are sqlsnap snapshots are considered: names ending in ``.json`
 ``.json.zst`` or ``.json.gz`` (each optionally ``.age``) that have a ``.sha256`` file beside
 them or whose first bytes are sqlsnap metadata, and JSON Lines snapshots: folders (prefixes)
 holding a sqlsnap ``metadata.json``. Anything else under the prefix is left alone, and so
-are deeper folders, and hidden names (temporary files of writes in progress).
+are deeper folders, and hidden names (temporary files of writes in progress), except the
+temporaries of exports that were killed, which no running process owns any more: those are
+removed (and listed).
 
 One code path for every store (a local folder, an S3 prefix, a ``memory://`` store): it
 lists, reads and deletes through :class:`sqlsnap.stores.Store` only.
@@ -86,11 +88,14 @@ class PruneResult:
     deleted: list[Snapshot]
     #: Names that look like snapshots but could not be recognised as sqlsnap's (left alone).
     ignored: list[str]
+    #: Temporaries of killed exports, removed (or, in a dry run, that would be).
+    stale: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {"prefix": self.prefix, "dry_run": self.dry_run,
                 "kept": [s.to_dict() for s in self.kept], "deleted": [s.to_dict() for s in self.deleted],
-                "ignored": self.ignored, "deleted_bytes": sum(s.size for s in self.deleted)}
+                "ignored": self.ignored, "deleted_bytes": sum(s.size for s in self.deleted),
+                "stale_temporaries": self.stale}
 
 
 def _select(snapshots: list[Snapshot], keep_last: int | None, older_than: timedelta | None,
@@ -181,4 +186,7 @@ def prune(prefix: str, *, keep_last: int | None = None, older_than: str | timede
     kept, deleted = _select(snapshots, keep_last, age, now)
     if deleted and not dry_run:
         _delete(store, deleted)
-    return PruneResult(prefix, dry_run, kept, deleted, ignored)
+    # Temporaries of exports killed before their commit (SIGKILL, a power cut): hidden,
+    # never snapshots; removed once no running process owns them (stores/file.py is_stale).
+    stale = [] if dry_run else store.remove_stale(start)
+    return PruneResult(prefix, dry_run, kept, deleted, ignored, stale)

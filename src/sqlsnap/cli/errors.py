@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
-from ..errors import EXIT_CODES, SnapError
+from ..errors import EXIT_CODES, Interrupted, SnapError
 from ..urls import mask
 from .output import echo_err
 
@@ -34,6 +34,15 @@ def fail(exc: SnapError) -> NoReturn:
     sys.exit(exc.exit_code)
 
 
+def _ignore_signals() -> None:
+    """After an interrupt the library has cleaned up; a second Ctrl-C (or SIGTERM) while the
+    process prints its line and exits would kill it by the signal (exit -2, the line lost in
+    a script's log) or print a traceback."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def run(fn: Callable[[], T]) -> T:
     """Call the library; turn its errors into ``Error: ...`` and the documented exit code."""
 
@@ -45,8 +54,11 @@ def run(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except SnapError as exc:
+        if isinstance(exc, Interrupted):
+            _ignore_signals()
         fail(exc)
     except KeyboardInterrupt:
+        _ignore_signals()
         echo_err("Error: interrupted; the export was abandoned and no file was left behind")
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the last net: a bug must not print a traceback

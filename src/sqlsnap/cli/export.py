@@ -20,7 +20,7 @@ from .options import (
     table_kwargs,
     table_options,
 )
-from .output import make_progress, print_summary, warn_plan
+from .output import echo_err, make_progress, print_summary, warn_plan
 
 
 @click.command(name="export", epilog=exit_codes_epilog())
@@ -106,6 +106,9 @@ def export_cmd(source: str, output: str | None, fmt: str, compress: str | None, 
         progress=make_progress(quiet), encrypt_to=encrypt_to, encrypt_to_file=encrypt_to_file,
         s3_endpoint=s3_endpoint, on_plan=warn_plan, **segment, **policy_kwargs(policy_opts, quiet),
     ))
+    if not quiet:
+        for notice in result.notices:
+            echo_err(f"Note: {notice}")
     if as_json:
         click.echo(json.dumps(result.summary(), indent=2))
     elif not quiet:

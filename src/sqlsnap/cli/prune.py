@@ -48,5 +48,7 @@ def prune_cmd(prefix: str, keep_last: int | None, older_than: str | None, dry_ru
     if not quiet:
         for name in result.ignored:
             echo_err(f"ignored {name}: not recognisably a sqlsnap snapshot (no .sha256 file beside it)")
+        for name in result.stale:
+            echo_err(f"removed {name}: a temporary left by an export that was killed")
         size = human_bytes(sum(s.size for s in result.deleted))
         echo_err(f"kept {len(result.kept)} snapshots, {verb} {len(result.deleted)} ({size})")

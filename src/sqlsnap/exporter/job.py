@@ -196,6 +196,7 @@ class Export:
         self.cancel = cancel or threading.Event()
         self.started = time.monotonic()
         self.when = datetime.now(UTC).replace(microsecond=0)
+        self.notices: list[str] = []
 
     def _check_cancelled(self) -> None:
         if self.cancel.is_set():
@@ -247,6 +248,8 @@ class Export:
             raise OutputError(f"{store.url(key)} already exists; remove it or choose another folder with -o",
                               path=store.url(key))
         store.check_writable(key)
+        for path in store.remove_stale(key.rstrip("/")):
+            self.notices.append(f"removed {path}, a temporary left by an export that was killed")
         return destination, compression, store, key, recipients
 
     # -- the whole export ----------------------------------------------------------------------
@@ -276,6 +279,7 @@ class Export:
                 self.progress.start(order)
             run = _Run(self, src, the_plan, order, requests, results, n_jobs, source_info, store, store_key,
                        compression, recipients)
+            self.notices += getattr(src, "notices", [])
             if o.format == "jsonl":
                 metadata, size, sha256, checksum_file = run.jsonl()
             else:
@@ -294,6 +298,7 @@ class Export:
             checksum_file=checksum_file,
             encrypted=bool(recipients),
             plan=the_plan,
+            notices=self.notices,
         )
 
 
@@ -350,10 +355,13 @@ class _Run:
             self.job._check_cancelled()
             batch.commit()
         except OSError as exc:
-            batch.abort()
+            with _signals_held():
+                batch.abort()
             raise os_error(exc, where) from None
         except BaseException:
-            batch.abort()
+            # A second Ctrl-C must not stop the removal half-way (it left the hidden folder).
+            with _signals_held():
+                batch.abort()
             raise
         return metadata, sum(f.upload.bytes for f in files) + manifest.bytes, None, None
 
@@ -403,11 +411,13 @@ class _Run:
                 checksum_file = self._commit(upload, sha256)
         except OSError as exc:
             if upload:
-                upload.abort()
+                with _signals_held():
+                    upload.abort()
             raise os_error(exc, where) from None
         except BaseException:
             if upload:
-                upload.abort()
+                with _signals_held():
+                    upload.abort()
             raise
         finally:
             for chs in channels.values():

@@ -48,6 +48,9 @@ class ExportResult:
     encrypted: bool = False
     #: The plan the export followed (:class:`sqlsnap.plan.Plan`): what ``sqlsnap plan`` prints.
     plan: Any = field(default=None, repr=False)
+    #: What the user should know that changed nothing in the snapshot: stale temporaries of
+    #: killed exports removed, fewer readers than asked.
+    notices: list[str] = field(default_factory=list)
 
     @property
     def total_rows(self) -> int:
@@ -67,4 +70,5 @@ class ExportResult:
             "rows_per_table": {name: t.rows for name, t in self.tables.items()},
             "seconds": round(self.seconds, 3),
             "source": self.metadata["source"],
+            "notices": self.notices,
         }

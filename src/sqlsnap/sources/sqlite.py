@@ -155,7 +155,12 @@ class SQLiteSource(Source):
 
     def close(self) -> None:
         if self._conn is not None:
-            self._conn.rollback()
+            try:
+                # After a cancel, the connection's interrupt flag may still fail the rollback
+                # ("interrupted"): the snapshot was read-only, there is nothing to undo.
+                self._conn.rollback()
+            except sqlite3.Error:
+                pass
             self._conn.close()
             self._conn = None
             self._closures.clear()

@@ -205,6 +205,12 @@ class Store(ABC):
     def read_small(self, key: str, limit: int = 1 << 20) -> bytes | None:
         """The first ``limit`` bytes of a small object, None when there is none."""
 
+    def remove_stale(self, prefix: str) -> list[str]:
+        """Remove the temporaries that killed writes left under ``prefix`` (one level down);
+        their names. A store whose unfinished writes are invisible or expire (S3's multipart
+        uploads: a lifecycle rule) has none."""
+        return []
+
     @abstractmethod
     def exists(self, key: str) -> bool:
         """Whether an object, or a non-empty prefix, is at ``key`` (in a ``file`` store, any

@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -39,7 +40,88 @@ def temp_name(final: str, tag: str) -> str:
 
 
 #: What :func:`temp_name` makes: not listed, as the write it belongs to is not finished.
-TEMP_NAME = re.compile(r"^\..+\.[a-z]+-\d+-[0-9a-f]{8}$")
+TEMP_NAME = re.compile(r"^\..+\.[a-z]+-(\d+)-[0-9a-f]{8}$")
+
+#: A temporary untouched for this long whose process is gone is stale. The wait covers a
+#: process of the same machine in another PID namespace (a container sharing the folder),
+#: which looks gone from here: a live export writes its temporaries far more often than
+#: this (it waits on locks before it creates them).
+STALE_SECONDS = 600
+
+
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started (epoch seconds), from /proc; None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/stat") as fh:
+            boot = next(int(line.split()[1]) for line in fh if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _last_change(path: str) -> float:
+    """The newest modification time of ``path`` and, for a folder, of what is in it."""
+    newest = os.lstat(path).st_mtime
+    if os.path.isdir(path) and not os.path.islink(path):
+        for folder, _dirs, files in os.walk(path):
+            for name in files:
+                try:
+                    newest = max(newest, os.lstat(os.path.join(folder, name)).st_mtime)
+                except OSError:
+                    pass
+    return newest
+
+
+def is_stale(path: str, now: float | None = None) -> bool:
+    """Whether the temporary at ``path`` belongs to no running process: the process whose
+    id is in its name is gone (or is a newer process that reuses the id, started after the
+    temporary last changed), and it has not changed for STALE_SECONDS."""
+    m = TEMP_NAME.match(os.path.basename(path))
+    if m is None:
+        return False
+    pid = int(m[1])
+    try:
+        changed = _last_change(path)
+    except OSError:
+        return False
+    if (now or time.time()) - changed < STALE_SECONDS:
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, another user's
+    started = _process_start(pid)
+    return started is not None and started > changed
+
+
+def remove_stale_temporaries(folder: str) -> list[str]:
+    """Remove the stale temporaries (:func:`is_stale`) in ``folder``; their paths."""
+    removed: list[str] = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in sorted(names):
+        path = os.path.join(folder, name)
+        if not name.startswith(".") or not is_stale(path):
+            continue
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            continue  # not ours to remove (permissions): left, as before
+        removed.append(path)
+    return removed
 
 
 #: Written bytes are handed to the kernel for writeback every this many bytes, so that the
@@ -253,6 +335,10 @@ class FileStore(Store):
 
     def exists(self, key: str) -> bool:
         return os.path.lexists(self.path(key))
+
+    def remove_stale(self, prefix: str) -> list[str]:
+        folder_key = prefix.rpartition("/")[0]
+        return remove_stale_temporaries(self.path(folder_key))
 
     def list(self, prefix: str = "") -> Iterator[Entry]:
         folder_key, _, start = prefix.rpartition("/")

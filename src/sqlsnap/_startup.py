@@ -1,0 +1,50 @@
+"""Signals in the first moments of the ``sqlsnap`` command, before the CLI can handle them.
+
+Importing the library takes about 0.3 s (click, rich, msgspec, ...). A Ctrl-C in that time
+printed a Python traceback, and a SIGTERM ended the process silently (its default action).
+When, and only when, the running program is the ``sqlsnap`` console script, this turns
+both into the CLI's own answer: one ``Error:`` line and exit 130. The library imported by
+another program leaves that program's signal handling alone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from types import TracebackType
+from typing import Any
+
+MESSAGE = "Error: interrupted before the command started; nothing was done\n"
+
+
+def _is_the_command() -> bool:
+    main = sys.modules.get("__main__")
+    script = getattr(main, "__file__", None) or ""
+    return bool(sys.argv) and os.path.basename(script) in ("sqlsnap", "sqlsnap.exe") and \
+        os.path.basename(sys.argv[0]) in ("sqlsnap", "sqlsnap.exe")
+
+
+def guard() -> None:
+    """Install the startup handlers, when the program is the ``sqlsnap`` command."""
+    if not _is_the_command():
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            # Uncaught here means before the CLI ran: nothing was started, nothing is left.
+            sys.stderr.write(MESSAGE)
+            sys.stderr.flush()
+            os._exit(130)
+        previous(kind, exc, tb)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    sys.excepthook = hook
+
+
+guard()
