@@ -22,7 +22,10 @@ TARGET_SCHEMES = {
     "duckdb": "duckdb",
 }
 
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]*)@")
+#: Everything between ``user:`` and the *last* ``@`` of the URL counts as the password: a
+#: password with an unencoded ``@``, ``/``, ``#`` or ``?`` must be masked whole too (it showed
+#: as ``snap:***@ss@...``). At worst a URL with ``@`` in its query shows less than it could.
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^\s]*)@")
 _SECRET_PARAMS = re.compile(r"(?i)(\b(?:password|passwd|pwd|sslpassword|secret|token)=)[^&\s]+")
 
 
@@ -49,6 +52,27 @@ class SourceURL:
     def display(self) -> str:
         """The URL with its password masked: safe for logs, errors and metadata."""
         return mask(self.raw)
+
+
+_ENCODE = ("percent-encoding any @ / # ? : % in the user name or password (@ as %40, / as %2F, # as %23, "
+           "? as %3F, : as %3A, % as %25), or give the password in PGPASSWORD, ~/.pgpass or MYSQL_PWD")
+
+
+def _check_userinfo(url: str, scheme: str) -> None:
+    """Refuse, without showing any of it, a password that holds an unencoded ``@ / # ?``.
+
+    The URL parsers disagree on such a URL (libpq stops the user name at the first ``@``,
+    Python at the last; ``/ # ?`` end the host part early), so part of the password became
+    a host name or a port and was shown in their error messages."""
+    rest = url.split("://", 1)[1]
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority = rest[:end]
+    if authority.count("@") > 1:
+        raise UsageError(f"the {scheme}:// URL holds more than one '@' before its host; fix it by {_ENCODE}")
+    if "@" in rest[end:]:
+        # user:pass/...@host, or an '@' in the path or query: the parsers cannot tell which.
+        raise UsageError(f"the {scheme}:// URL holds an '@' after its host part, as a password holding '/', "
+                         f"'#' or '?' would; fix it by {_ENCODE} (and @ as %40 in a database name)")
 
 
 def parse_url(url: str, *, target: bool = False) -> SourceURL:
@@ -84,11 +108,14 @@ def parse_url(url: str, *, target: bool = False) -> SourceURL:
         if not path:
             raise UsageError(f"{dialect} URL has no file path; use {dialect}:///path/to/file.db")
         return SourceURL(dialect, url, database=unquote(path), params=dict(parse_qsl(query)))
+    _check_userinfo(url, scheme)
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError as exc:
-        raise UsageError(f"malformed URL '{mask(url)}': {exc}") from None
+    except ValueError:
+        # Not the parser's text: it quotes the bad port, which may be part of a password.
+        raise UsageError(f"malformed {scheme}:// URL: its host or port cannot be read; write it as "
+                         f"{scheme}://user:password@host:port/database, {_ENCODE}") from None
     return SourceURL(
         dialect,
         url,
