@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from ..errors import AuthenticationError, NotFoundError, ServerUnreachable, SnapError, UsageError
+from ..errors import AuthenticationError, NotFoundError, ServerUnreachable, SnapError, SourceBusy, UsageError
 from ..model import Column, ForeignKey, Table
 from ..plan.request import ReadRequest
 from ..plan.segment import BUCKETS, Closure
@@ -128,6 +128,14 @@ def _lock_wait_seconds(timeout: float) -> int:
     return max(1, round(timeout)) if timeout else 31536000
 
 
+#: Error codes of a connection that is gone: 2006 server has gone away, 2013 lost connection,
+#: 2055 lost connection (system error), 1927 connection killed, 1053 server shutdown, 4031
+#: disconnected for inactivity.
+_GONE = {2006, 2013, 2055, 1927, 1053, 4031}
+#: 1205 lock wait timeout, 1969 max_statement_time (MariaDB), 3024 max_execution_time (MySQL).
+_TIMEOUTS = {1205, 1969, 3024}
+
+
 class MySQLSource(Source):
     dialect = "mysql"
     max_readers = 1
@@ -193,7 +201,24 @@ class MySQLSource(Source):
                 cur.execute(stmt)
             cur.close()
         except self.driver.Error as exc:
-            raise SnapError(f"cannot start the snapshot: {mask(str(exc))}") from None
+            raise self.runtime_error(exc, "starting the snapshot") from None
+
+    def runtime_error(self, exc: Exception, doing: str, **fields: Any) -> SnapError:
+        """A driver error met after connecting (counting, reading), as a one-line SnapError
+        of the documented class that names the fix (docs/reliability.md)."""
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+        msg = mask(" ".join(str(exc.args[1] if len(exc.args) > 1 else exc).split()))
+        if code in _GONE:
+            return ServerUnreachable(f"{doing}: the server closed the connection ({msg}); it was restarted, "
+                                     "shut down or the session was killed: try again", **fields)
+        if code in _TIMEOUTS:
+            return SourceBusy(f"{doing}: the server gave up waiting ({msg}); another session holds a lock "
+                              "(ALTER, TRUNCATE) or a statement time limit applies: try again later, or "
+                              "raise --lock-timeout", **fields)
+        if code == 1412:  # ER_TABLE_DEF_CHANGED: a TRUNCATE or ALTER after the snapshot began
+            return SourceBusy(f"{doing}: the table was truncated or altered after the export's snapshot "
+                              "began, so the snapshot cannot read it; try again", **fields)
+        return SnapError(f"{doing} failed: {msg}", **fields)
 
     def translate_error(self, exc: Exception) -> SnapError:
         """A driver error met while connecting, as a one-line SnapError naming the fix."""
@@ -385,7 +410,7 @@ class _MySQLReader(TableReader):
                 cur.execute(query, params or None)
                 return {int(t): (int(n), int(p)) for t, n, p in cur.fetchall()}
         except self.source.driver.Error as exc:
-            raise SnapError(f"counting the segment's rows failed: {mask(str(exc))}") from None
+            raise self.source.runtime_error(exc, "counting the segment's rows") from None
 
     def count(self, request: ReadRequest) -> int:
         driver = self.source.driver
@@ -396,8 +421,8 @@ class _MySQLReader(TableReader):
                 cur.execute(f"SELECT count(*) FROM {from_}", params or None)
                 return int(cur.fetchone()[0])
         except driver.Error as exc:
-            raise SnapError(f"counting the rows of table {table.name} failed: {mask(str(exc))}",
-                            table=table.name) from None
+            raise self.source.runtime_error(exc, f"counting the rows of table {table.name}",
+                                            table=table.name) from None
 
     def read(self, request: ReadRequest, cancel: threading.Event) -> Iterator[tuple[bytes, int]]:
         table, projection = request.table, request.projection
@@ -418,10 +443,9 @@ class _MySQLReader(TableReader):
         except driver.Error as exc:
             if cancel.is_set():
                 raise Cancelled from None
-            raise SnapError(f"reading table {table.name} failed: {mask(str(exc))}", table=table.name) \
-                from None
+            raise src.runtime_error(exc, f"reading table {table.name}", table=table.name) from None
         finally:
             try:
                 cur.close()  # drains an unread streaming result so the connection stays usable
-            except driver.Error:
+            except Exception:  # noqa: BLE001 - a dead connection fails in the driver's own ways
                 pass
