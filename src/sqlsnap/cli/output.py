@@ -77,9 +77,13 @@ class BarProgress:
 
     def _task(self, table: str) -> Any:
         if table not in self.tasks:
+            from rich.markup import escape
+
             self.bytes[table] = 0
+            # Escaped: the description is read as rich markup, and a table named "[/red]"
+            # crashed the display (MarkupError).
             self.tasks[table] = self.progress.add_task(
-                table, total=self.estimates.get(table) or None, size="")
+                escape(table), total=self.estimates.get(table) or None, size="")
         return self.tasks[table]
 
     def advance(self, table: str, rows: int, nbytes: int) -> None:
