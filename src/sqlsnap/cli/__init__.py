@@ -18,6 +18,7 @@ from .._version import __version__
 from .audit import audit_cmd
 from .decrypt import decrypt_cmd
 from .demo import demo_cmd
+from .errors import OneLineGroup
 from .export import export_cmd
 from .inspect import inspect_cmd
 from .mcp import mcp_cmd
@@ -33,7 +34,8 @@ from .verify import verify_cmd
 __all__ = ["main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=OneLineGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="sqlsnap")
 def main() -> None:
     """Full, consistent, streaming JSON snapshots of PostgreSQL, MySQL/MariaDB and SQLite.

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
+import click
+
 from ..errors import EXIT_CODES, Interrupted, SnapError
 from ..urls import mask
 from .output import echo_err
@@ -68,3 +70,37 @@ def run(fn: Callable[[], T]) -> T:
         echo_err(f"Error: internal error ({type(exc).__name__}: {detail}); nothing was left under the "
                  "final name. Please report it; SQLSNAP_DEBUG=1 shows the traceback")
         sys.exit(1)
+
+
+def _one_line(exc: click.UsageError) -> click.UsageError:
+    """The same usage error without its context, so that click prints only ``Error: ...``
+    (with the context it printed the usage and a hint first: three lines), naming the help."""
+    where = exc.ctx.command_path if exc.ctx is not None else "sqlsnap"
+    message = exc.format_message().strip()
+    if message.endswith("?"):  # "Did you mean '--jobs'?"
+        text = f"{message} See '{where} --help'."
+    else:
+        text = f"{message.rstrip('.')}; see '{where} --help'"
+    plain = click.UsageError(text)
+    return plain
+
+
+class OneLineGroup(click.Group):
+    """The command group whose usage errors (unknown option or command, a bad value) are one
+    ``Error:`` line with exit code 2, as the library's errors are."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            if exc.ctx is None:
+                raise
+            raise _one_line(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            if exc.ctx is None:
+                raise
+            raise _one_line(exc) from None
