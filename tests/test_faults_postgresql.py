@@ -137,3 +137,19 @@ def test_url_options_and_pgoptions_reach_the_server(db: str, tmp_path: Path,
         sqlsnap.export(db, str(tmp_path / "y.json"))
     monkeypatch.setenv("PGOPTIONS", "-c work_mem=7MB")
     assert sqlsnap.export(db, str(tmp_path / "z.json")).tables["u"].rows == 1
+
+
+def test_fewer_free_connections_than_jobs_reads_with_fewer(tmp_path: Path) -> None:
+    """Before: the export failed after counting ("too many clients"). Now it reads with the
+    connections it got, and says so."""
+    with private_postgres(["max_connections = 4", "superuser_reserved_connections = 0"]) as server:
+        execute_script(server.url, ["CREATE TABLE a (id int)", "CREATE TABLE b (id int)",
+                                    "CREATE TABLE c (id int)", "INSERT INTO a VALUES (1)"])
+        held = [psycopg.connect(server.url) for _ in range(2)]  # 2 of 4 slots left
+        try:
+            result = sqlsnap.export(server.url, str(tmp_path / "x.json"), jobs=3)
+        finally:
+            for conn in held:
+                conn.close()
+    assert result.tables["a"].rows == 1
+    assert any("reading with 2 connections instead of 3" in n for n in result.notices), result.notices
