@@ -10,7 +10,7 @@ from ..errors import SnapError
 from ..urls import mask
 from .errors import exit_codes_epilog, run
 from .options import quiet_option
-from .output import echo_err, make_progress, print_summary
+from .output import count, echo_err, make_progress, print_summary
 
 
 def _build(target: str, scale: int, quiet: bool, replace: bool = False) -> dict[str, int]:
@@ -29,7 +29,7 @@ def _build(target: str, scale: int, quiet: bool, replace: bool = False) -> dict[
     try:
         counts = demo_db.build(
             conn, url.dialect, scale, replace=replace,
-            progress=None if quiet else (lambda t, n: echo_err(f"  {t}: {n:,} rows")),
+            progress=None if quiet else (lambda t, n: echo_err(f"  {t}: {count(n, 'row')}")),
         )
     except SnapError:
         raise
@@ -41,7 +41,7 @@ def _build(target: str, scale: int, quiet: bool, replace: bool = False) -> dict[
     finally:
         conn.close()
     if not quiet:
-        echo_err(f"built {mask(target)}: {len(counts)} tables, {sum(counts.values()):,} rows "
+        echo_err(f"built {mask(target)}: {count(len(counts), 'table')}, {count(sum(counts.values()), 'row')} "
                  f"in {time.monotonic() - started:.1f} s")
     return counts
 

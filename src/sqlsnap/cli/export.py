@@ -104,7 +104,8 @@ def export_cmd(source: str, output: str | None, fmt: str, compress: str | None, 
         exported_by=exported_by, environment=environment, server_json=not no_server_json,
         binary_copy=not no_binary_copy,
         progress=make_progress(quiet), encrypt_to=encrypt_to, encrypt_to_file=encrypt_to_file,
-        s3_endpoint=s3_endpoint, on_plan=warn_plan, **segment, **policy_kwargs(policy_opts, quiet),
+        s3_endpoint=s3_endpoint, on_plan=lambda p: warn_plan(p, quiet), **segment,
+        **policy_kwargs(policy_opts, quiet),
     ))
     if not quiet:
         for notice in result.notices:

@@ -22,6 +22,11 @@ def echo_err(text: str) -> None:
     click.echo(text, err=True)
 
 
+def count(n: int, noun: str) -> str:
+    """``1 row``, ``2 rows``, ``10,171 rows``: the plural only where it is one."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def human_bytes(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
@@ -38,14 +43,14 @@ class PlainProgress:
         self.lock = threading.Lock()
 
     def start(self, tables: Sequence[Table]) -> None:
-        self.echo(f"exporting {len(tables)} tables")
+        self.echo(f"exporting {count(len(tables), 'table')}")
 
     def advance(self, table: str, rows: int, nbytes: int) -> None:
         pass
 
     def table_done(self, table: str, rows: int, nbytes: int) -> None:
         with self.lock:
-            self.echo(f"  {table}: {rows:,} rows, {human_bytes(nbytes)}")
+            self.echo(f"  {table}: {count(rows, 'row')}, {human_bytes(nbytes)}")
 
     def finish(self) -> None:
         pass
@@ -111,15 +116,23 @@ def print_summary(result: ExportResult) -> None:
     s = result.summary()
     where = "standard output" if result.path == "-" else result.path
     echo_err(
-        f"exported {s['tables']} tables, {s['rows']:,} rows, {human_bytes(s['bytes'])} "
+        f"exported {count(s['tables'], 'table')}, {count(s['rows'], 'row')}, {human_bytes(s['bytes'])} "
         f"in {s['seconds']:.1f} s to {where}"
     )
     if s.get("checksum_file"):
         echo_err(f"sha256 {s['sha256']} (in {s['checksum_file']})")
 
 
-def warn_plan(plan: Plan) -> None:
-    """Security warnings an export must not start silently: secrets included, a throwaway key."""
+#: Plan notices an export prints before reading (``sqlsnap plan`` shows them all): a pattern
+#: that matches nothing is most often a typo that would silently export more than meant.
+NOTED = ("unmatched-pattern",)
+
+
+def warn_plan(plan: Plan, quiet: bool = False) -> None:
+    """Security warnings an export must not start silently (secrets included, a throwaway
+    key), even with -q; and, unless quiet, the notices of NOTED."""
     for notice in plan.notices:
         if notice.code in ("secret-included", "ephemeral-key"):
             echo_err(f"Warning: {notice.message}")
+        elif notice.code in NOTED and not quiet:
+            echo_err(f"Note: {notice.message}")

@@ -9,6 +9,7 @@ import click
 from ..errors import VerifyError
 from .errors import exit_codes_epilog, fail, run
 from .options import IDENTITY_HELP, identity_option, json_option, quiet_option, s3_endpoint_option
+from .output import count
 
 
 @click.command(name="verify", epilog=exit_codes_epilog())
@@ -60,5 +61,5 @@ def verify_cmd(location: str, identities: tuple[str, ...], integrity: bool, s3_e
                    "check its content")
         return
     fks = "; foreign keys: no dangling value" if result.integrity_checked else ""
-    click.echo(f"OK {location}: {len(result.tables)} tables, {result.total_rows:,} rows, matching their "
-               f"counts and checksums; {checksum}{fks}")
+    sizes = f"{count(len(result.tables), 'table')}, {count(result.total_rows, 'row')}"
+    click.echo(f"OK {location}: {sizes}, matching their counts and checksums; {checksum}{fks}")

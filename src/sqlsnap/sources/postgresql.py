@@ -430,9 +430,11 @@ class PostgresSource(Source):
     def _started(self) -> bool:
         return bool(self._conn.info.transaction_status != pq.TransactionStatus.IDLE)
 
-    def _list_outside(self, schemas: list[str]) -> list[tuple[int, str, str, str]]:
+    def _list_outside(self, schemas: list[str], defaulted: bool = False) -> list[tuple[int, str, str, str]]:
         """(oid, schema, name, relkind) of the tables to export, read on a connection of its
-        own, outside the snapshot (which does not exist yet)."""
+        own, outside the snapshot (which does not exist yet). With no --schema given and no
+        table in ``public``, NotFoundError names the schemas that have tables (an export of
+        0 tables, exit 0, looked like success)."""
         side = self._connect(autocommit=True)
         try:
             found = {r[0] for r in side.execute(
@@ -442,15 +444,32 @@ class PostgresSource(Source):
                 raise NotFoundError(
                     f"schema {', '.join(missing)} does not exist in database {side.info.dbname}; "
                     "check --schema", schema=missing[0])
-            return [(int(o), n, r, k) for o, n, r, k in side.execute(
+            listed = [(int(o), n, r, k) for o, n, r, k in side.execute(
                 "SELECT c.oid, n.nspname, c.relname, c.relkind FROM pg_class c "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname = ANY(%s) "
                 "ORDER BY c.oid", (schemas,))]
+            if not listed and defaulted:
+                self._refuse_empty_public(side)
+            return listed
         except psycopg.Error as exc:
             raise runtime_error(exc, "listing the tables") from None
         finally:
             side.close()
+
+    @staticmethod
+    def _refuse_empty_public(side: Any) -> None:
+        """NotFoundError naming the schemas that have tables, if any."""
+        elsewhere = side.execute(
+            "SELECT n.nspname, count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition "
+            "AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%' "
+            "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5").fetchall()
+        if elsewhere:
+            shown = ", ".join(f"{n} ({c} table{'' if c == 1 else 's'})" for n, c in elsewhere)
+            raise NotFoundError(f"schema public of database {side.info.dbname} has no table; tables are "
+                                f"in schema {shown}: give --schema {elsewhere[0][0]} (repeatable)",
+                                schema="public")
 
     def _lock(self, conn: Any, listed: list[tuple[int, str, str, str]]) -> None:
         """ACCESS SHARE on every listed table, as pg_dump takes: TRUNCATE, ALTER and DROP
@@ -471,11 +490,12 @@ class PostgresSource(Source):
         export. The list read in the snapshot must equal the list locked (a table created,
         dropped or renamed in between: list and lock again). The readers lock too, before
         they adopt the snapshot (docs/reliability.md)."""
+        defaulted = not schemas
         schemas = list(schemas or ["public"])
         if self._started():  # the snapshot exists: a second look at the catalog
             return self._reflect(schemas)[0]
         for _ in range(_LOCK_ROUNDS):
-            listed = self._list_outside(schemas)
+            listed = self._list_outside(schemas, defaulted)
             try:
                 self._lock(self._conn, listed)
                 readers = self._open_readers(listed)

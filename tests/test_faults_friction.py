@@ -1,0 +1,57 @@
+"""Friction a careful user hits: what the export says, and when it says it."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import sqlsnap
+from sqlsnap.errors import NotFoundError
+from tests.conftest import SQLSNAP, execute_script
+
+
+def _db(tmp_path: Path) -> str:
+    conn = sqlite3.connect(tmp_path / "one.db")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    conn.execute("INSERT INTO t VALUES (1)")
+    conn.commit()
+    conn.close()
+    return f"sqlite:///{tmp_path / 'one.db'}"
+
+
+def test_one_row_is_not_one_rows(tmp_path: Path) -> None:
+    db = _db(tmp_path)
+    proc = subprocess.run([SQLSNAP, "export", db, "-o", str(tmp_path / "x.json")], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "exporting 1 table\n" in proc.stderr and "  t: 1 row, " in proc.stderr
+    assert "exported 1 table, 1 row, " in proc.stderr and "1 rows" not in proc.stderr
+    proc = subprocess.run([SQLSNAP, "verify", str(tmp_path / "x.json")], capture_output=True, text=True,
+                          timeout=60)
+    assert ": 1 table, 1 row, matching" in proc.stdout, proc.stdout
+
+
+def test_export_prints_a_pattern_that_matches_nothing(tmp_path: Path) -> None:
+    db = _db(tmp_path)
+    proc = subprocess.run([SQLSNAP, "export", db, "--exclude-tables", "nosuch*", "-o", str(tmp_path / "x.json")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "Note: --exclude-tables 'nosuch*' matches no table" in proc.stderr, proc.stderr
+    proc = subprocess.run([SQLSNAP, "export", db, "-q", "--exclude-tables", "nosuch*", "-o",
+                           str(tmp_path / "y.json")], capture_output=True, text=True, timeout=60)
+    assert proc.stderr == ""
+
+
+@pytest.mark.postgresql
+def test_tables_only_in_another_schema_are_named(pg_url: str, tmp_path: Path) -> None:
+    """Before: "exported 0 tables", exit 0."""
+    execute_script(pg_url, ["CREATE SCHEMA app", "CREATE TABLE app.a (id int)", "CREATE TABLE app.b (id int)",
+                            "CREATE SCHEMA audit", "CREATE TABLE audit.log (id int)"])
+    with pytest.raises(NotFoundError, match=r"tables are in schema app \(2 tables\), audit \(1 table\): "
+                                            r"give --schema app"):
+        sqlsnap.export(pg_url, str(tmp_path / "x.json"))
+    assert sqlsnap.export(pg_url, str(tmp_path / "y.json"), schemas=["app"]).tables["a"].rows == 0
+    assert list(tmp_path.iterdir()) != []
