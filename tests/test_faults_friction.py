@@ -36,8 +36,8 @@ def test_one_row_is_not_one_rows(tmp_path: Path) -> None:
 
 def test_export_prints_a_pattern_that_matches_nothing(tmp_path: Path) -> None:
     db = _db(tmp_path)
-    proc = subprocess.run([SQLSNAP, "export", db, "--exclude-tables", "nosuch*", "-o", str(tmp_path / "x.json")],
-                          capture_output=True, text=True, timeout=60)
+    args = [SQLSNAP, "export", db, "--exclude-tables", "nosuch*", "-o", str(tmp_path / "x.json")]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "Note: --exclude-tables 'nosuch*' matches no table" in proc.stderr, proc.stderr
     proc = subprocess.run([SQLSNAP, "export", db, "-q", "--exclude-tables", "nosuch*", "-o",
