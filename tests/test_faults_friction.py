@@ -55,3 +55,37 @@ def test_tables_only_in_another_schema_are_named(pg_url: str, tmp_path: Path) ->
         sqlsnap.export(pg_url, str(tmp_path / "x.json"))
     assert sqlsnap.export(pg_url, str(tmp_path / "y.json"), schemas=["app"]).tables["a"].rows == 0
     assert list(tmp_path.iterdir()) != []
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["-o", "{tmp}/x.json.gz", "--compress", "zstd"], "ends in .gz but --compress zstd"),
+    (["-o", "{tmp}/x.json.zst", "--compress", "none"], "ends in .zst but --compress none"),
+    (["--format", "jsonl", "-o", "{tmp}/x.json"], "--format jsonl writes a folder"),
+])
+def test_suffix_and_content_must_agree(tmp_path: Path, args: list[str], fragment: str) -> None:
+    """Before: written silently (a zstd file named .gz, a folder named x.json)."""
+    db = _db(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.run([SQLSNAP, "export", db, *[a.format(tmp=out) for a in args]], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert fragment in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_signals_wait_while_the_commit_runs() -> None:
+    """The commit point (a write and a rename) runs with Ctrl-C held: the interrupt is seen
+    only once the snapshot is whole (then the export ends as a success), never half-way."""
+    import os
+    import signal
+
+    from sqlsnap.exporter.job import _signals_held
+
+    with _signals_held() as got:
+        os.kill(os.getpid(), signal.SIGINT)  # would raise KeyboardInterrupt here without the hold
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # bytecodes run: a pending handler would fire among them
+            pass
+    assert got == [signal.SIGINT, signal.SIGTERM]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -27,8 +27,8 @@ def verify_cmd(location: str, identities: tuple[str, ...], integrity: bool, s3_e
 
     Streams the file (or s3:// object, or JSON Lines folder) in constant memory,
     decompressing and, with --identity, decrypting it; checks the layout, that every row is
-    valid JSON, the row counts against the metadata, each table's SHA-256 against the
-    document's checksums, and the file against its .sha256 file. Prints OK, or the first
+    valid JSON, the row counts against the metadata, each table's checksum (XXH3-128) against
+    the document's checksums, and the file against its .sha256 file. Prints OK, or the first
     problem with its table and line (exit 7).
 
     \b

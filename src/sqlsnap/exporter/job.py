@@ -185,6 +185,21 @@ def _open_source(url: SourceURL, options: ExportOptions, readers: int | None = N
     return src
 
 
+def _check_suffix(name: str | None, fmt: str, compression: str) -> None:
+    """Refuse a name whose suffix says another content than the one asked for (it was
+    written silently: a zstd file named .gz, a folder named .json)."""
+    if not name:
+        return
+    base = name.rstrip("/").lower()
+    implied = compression_for(None, base)
+    if implied != "none" and implied != compression:
+        raise UsageError(f"the output name ends in {SUFFIXES[implied]} but --compress {compression} was "
+                         f"asked for; name it ...{SUFFIXES[compression] or '.json'} or drop --compress")
+    if fmt == "jsonl" and base.endswith((".json", ".json.zst", ".json.gz")):
+        raise UsageError("--format jsonl writes a folder, but the output name ends like a file; give a "
+                         "folder name (e.g. -o snapshot/) or use --format json")
+
+
 class Export:
     """One export of ``options``; :meth:`run` does it once. ``cancel``, when given, is an
     event another thread may set to stop it (see the module's docstring)."""
@@ -231,7 +246,9 @@ class Export:
         if not recipients and destination.lower().endswith(".age"):
             raise UsageError("the output name ends in .age but no recipient was given; add --encrypt-to "
                              "age1... or --encrypt-to-file FILE")
-        compression = compression_for(o.compress, None if destination == "-" else plain_name(destination))
+        named = None if destination == "-" else plain_name(destination)
+        compression = compression_for(o.compress, named)
+        _check_suffix(named, o.format, compression)
         scheme = destination.split("://", 1)[0].lower() if "://" in destination else ""
         if scheme and scheme not in STORE_SCHEMES:
             raise UsageError(f"unsupported destination '{scheme}://'; use a file path, '-', s3://bucket/key "
