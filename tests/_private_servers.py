@@ -90,3 +90,54 @@ def wait_port(port: int, seconds: float = 30) -> None:
         except OSError:
             time.sleep(0.1)
     raise AssertionError(f"nothing listens on port {port}")
+
+
+class PrivateMariaDB:
+    """A MariaDB instance of its own (empty root password), on ``port``; stopped by its
+    pidfile, never by a process name (that would match the shared server)."""
+
+    def __init__(self) -> None:
+        if not Path("/usr/sbin/mariadbd").exists() or shutil.which("mariadb-install-db") is None:
+            pytest.skip("the MariaDB server is not installed")
+        self.dir = Path(tempfile.mkdtemp(prefix="sqlsnap-mariadb-"))
+        shutil.chown(self.dir, "mysql", "mysql")
+        self.data = self.dir / "data"
+        self.socket = self.dir / "mysqld.sock"
+        self.pidfile = self.dir / "mariadbd.pid"
+        self.port = free_port()
+        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={self.data}", "--user=mysql",
+                        "--auth-root-authentication-method=normal", "--skip-test-db"],
+                       capture_output=True, text=True, check=True, timeout=120)
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"mysql://root@127.0.0.1:{self.port}/mysql"
+
+    def start(self) -> None:
+        subprocess.run(["start-stop-daemon", "--start", "--background", "--make-pidfile", "--pidfile",
+                        str(self.pidfile), "--exec", "/usr/sbin/mariadbd", "--", "--no-defaults",
+                        f"--datadir={self.data}", f"--socket={self.socket}", f"--port={self.port}",
+                        "--bind-address=127.0.0.1", "--user=mysql", f"--log-error={self.dir / 'error.log'}"],
+                       check=True, timeout=60)
+        wait_port(self.port)
+
+    def shutdown(self) -> None:
+        """As an administrator's `mariadb-admin shutdown`: the server ends every session."""
+        subprocess.run(["mariadb-admin", f"--socket={self.socket}", "-uroot", "shutdown"], check=False,
+                       capture_output=True, timeout=60)
+
+    def stop(self) -> None:
+        if self.pidfile.exists():
+            subprocess.run(["start-stop-daemon", "--stop", "--pidfile", str(self.pidfile), "--retry", "30"],
+                           check=False, capture_output=True, timeout=60)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextmanager
+def private_mariadb() -> Iterator[PrivateMariaDB]:
+    server = PrivateMariaDB()
+    try:
+        yield server
+    finally:
+        server.stop()

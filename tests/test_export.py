@@ -514,7 +514,10 @@ def test_compression_from_suffix_and_option(sqlite_url: str, tmp_path: Path) -> 
         return b"none", raw
 
     cases = [("a.json.zst", None, b"zstd"), ("b.json.gz", None, b"gzip"), ("c.json", "gzip", b"gzip"),
-             ("d.json", "zstd", b"zstd"), ("e.json.zst", "none", b"none"), ("f.json", None, b"none")]
+             ("d.json", "zstd", b"zstd"), ("f.json", None, b"none")]
+    # A suffix that says another codec than --compress is refused (tests/test_faults_friction.py).
+    with pytest.raises(sqlsnap.UsageError, match="ends in .zst but --compress none"):
+        sqlsnap.export(sqlite_url, str(tmp_path / "e.json.zst"), compress="none")
     for name, compress, codec in cases:
         result = sqlsnap.export(sqlite_url, str(tmp_path / name), compress=compress)
         got_codec, text = read(tmp_path / name)

@@ -85,3 +85,23 @@ def test_killed_connection_prints_no_driver_noise(mysql_url: str, tmp_path: Path
     assert proc.returncode == 3, proc.stderr
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("Error: "), proc.stderr
     assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_server_shutdown_mid_export(tmp_path: Path) -> None:
+    """A private MariaDB shut down while the export reads: ServerUnreachable, one line."""
+    import pymysql
+
+    from tests._private_servers import private_mariadb
+
+    with private_mariadb() as server:
+        conn = pymysql.connect(host="127.0.0.1", port=server.port, user="root", password="", autocommit=True)
+        with conn.cursor() as cur:
+            cur.execute("CREATE DATABASE app")
+            cur.execute("CREATE TABLE app.t (id INTEGER PRIMARY KEY, v TEXT)")
+            cur.execute("INSERT INTO app.t VALUES (1, 'x'), (2, 'y')")
+        conn.close()
+        url = f"mysql://root@127.0.0.1:{server.port}/app"
+        with pytest.raises(ServerUnreachable) as info:
+            sqlsnap.export(url, str(tmp_path / "x.json"), progress=AtStart(server.shutdown))
+    assert "\n" not in str(info.value) and info.value.transient, str(info.value)
+    assert list(tmp_path.iterdir()) == []
