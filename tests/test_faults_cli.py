@@ -27,6 +27,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "folder").mkdir()
     (d / "taken.json").write_text("{}")
     (d / "not-a-snapshot.json").write_text("hello")
+    (d / "dangling").symlink_to(d / "nowhere")
     subprocess.run([SQLSNAP, "export", f"sqlite:///{d / 'app.db'}", "-q", "-o", str(d / "good.json")],
                    check=True)
     return d
@@ -56,6 +57,9 @@ def cases(d: Path) -> list[tuple[list[str], int]]:
         (["export", db, "-o", str(d / "no" / "such" / "x.json")], 6),
         (["export", db, "-o", str(d / "taken.json")], 6),
         (["export", db, "-o", str(d / "folder")], 6),
+        (["export", db, "-o", str(d / "folder") + "/"], 6),
+        (["export", db, "-o", str(d / "taken.json" / "x.json")], 6),
+        (["export", db, "--format", "jsonl", "-o", str(d / "dangling")], 6),
         (["verify", str(d / "missing.json")], 4),
         (["verify", str(d / "not-a-snapshot.json")], 7),
         (["inspect", str(d / "missing.json")], 4),
