@@ -465,6 +465,9 @@ class S3Sink(Upload):
                 return None
             client = self._abort_client()
             if deadline is None:
+                # From now, not from before the client was made: making a boto3 client took up to
+                # a second on a busy machine, which left no time for a second attempt.
+                started = time.monotonic()
                 deadline = started + ABORT_RETRY_SECONDS
             delay = ABORT_FIRST_WAIT
             while True:
