@@ -17,7 +17,7 @@ import sqlsnap
 from tests.conftest import execute_script
 
 
-@pytest.mark.parametrize("server_json", [True, False], ids=["server-json", "portable"])
+@pytest.mark.parametrize("server_json", [True, False], ids=["server", "portable"])
 def test_json_array_element_with_nul_escape_is_exported(pg_url: str, tmp_path: Path,
                                                         server_json: bool) -> None:
     execute_script(pg_url, [
@@ -36,14 +36,21 @@ def test_json_array_element_with_nul_escape_is_exported(pg_url: str, tmp_path: P
 
 
 def test_json_array_paths_give_the_same_bytes(pg_url: str, tmp_path: Path) -> None:
+    """Binary COPY (decoded in C), the server's JSON and the portable path: the same bytes,
+    elements with whitespace around them, quotes, commas and braces inside them included."""
     execute_script(pg_url, [
         "CREATE TABLE docs (id int PRIMARY KEY, aj json[])",
         "INSERT INTO docs VALUES (1, ARRAY['{\"a\": \"x\\u0000y\", \"a\": 2}'::json, E'[1,\\t2.50]']), "
-        "(2, '{}'), (3, NULL)",
+        "(2, '{}'), (3, NULL), "
+        "(4, ARRAY[E' \\n {\"k\": \" ,\\\\\" \"} \\t', '  \"{, }\"  ', ' 7 ']::json[]), "
+        "(5, ARRAY[ARRAY[' 1', '2 '], ARRAY[NULL, ' [ 3 , \"}\" ] ']]::json[])",
     ])
-    a, b = tmp_path / "a.json", tmp_path / "b.json"
-    sqlsnap.export(pg_url, str(a), server_json=True)
-    sqlsnap.export(pg_url, str(b), server_json=False)
-    data_a = json.loads(a.read_bytes())["checksums"]
-    data_b = json.loads(b.read_bytes())["checksums"]
-    assert data_a == data_b
+    sums = []
+    for name, options in [("a", {}), ("b", {"binary_copy": False}), ("c", {"server_json": False})]:
+        out = tmp_path / f"{name}.json"
+        sqlsnap.export(pg_url, str(out), **options)
+        sums.append(json.loads(out.read_bytes())["checksums"])
+        rows = {r["id"]: r["aj"] for r in json.loads(out.read_bytes())["data"]["docs"]}
+        assert rows[4] == [{"k": " ,\" "}, "{, }", 7], name
+        assert rows[5] == [[1, 2], [None, [3, "}"]]], name
+    assert sums[0] == sums[1] == sums[2]

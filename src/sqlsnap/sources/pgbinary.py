@@ -62,8 +62,8 @@ def column(name: str, typname: str, typtype: str, kind: str, element: str | None
             return server_expr, ARRAY + NUMERIC
         if element == "bool":
             return server_expr, ARRAY + BOOL
-        if element == "jsonb":  # json[] too: the plan casts it to jsonb[]
-            return server_expr, ARRAY + JSONB
+        if element == "jsonb":  # json[]: elements as stored, trimmed by the plan (and by JSON)
+            return server_expr, ARRAY + (JSON if element_typname == "json" else JSONB)
         return server_expr, ARRAY + TEXT  # text elements, or others cast to text[]
     if typname in _FLOATS:
         return f"{c}::text", FLOAT_TEXT

@@ -184,9 +184,13 @@ def _plan_column(name: str, kind: str, element: str | None) -> _ColumnPlan:
         return _ColumnPlan(c, c, kind, element)
     if kind == "json_array":
         # Not through jsonb[], which rejects an element holding \u0000 and so failed the whole
-        # export: each element as stored, its tabs and line breaks (only ever whitespace
-        # between tokens) turned into spaces in the array's text, as for a json column.
-        text = f"translate({c}::text, E'\\t\\n\\r', '   ')::json[]"
+        # export: each element as stored, as a json column is (btrim(translate(...))), done on
+        # the array's text so that its dimensions stay. There every element holding whitespace
+        # is double-quoted and every quote inside an element is escaped (\"), so a quote right
+        # after '{' or ',' opens an element and one right before ',' or '}' closes it: the
+        # spaces beside them are the element's own leading and trailing ones.
+        text = (f"regexp_replace(regexp_replace(translate({c}::text, E'\\t\\n\\r', '   '), "
+                f"'([{{,])\" +', '\\1\"', 'g'), ' +\"([,}}])', '\"\\1', 'g')::json[]")
         return _ColumnPlan(text, text, "array", "jsonb")
     if kind == "text_array":
         return _ColumnPlan(f"{c}::text[]", f"{c}::text[]", "array", "text")
