@@ -96,10 +96,11 @@ class Paths:
 
 def both_ways(url: str, tmp_path: Path, paths: Paths, tables: int, **options: Any) -> tuple[bytes, bytes]:
     binary, server = tmp_path / "binary.json", tmp_path / "server.json"
-    r1 = sqlsnap.export(url, str(binary), **options)
+    # force: the same files again for each case (an existing snapshot is refused otherwise).
+    r1 = sqlsnap.export(url, str(binary), force=True, **options)
     reads = paths.take()
     assert list(reads) == ["_read_binary"] and reads["_read_binary"] >= tables
-    r2 = sqlsnap.export(url, str(server), binary_copy=False, **options)
+    r2 = sqlsnap.export(url, str(server), binary_copy=False, force=True, **options)
     assert paths.take() == {"_read_server_json": reads["_read_binary"]}
     a, b = data_part(binary), data_part(server)
     if a != b:  # show the first differing row rather than megabytes
