@@ -26,12 +26,17 @@ def _is_the_command() -> bool:
 
 
 def guard() -> None:
-    """Install the startup handlers, when the program is the ``sqlsnap`` command."""
+    """Install the startup handlers, when the program is the ``sqlsnap`` command. The CLI
+    replaces them when a command starts its work (cli/errors.py ``run``)."""
     if not _is_the_command():
         return
 
-    def on_sigterm(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+    def on_signal(signum: int, frame: Any) -> None:
+        # Nothing has started: end at once. Not by raising KeyboardInterrupt, which an import
+        # under way may swallow (a bare except in a third-party module): the command then
+        # ran to the end as if no Ctrl-C had come.
+        os.write(2, MESSAGE.encode())
+        os._exit(130)
 
     previous = sys.excepthook
 
@@ -43,8 +48,8 @@ def guard() -> None:
             os._exit(130)
         previous(kind, exc, tb)
 
-    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     sys.excepthook = hook
-
 
 guard()

@@ -53,6 +53,9 @@ def run(fn: Callable[[], T]) -> T:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_sigterm)
+        # Python's own Ctrl-C (KeyboardInterrupt) from here on, in place of the startup
+        # handler (sqlsnap/_startup.py), which ends the process at once.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return fn()
     except SnapError as exc:

@@ -258,13 +258,13 @@ class Export:
             store.check_object_name(key)
             if store.scheme != "stdout":
                 store.check_object_name(key + SIDECAR_SUFFIX)
-            if store.scheme != "stdout" and not o.force and store.exists(key):
-                raise OutputError(f"{store.url(key)} already exists; give --force to replace it, or "
-                                  "choose another name with -o (e.g. with {timestamp})", path=store.url(key))
         elif store.exists(key):
             raise OutputError(f"{store.url(key)} already exists; remove it or choose another folder with -o",
                               path=store.url(key))
         store.check_writable(key)
+        if o.format == "json" and store.scheme != "stdout" and not o.force and store.exists(key):
+            raise OutputError(f"{store.url(key)} already exists; give --force to replace it, or "
+                              "choose another name with -o (e.g. with {timestamp})", path=store.url(key))
         for path in store.remove_stale(key.rstrip("/")):
             self.notices.append(f"removed {path}, a temporary left by an export that was killed")
         return destination, compression, store, key, recipients
@@ -372,13 +372,10 @@ class _Run:
             self.job._check_cancelled()
             batch.commit()
         except OSError as exc:
-            with _signals_held():
-                batch.abort()
+            self._abort(batch)
             raise os_error(exc, where) from None
         except BaseException:
-            # A second Ctrl-C must not stop the removal half-way (it left the hidden folder).
-            with _signals_held():
-                batch.abort()
+            self._abort(batch)
             raise
         return metadata, sum(f.upload.bytes for f in files) + manifest.bytes, None, None
 
@@ -424,17 +421,14 @@ class _Run:
             _check_counts(counted, self.results)
             size, sha256 = written
             self.job._check_cancelled()
-            with _signals_held():
-                checksum_file = self._commit(upload, sha256)
+            checksum_file = self._commit(upload, sha256)
         except OSError as exc:
             if upload:
-                with _signals_held():
-                    upload.abort()
+                self._abort(upload)
             raise os_error(exc, where) from None
         except BaseException:
             if upload:
-                with _signals_held():
-                    upload.abort()
+                self._abort(upload)
             raise
         finally:
             for chs in channels.values():
@@ -443,25 +437,64 @@ class _Run:
         return metadata, size, sha256, checksum_file
 
 
+    def _abort(self, unfinished: Any) -> None:
+        """Remove what an unfinished write left. Locally with Ctrl-C held: a second Ctrl-C
+        stopped the removal half-way and left the hidden folder. Elsewhere (S3) the abort may
+        retry for a while, and Ctrl-C stops it at once and says what is left (stores/s3.py)."""
+        if isinstance(self.store, FileStore):
+            with _signals_held():
+                unfinished.abort()
+        else:
+            unfinished.abort()
+
     def _commit(self, upload: Any, sha256: str) -> str | None:
-        """The commit point: the checksum file is written first, then the data file renamed
-        into place, so that a data file never stands without its checksum file. When the
-        checksum file cannot be written the data file is never renamed (the caller's abort
-        removes it); when the rename fails the new checksum file is removed again."""
+        """The commit point: a data file never stands without its checksum file.
+
+        A local file: the checksum file is written first, then the data file renamed into
+        place; when the checksum file cannot be written the data file is never renamed (the
+        caller's abort removes its temporary), when the rename fails the new checksum file is
+        removed again. Other stores (S3) have no rename: the object is completed first (so that
+        its own upload's errors come first), then the checksum file written; when that fails
+        the object is deleted again, and the message says so."""
         if self.store.scheme == "stdout":
             upload.commit()
             return None
         checksum_key = self.key + SIDECAR_SUFFIX
-        self.store.put(checksum_key, sidecar_text(sha256, self.key))
-        try:
-            upload.commit()
-        except BaseException:
-            try:
-                self.store.delete([checksum_key])
-            except (SnapError, OSError):
-                pass
-            raise
+        sidecar = sidecar_text(sha256, self.key)
+        if isinstance(self.store, FileStore):
+            with _signals_held():  # a small write and a rename: see _signals_held
+                self.store.put(checksum_key, sidecar)
+                try:
+                    upload.commit()
+                except BaseException:
+                    try:
+                        self.store.delete([checksum_key])
+                    except (SnapError, OSError):
+                        pass
+                    raise
+            return self.store.url(checksum_key)
+        # Not held: completing an upload may take long (its last parts, retries), and Ctrl-C
+        # must stop it (the upload is then aborted). Held from the moment the object exists
+        # (but for the few bytecodes between the two lines).
+        upload.commit()
+        with _signals_held():
+            self._sidecar_or_delete(checksum_key, sidecar)
         return self.store.url(checksum_key)
+
+    def _sidecar_or_delete(self, checksum_key: str, sidecar: bytes) -> None:
+        try:
+            self.store.put(checksum_key, sidecar)
+        except BaseException as exc:
+            try:
+                self.store.delete([self.key])
+                note = (f"{self.store.url(self.key)} was deleted again, as its checksum file could not be "
+                        "written")
+            except (SnapError, OSError):
+                note = (f"{self.store.url(self.key)} is left without its checksum file and could not be "
+                        "deleted: delete it")
+            if isinstance(exc, SnapError):
+                exc.message = f"{exc.message}; {note}"
+            raise
 
 
 @contextmanager
