@@ -8,6 +8,7 @@ converter per column once, so the per-row work is a list of plain function calls
 from __future__ import annotations
 
 import base64
+import json
 import math
 import re
 from collections.abc import Callable
@@ -184,7 +185,13 @@ def sqlite_from(binary: bool, json_column: bool) -> Callable[[Any], Any]:
 
 
 def decode_float(raw: msgspec.Raw) -> float | None:
-    return float_from(_VALUE.decode(raw))
+    """From the number's text, not through the JSON value: ``-0`` (a double's negative zero,
+    as PostgreSQL and MariaDB write it) is the integer 0 to a JSON decoder, and the sign is
+    lost; ``float()`` of the text keeps it."""
+    text = bytes(raw)
+    if text == b"null" or text[:1] == b'"':
+        return float_from(_VALUE.decode(raw))
+    return float(text)
 
 
 def decode_numeric(raw: msgspec.Raw) -> int | Decimal | None:
@@ -205,10 +212,26 @@ def decode_bits(raw: msgspec.Raw) -> int | None:
     return bits_from(_VALUE.decode(raw))
 
 
-def decode_array(element_json: bool) -> Decoder:
+#: Element types of the arrays whose ``-0`` elements are a double's negative zero.
+_FLOAT_ELEMENTS = ("double precision", "float8", "real", "float4")
+
+
+def _float_words(value: Any) -> Any:
+    """A float array's elements as floats: the strings NaN and ±Infinity too."""
+    if isinstance(value, list):
+        return [_float_words(v) for v in value]
+    return _FLOAT_WORDS[value] if isinstance(value, str) else value
+
+
+def decode_array(element_json: bool, float_elements: bool = False) -> Decoder:
+    """``float_elements``: read ``-0`` as -0.0 (a JSON decoder makes it the integer 0, as for
+    :func:`decode_float`); the stdlib's parser is slower, so only for float arrays."""
     convert = array_from(element_json)
 
     def decode(raw: msgspec.Raw) -> Any:
+        if float_elements:  # every number a float: psycopg dumps no list of mixed types
+            value = json.loads(bytes(raw), parse_float=float, parse_int=float)
+            return None if value is None else _float_words(value)
         value = _VALUE.decode(raw)
         return None if value is None else convert(value)
 
@@ -276,7 +299,7 @@ def column_decoder(dialect: str, column: dict[str, Any], *, json_text: bool = Fa
         return decode_sqlite(column.get("encoding") == "base64" or "BLOB" in upper, "JSON" in upper)
     if shape == "array":
         element = str(column.get("type", "")).lower().rstrip("[]")
-        return decode_array(element in ("json", "jsonb"))
+        return decode_array(element in ("json", "jsonb"), element in _FLOAT_ELEMENTS)
     return {
         "bits": decode_bits,
         "bytes": decode_base64,
@@ -297,7 +320,7 @@ def value_decoder(dialect: str, column: dict[str, Any], *,
     JSON text (:func:`column_decoder`: json documents keep their exact text); else ``convert``
     turns the value :data:`ROW` decoded into the source's value (None: as it is)."""
     shape = "json" if json_text else column_shape(dialect, column)
-    if shape == "json":
+    if shape in ("json", "float"):  # float: -0 keeps its sign only from its text (decode_float)
         return True, None
     if shape == "sqlite":
         upper = str(column.get("type", "")).upper()
@@ -306,6 +329,8 @@ def value_decoder(dialect: str, column: dict[str, Any], *,
         return False, sqlite_from(column.get("encoding") == "base64" or "BLOB" in upper, False)
     if shape == "array":
         element = str(column.get("type", "")).lower().rstrip("[]")
+        if element in _FLOAT_ELEMENTS:
+            return True, None  # -0 elements: decode_array
         return False, array_from(element in ("json", "jsonb"))
     convert: dict[str, Callable[[Any], Any]] = {"bits": bits_from, "bytes": base64_from,
                                                 "float": float_from, "numeric": numeric_from}
