@@ -81,6 +81,7 @@ ENDPOINTS = [
     ("GET", "/api/exports/1/download", "admin", None),
     ("POST", "/api/exports/1/verify", "admin", None),
     ("DELETE", "/api/exports/1", "admin", None),
+    ("GET", "/api/schedules", "viewer", None),
     ("GET", "/api/audit", "viewer", None),
 ]
 

@@ -1,7 +1,9 @@
 """``sqlsnap prune``: retention for a folder or bucket prefix of snapshots.
 
 A snapshot is kept when it is one of the ``keep_last`` newest, or younger than
-``older_than``; every other one is deleted together with its ``.sha256`` checksum file.
+``older_than``, or (for the service's schedules) the newest of one of the last N days, ISO
+weeks or months (grandfather-father-son); every other one is deleted together with its
+``.sha256`` checksum file.
 The newest snapshot is never deleted, so that a backup job that stopped weeks ago cannot
 have its last copy pruned away. A snapshot's time is the UTC time in its name when it has
 one (the ``{timestamp}`` placeholder: ``2026-11-22T14-30-00Z``), which survives copies
@@ -98,15 +100,32 @@ class PruneResult:
                 "stale_temporaries": self.stale}
 
 
+#: Grandfather-father-son periods: a snapshot's calendar day, ISO week and month (UTC).
+PERIODS: dict[str, Any] = {
+    "daily": lambda t: t.strftime("%Y-%m-%d"),
+    "weekly": lambda t: "{}-W{:02d}".format(*t.isocalendar()[:2]),
+    "monthly": lambda t: t.strftime("%Y-%m")}
+
+
 def _select(snapshots: list[Snapshot], keep_last: int | None, older_than: timedelta | None,
-            now: datetime) -> tuple[list[Snapshot], list[Snapshot]]:
+            now: datetime, periods: dict[str, int] | None = None) -> tuple[list[Snapshot], list[Snapshot]]:
     ordered = sorted(snapshots, key=lambda s: (s.modified, s.name), reverse=True)
+    # The newest snapshot of each of the last N days (weeks, months) that have one: walking
+    # newest first, the first snapshot seen in a period is that period's newest.
+    by_period: set[int] = set()
+    for period, count in (periods or {}).items():
+        seen: set[str] = set()
+        for i, snap in enumerate(ordered):
+            key = PERIODS[period](snap.modified)
+            if key not in seen and len(seen) < count:
+                seen.add(key)
+                by_period.add(i)
     kept: list[Snapshot] = []
     deleted: list[Snapshot] = []
     for i, snap in enumerate(ordered):
         protected_by_count = keep_last is not None and i < keep_last
         young = older_than is not None and snap.modified > now - older_than
-        (kept if i == 0 or protected_by_count or young else deleted).append(snap)
+        (kept if i == 0 or protected_by_count or young or i in by_period else deleted).append(snap)
     return kept, deleted
 
 
@@ -171,19 +190,25 @@ def _delete(store: Store, snapshots: list[Snapshot]) -> None:
 
 def prune(prefix: str, *, keep_last: int | None = None, older_than: str | timedelta | None = None,
           dry_run: bool = False, s3_endpoint: str | None = None,
-          now: datetime | None = None) -> PruneResult:
+          now: datetime | None = None, keep_daily: int | None = None, keep_weekly: int | None = None,
+          keep_monthly: int | None = None) -> PruneResult:
     """Delete the snapshots under ``prefix`` (a folder, ``folder/name-prefix``, ``s3://bucket/prefix``
-    or ``memory://name/prefix``) that are neither among the ``keep_last`` newest nor younger
-    than ``older_than``."""
-    if keep_last is None and older_than is None:
+    or ``memory://name/prefix``) that no rule keeps: the ``keep_last`` newest, those younger
+    than ``older_than``, and the newest of each of the last ``keep_daily`` days, ``keep_weekly``
+    ISO weeks and ``keep_monthly`` months that have one (grandfather-father-son, UTC)."""
+    periods = {name: n for name, n in (("daily", keep_daily), ("weekly", keep_weekly),
+                                       ("monthly", keep_monthly)) if n is not None}
+    if keep_last is None and older_than is None and not periods:
         raise UsageError("say what to keep: --keep-last N, --older-than AGE (e.g. 30d), or both")
+    if any(n < 1 for n in periods.values()):
+        raise UsageError("keep_daily, keep_weekly and keep_monthly must be at least 1")
     if keep_last is not None and keep_last < 1:
         raise UsageError("--keep-last must be at least 1")
     age = parse_age(older_than) if isinstance(older_than, str) else older_than
     now = now or datetime.now(UTC)
     store, start = open_store(prefix, s3_endpoint=s3_endpoint)
     snapshots, ignored = _find(store, start)
-    kept, deleted = _select(snapshots, keep_last, age, now)
+    kept, deleted = _select(snapshots, keep_last, age, now, periods)
     if deleted and not dry_run:
         _delete(store, deleted)
     # Temporaries of exports killed before their commit (SIGKILL, a power cut): hidden,

@@ -129,6 +129,11 @@ def delete_export(job_id: JobId, request: Request, user: Admin, svc: Svc) -> dic
     return operations.job(svc, job_id)
 
 
+@router.get("/schedules", summary="The configured schedules, their next due time and recent runs")
+def list_schedules(user: AnyUser, svc: Svc) -> dict[str, Any]:
+    return {"schedules": svc.scheduler.to_json() if svc.scheduler is not None else []}
+
+
 @router.get("/audit", summary="Audit entries, newest first")
 def list_audit(user: AnyUser, svc: Svc, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                before: Annotated[int | None, Query(ge=1, le=2**53)] = None) -> dict[str, Any]:

@@ -25,6 +25,8 @@ from . import api, audit, pages
 from .config import ServiceConfig
 from .context import HTTPProblem, Service
 from .jobs import Jobs
+from .notify import Notifier
+from .schedules import Scheduler
 from .state import State
 
 log = logging.getLogger("sqlsnap.service")
@@ -126,10 +128,15 @@ def create_app(config: ServiceConfig, state: State | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         st = state or State(config.state_path)
         audit.record_start(st, config)
-        app.state.service = Service(config, st, Jobs(config, st))
+        app.state.service = svc = Service(config, st, Jobs(config, st))
+        svc.scheduler = Scheduler(svc)
+        if config.notify is not None:
+            Notifier(config.notify, st, svc.jobs)
+        svc.scheduler.start()
         try:
             yield
         finally:
+            svc.scheduler.close()
             app.state.service.jobs.close()
             if state is None:
                 st.close()

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..urls import mask, parse_url
+from .schedule_config import NotifyConfig, ScheduleConfig, SettingError, parse_notify, parse_schedules
 
 #: What the export form offers: a JSON Lines export is a folder, which one download cannot carry.
 COMPRESSIONS = ("zstd", "gzip", "none")
@@ -99,9 +100,13 @@ class ServiceConfig:
     path: str | None = None
     #: SHA-256 of the configuration file's text: the audit trail notes when it changes.
     digest: str = ""
+    #: ``[schedules.NAME]`` by name.
+    schedules: Mapping[str, ScheduleConfig] = field(default_factory=dict)
+    #: ``[notify]``: where failures (and, if asked, successes) are posted; None: nowhere.
+    notify: NotifyConfig | None = None
 
 
-_TOP = {"server", "state", "security", "sources", "destinations"}
+_TOP = {"server", "state", "security", "sources", "destinations", "schedules", "notify"}
 _SERVER = {"host", "port", "workers", "export_nice"}
 _STATE = {"path", "url"}
 _SOURCE = {"url", "url_env", "url_file", "environment", "policy", "anonymize", "exclude_tables",
@@ -212,8 +217,13 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         raise ConfigError(f"{p} names no source; add a [sources.NAME] table with url_env")
     if not destinations:
         raise ConfigError(f"{p} names no destination; add a [destinations.NAME] table with path")
+    try:
+        schedules = parse_schedules(data.get("schedules", {}), sources, destinations)
+        notify = parse_notify(data.get("notify", {}), env, base)
+    except SettingError as exc:
+        raise ConfigError(str(exc)) from None
     return ServiceConfig(
-        sources=sources, destinations=destinations,
+        schedules=schedules, notify=notify, sources=sources, destinations=destinations,
         state_path=str(base / str(state.get("path", "sqlsnap-state.db"))),
         security=SecurityConfig(**security_table), host=str(server.get("host", "127.0.0.1")),
         port=int(server.get("port", 8080)), workers=int(server.get("workers", 2)),

@@ -18,6 +18,8 @@ class Service:
     config: ServiceConfig
     state: State
     jobs: Jobs
+    #: The :class:`.schedules.Scheduler` (set when the application starts).
+    scheduler: Any = None
 
 
 class HTTPProblem(Exception):

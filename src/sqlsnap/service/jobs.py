@@ -13,9 +13,10 @@ and renames only when complete, so no file under the final name ever existed).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -139,6 +140,8 @@ class Jobs:
         self._cancel: dict[int, threading.Event] = {}
         self._progress: dict[int, JobProgress] = {}
         self._lock = threading.Lock()
+        #: Called with the job's id when a job has ended (schedules' retention, notifications).
+        self.on_end: list[Callable[[int], None]] = []
         self.recover()
 
     def close(self) -> None:
@@ -229,6 +232,11 @@ class Jobs:
             "sha256": (summary or {}).get("sha256")}
         audit.record(self.state, actor=actor, action="export", target=f"job {job_id}", address=address,
                      outcome={"succeeded": "ok"}.get(status, status), detail=detail)
+        for listener in self.on_end:
+            try:
+                listener(job_id)
+            except Exception:  # noqa: BLE001 - a listener's bug must not lose the job's end
+                logging.getLogger("sqlsnap.service").exception("after job %s", job_id)
 
     # -- reading, cancelling, deleting ---------------------------------------------------------
 
