@@ -71,8 +71,9 @@ def test_a_schedule_runs_records_its_runs_and_keeps_the_last_two(
 
         aws_env(monkeypatch)
         server = S3Server().start()
-        server.client().create_bucket(Bucket="dumps")
-        where = f'[destinations.bucket]\nurl = "s3://dumps/nightly/"\ns3_endpoint = "{server.endpoint}"\n'
+        # A bucket of its own: moto's buckets outlive a server started in this process.
+        server.client().create_bucket(Bucket="scheduled")
+        where = f'[destinations.bucket]\nurl = "s3://scheduled/nightly/"\ns3_endpoint = "{server.endpoint}"\n'
     try:
         dest = "bucket" if store == "s3" else "local"
         env = make_env(tmp_path, demo_db, tables=(where if server else "") + (
@@ -88,9 +89,10 @@ def test_a_schedule_runs_records_its_runs_and_keeps_the_last_two(
         assert len(jobs) >= 4
         newest = [j["path"] for j in jobs[-2:]]
         if server:
-            keys = {o["Key"] for o in server.client().list_objects_v2(Bucket="dumps").get("Contents", [])}
-            left = {f"s3://dumps/{k}" for k in keys if not k.endswith(".sha256")}
-            sidecars = {p.removeprefix("s3://dumps/") + ".sha256" for p in newest}
+            listed_keys = server.client().list_objects_v2(Bucket="scheduled").get("Contents", [])
+            keys = {o["Key"] for o in listed_keys}
+            left = {f"s3://scheduled/{k}" for k in keys if not k.endswith(".sha256")}
+            sidecars = {p.removeprefix("s3://scheduled/") + ".sha256" for p in newest}
             assert {k for k in keys if k.endswith(".sha256")} == sidecars
         else:
             names = os.listdir(env.out)
@@ -114,6 +116,10 @@ def test_a_schedule_runs_records_its_runs_and_keeps_the_last_two(
         assert {r["job"] for r in schedule["runs"]} >= {j["id"] for j in jobs[:3]}
     finally:
         if server:
+            client = server.client()
+            for o in client.list_objects_v2(Bucket="scheduled").get("Contents", []):
+                client.delete_object(Bucket="scheduled", Key=o["Key"])
+            client.delete_bucket(Bucket="scheduled")
             server.stop()
 
 
