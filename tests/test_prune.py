@@ -302,3 +302,29 @@ def test_prune_a_bucket_prefix(s3: S3Server, sqlite_snapshot: bytes) -> None:
     assert after == before - gone
     assert out.splitlines() == sorted(out.splitlines(), reverse=True)  # newest first
     assert f"ignored s3://{bucket}/dumps/app-{stamp(70)}.json" in err
+
+
+def test_grandfather_father_son_keeps_the_newest_of_each_day_week_and_month(place: Place) -> None:
+    """Two snapshots a day, 1 February to 10 March 2026 (a Tuesday): 3 days, 3 ISO weeks and 2
+    months keep five of them, each the last of its day; the service's schedules use this."""
+    start = datetime(2026, 2, 1, tzinfo=UTC)
+    for day in range(38):
+        for hour in (6, 18):
+            t = start + timedelta(days=day, hours=hour)
+            snapshot(place, f"app-export-{t.strftime('%Y-%m-%dT%H-%M-%SZ')}-1.json.zst")
+    result = prune(f"{place}/app-export-", keep_daily=3, keep_weekly=3, keep_monthly=2,
+                   now=datetime(2026, 3, 11, tzinfo=UTC))
+    # days: 10, 9 and 8 March; weeks: 11 (10 March), 10 (Sunday 8 March), 9 (Sunday 1 March);
+    # months: March (10 March), February (28 February).
+    days = ("03-10", "03-09", "03-08", "03-01", "02-28")
+    kept = {f"app-export-2026-{d}T18-00-00Z-1.json.zst" for d in days}
+    assert {Path(s.name).name for s in result.kept} == kept
+    assert len(result.deleted) == 76 - 5
+    assert names(place) == kept | {k + ".sha256" for k in kept}
+
+
+def test_grandfather_father_son_counts_must_be_positive(tmp_path: Path) -> None:
+    from sqlsnap.errors import UsageError
+
+    with pytest.raises(UsageError, match="at least 1"):
+        prune(str(tmp_path), keep_weekly=0)
