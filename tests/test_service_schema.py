@@ -35,7 +35,7 @@ def test_no_server_error(base_url: str, env: ServiceEnv) -> None:
     # parametrize fails on pytest 9 ('Function' object has no attribute '_nodeid').
     schema = schemathesis.openapi.from_url(f"{base_url}/api/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 11
+    assert len(operations) == 15
     seen: dict[str, set[int]] = {}
     for operation in operations:
         @given(case=operation.as_strategy())

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import audit, auth, operations
+from . import approvals, audit, auth, operations
 from .auth import User
 from .context import HTTPProblem, Service, address, service
 from .jobs import ExportRequest
@@ -72,6 +72,9 @@ class ExportBody(BaseModel):
     compress: Literal["zstd", "gzip", "none"] = "zstd"
     anonymize: bool | None = Field(None, description="Apply the PII preset (default: the source's setting)")
     exclude_tables: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=100)
+    include_secrets: list[Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=list, max_length=100,
+        description="Deny-listed columns to export anyway (TABLE.COLUMN); may need a second admin's approval")
 
 
 router = APIRouter(prefix="/api", responses=ERRORS)
@@ -88,11 +91,38 @@ def get_plan(user: Admin, svc: Svc, source: Annotated[str, Query(max_length=200)
     return operations.plan_json(svc.config, source, anonymize=anonymize)
 
 
-@router.post("/exports", status_code=202, summary="Start an export; returns its id at once")
+@router.post("/exports", status_code=202, summary="Start an export; returns its id at once (or, when it "
+             "needs a second admin's approval, the approval request's)")
 def start_export(body: ExportBody, request: Request, user: Admin, svc: Svc) -> dict[str, Any]:
-    job_id = operations.start(svc, ExportRequest(body.source, body.destination, body.compress, body.anonymize,
-                                                 tuple(body.exclude_tables)), user, address(request))
+    try:
+        job_id = operations.start(svc, ExportRequest(
+            body.source, body.destination, body.compress, body.anonymize, tuple(body.exclude_tables),
+            tuple(body.include_secrets)), user, address(request))
+    except approvals.ApprovalRequired as waiting:
+        return {"approval": waiting.approval_id, "status": "awaiting_approval",
+                "protected": waiting.protected, "url": f"/api/approvals/{waiting.approval_id}"}
     return {"id": job_id, "status": "queued", "url": f"/api/exports/{job_id}"}
+
+
+@router.get("/approvals", summary="Approval requests, newest first")
+def list_approvals(user: Admin, svc: Svc,
+                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+    return {"approvals": approvals.listing(svc.state, limit)}
+
+
+@router.get("/approvals/{approval_id}", summary="An approval request")
+def get_approval(approval_id: JobId, user: Admin, svc: Svc) -> dict[str, Any]:
+    return approvals.approval_json(approvals.get(svc.state, approval_id))
+
+
+@router.post("/approvals/{approval_id}/approve", summary="Approve another admin's export; it starts at once")
+def approve(approval_id: JobId, request: Request, user: Admin, svc: Svc) -> dict[str, Any]:
+    return approvals.decide(svc, approval_id, user.email, address(request), approve=True)
+
+
+@router.post("/approvals/{approval_id}/refuse", summary="Refuse another admin's export")
+def refuse(approval_id: JobId, request: Request, user: Admin, svc: Svc) -> dict[str, Any]:
+    return approvals.decide(svc, approval_id, user.email, address(request), approve=False)
 
 
 @router.get("/exports", summary="Export history, newest first")

@@ -38,6 +38,8 @@ class SourceConfig:
     anonymize: bool = False
     exclude_tables: tuple[str, ...] = ()
     exclude_columns: tuple[str, ...] = ()
+    #: Exports that write protected columns wait for a second admin (:mod:`.approvals`).
+    approval: bool = False
 
     @property
     def shown_url(self) -> str:
@@ -110,7 +112,7 @@ _TOP = {"server", "state", "security", "sources", "destinations", "schedules", "
 _SERVER = {"host", "port", "workers", "export_nice"}
 _STATE = {"path", "url"}
 _SOURCE = {"url", "url_env", "url_file", "environment", "policy", "anonymize", "exclude_tables",
-           "exclude_columns"}
+           "exclude_columns", "approval"}
 _DESTINATION = {"path", "url", "s3_endpoint"}
 
 
@@ -126,6 +128,12 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where} must be a list of strings")
     return tuple(value)
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false")
+    return value
 
 
 def _source_url(name: str, table: Mapping[str, Any], env: Mapping[str, str], base: Path) -> str:
@@ -199,7 +207,8 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
             name=name, url=_source_url(name, table, env, base), environment=table.get("environment"),
             policy=str(base / policy) if policy else None, anonymize=bool(table.get("anonymize", False)),
             exclude_tables=_strings(table.get("exclude_tables", []), f"[sources.{name}] exclude_tables"),
-            exclude_columns=_strings(table.get("exclude_columns", []), f"[sources.{name}] exclude_columns"))
+            exclude_columns=_strings(table.get("exclude_columns", []), f"[sources.{name}] exclude_columns"),
+            approval=_flag(table.get("approval", False), f"[sources.{name}] approval"))
     destinations: dict[str, DestinationConfig] = {}
     for name, table in data.get("destinations", {}).items():
         where = f"[destinations.{name}]"

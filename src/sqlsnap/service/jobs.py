@@ -81,6 +81,9 @@ class ExportRequest:
     compress: str = "zstd"
     anonymize: bool | None = None
     exclude_tables: tuple[str, ...] = ()
+    #: Deny-listed columns exported on purpose (``--include-secret``); needs approval where the
+    #: source asks for it (:mod:`.approvals`).
+    include_secrets: tuple[str, ...] = ()
 
 
 def file_name(database: str, when: datetime, job_id: int, compress: str) -> str:
@@ -104,6 +107,7 @@ def options_for(source: SourceConfig, target: str, request: ExportRequest, actor
         # second export).
         jobs=1, exported_by=actor, environment=source.environment, s3_endpoint=s3_endpoint,
         policy=PolicyOptions(exclude_columns=source.exclude_columns, anonymize=anonymize,
+                             include_secrets=tuple(request.include_secrets),
                              policy=source.policy))
 
 

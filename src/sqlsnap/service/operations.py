@@ -36,6 +36,21 @@ def plan_json(config: ServiceConfig, source_name: str, anonymize: bool | None = 
 
 
 def start(svc: Service, request: ExportRequest, user: User, addr: str) -> int:
+    """Start an export; :class:`.approvals.ApprovalRequired` when it waits for a second admin."""
+    source = svc.config.sources.get(request.source)
+    if source is not None and source.approval:
+        from . import approvals
+
+        try:
+            protected = approvals.protected_columns(svc.config, request)
+        except SnapError as exc:
+            audit.record(svc.state, actor=user.email, action="export.start", address=addr, outcome="refused",
+                         detail={"source": request.source, "destination": request.destination,
+                                 "error": mask(str(exc))})
+            raise
+        if protected:
+            raise approvals.ApprovalRequired(
+                approvals.request_approval(svc.state, request, user.email, addr, protected), protected)
     try:
         return svc.jobs.start(request, user.email, addr)
     except SnapError as exc:
