@@ -1,12 +1,15 @@
-"""Two-person approval (issue 17): on a source with ``approval = true`` an export that writes
-protected columns (unmasked PII, a deny-listed column included by name) does not start until a
+"""Two-person approval and exports with a lifetime (issue 17): on a source with
+``approval = true`` an export that writes protected columns (unmasked PII, a deny-listed column included by name) does not start until a
 second admin approves it; the requester cannot approve their own; a refused request never
-runs; request, answer and export are linked in the audit trail."""
+runs; request, answer and export are linked in the audit trail. An export given a lifetime
+(API or form) is deleted when it expires, and the history and the audit trail say so."""
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +143,49 @@ def test_the_export_page_says_that_the_export_waits_for_approval(client: TestCli
     assert r.status_code == 409
     assert "needs a second admin&#39;s approval: request 1" in r.text
     assert history(client, env) == []
+
+
+def test_an_export_with_a_lifetime_is_deleted_when_it_expires_and_the_history_says_so(
+        client: TestClient, env: ServiceEnv) -> None:
+    # (In this file for its second admin's fixture: anonymized, so no approval is needed.)
+    body = {"source": "demo", "destination": "local", "anonymize": True, "lifetime": "2s"}
+    r = client.post("/api/exports", json=body, headers=as_(env, "admin"))
+    assert r.status_code == 202, r.text
+    job = wait_for(lambda i: client.get(f"/api/exports/{i}", headers=as_(env, "admin")).json(),
+                   r.json()["id"])
+    assert job["status"] == "succeeded" and job["expires"] and not job["deleted"]
+    assert sorted(p.name for p in env.out.iterdir()) == [job["filename"], job["filename"] + ".sha256"]
+    deadline = time.monotonic() + 30
+    while not client.get(f"/api/exports/{job['id']}", headers=as_(env, "admin")).json()["deleted"]:
+        assert time.monotonic() < deadline, "the export did not expire"
+        time.sleep(0.2)
+    assert list(env.out.iterdir()) == []
+    expired = [e for e in audit.entries(env.state) if e["action"] == "expire"]
+    assert [(e["actor"], e["target"], e["detail"]) for e in expired] == [
+        ("service", f"job {job['id']}", {"path": job["path"], "lifetime_seconds": 2.0})]
+    login(client)
+    assert "The file expired and was deleted at" in client.get(f"/exports/{job['id']}").text
+    assert client.get(f"/api/exports/{job['id']}/download", headers=as_(env, "admin")).status_code == 404
+
+
+def test_the_export_form_offers_a_lifetime(client: TestClient, env: ServiceEnv) -> None:
+    login(client)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/export?anonymize=1").text)
+    assert csrf is not None
+    r = client.post("/export", data={"csrf": csrf[1], "source": "demo", "destination": "local",
+                                     "compress": "zstd", "anonymize": "1", "lifetime": "7d"},
+                    follow_redirects=False)
+    assert r.status_code == 303, r.text
+    job_id = int(r.headers["location"].rsplit("/", 1)[1])
+    job = wait_for(lambda i: client.get(f"/api/exports/{i}", headers=as_(env, "admin")).json(), job_id)
+    finished = datetime.fromisoformat(job["finished"].replace("Z", "+00:00"))
+    assert datetime.fromisoformat(job["expires"].replace("Z", "+00:00")) - finished == timedelta(days=7)
+    r = client.post("/export", data={"csrf": csrf[1], "source": "demo", "destination": "local",
+                                     "anonymize": "1", "lifetime": "forever"})
+    assert r.status_code == 400 and "unknown lifetime" in r.text
+
+
+def login(client: TestClient) -> None:
+    page = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text)
+    assert page is not None
+    client.post("/login", data={"email": "ana@example.com", "password": PASSWORD, "csrf": page[1]})

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import approvals, audit, auth, operations
+from . import approvals, audit, auth, expiry, operations
 from .auth import User
 from .context import HTTPProblem, Service, address, service
 from .jobs import ExportRequest
@@ -75,6 +75,8 @@ class ExportBody(BaseModel):
     include_secrets: list[Annotated[str, Field(max_length=200)]] = Field(
         default_factory=list, max_length=100,
         description="Deny-listed columns to export anyway (TABLE.COLUMN); may need a second admin's approval")
+    lifetime: str | None = Field(None, max_length=20, description="Delete the file this long after the "
+                                 "export ends: 12h, 7d, 2w (default: keep it)")
 
 
 router = APIRouter(prefix="/api", responses=ERRORS)
@@ -97,7 +99,7 @@ def start_export(body: ExportBody, request: Request, user: Admin, svc: Svc) -> d
     try:
         job_id = operations.start(svc, ExportRequest(
             body.source, body.destination, body.compress, body.anonymize, tuple(body.exclude_tables),
-            tuple(body.include_secrets)), user, address(request))
+            tuple(body.include_secrets), expiry.lifetime_seconds(body.lifetime)), user, address(request))
     except approvals.ApprovalRequired as waiting:
         return {"approval": waiting.approval_id, "status": "awaiting_approval",
                 "protected": waiting.protected, "url": f"/api/approvals/{waiting.approval_id}"}

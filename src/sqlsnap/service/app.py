@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .._version import __version__
 from ..errors import ConnectError, NotFoundError, OutputError, SnapError, UsageError
 from ..urls import mask
-from . import api, approvals, audit, pages
+from . import api, approvals, audit, expiry, pages
 from .config import ServiceConfig
 from .context import HTTPProblem, Service
 from .jobs import Jobs
@@ -129,6 +129,7 @@ def create_app(config: ServiceConfig, state: State | None = None) -> FastAPI:
         st = state or State(config.state_path)
         audit.record_start(st, config)
         approvals.ensure_schema(st)
+        expiry.ensure_schema(st)
         app.state.service = svc = Service(config, st, Jobs(config, st))
         svc.scheduler = Scheduler(svc)
         if config.notify is not None:

@@ -134,7 +134,8 @@ def decide(svc: Any, approval_id: int, approver: str, address: str, approve: boo
     if approve:
         asked = json.loads(row["request"])
         request = ExportRequest(asked["source"], asked["destination"], asked["compress"], asked["anonymize"],
-                                tuple(asked["exclude_tables"]), tuple(asked["include_secrets"]))
+                                tuple(asked["exclude_tables"]), tuple(asked["include_secrets"]),
+                                asked.get("lifetime_seconds"))
         job_id = svc.jobs.start(request, row["requester"], address)
         svc.state.execute("UPDATE approvals SET job_id = ? WHERE id = ?", [job_id, approval_id])
     audit.record(svc.state, actor=approver, action=action, target=f"approval {approval_id}", address=address,

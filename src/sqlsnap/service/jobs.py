@@ -84,6 +84,8 @@ class ExportRequest:
     #: Deny-listed columns exported on purpose (``--include-secret``); needs approval where the
     #: source asks for it (:mod:`.approvals`).
     include_secrets: tuple[str, ...] = ()
+    #: Seconds after its end when the service deletes the file (:mod:`.expiry`); None: kept.
+    lifetime_seconds: float | None = None
 
 
 def file_name(database: str, when: datetime, job_id: int, compress: str) -> str:
@@ -125,6 +127,9 @@ def job_json(row: Any, live: JobProgress | None = None) -> dict[str, Any]:
         "options": json.loads(row["options"]), "progress": progress, "summary": summary,
         "error": row["error"],
         "deleted": row["deleted"] is not None,
+        # When the service deletes the file (an export with a lifetime, :mod:`.expiry`).
+        "expires": _iso(finished + row["expires_after"])
+        if finished and "expires_after" in row.keys() and row["expires_after"] else None,
     }
 
 
@@ -194,6 +199,9 @@ class Jobs:
         shown = options.to_json()
         self.state.execute("UPDATE jobs SET target = ?, options = ? WHERE id = ?",
                            [target, json.dumps(shown), job_id])
+        if request.lifetime_seconds:
+            self.state.execute("UPDATE jobs SET expires_after = ? WHERE id = ?",
+                               [request.lifetime_seconds, job_id])
         progress, cancel = JobProgress(), threading.Event()
         with self._lock:
             self._progress[job_id], self._cancel[job_id] = progress, cancel

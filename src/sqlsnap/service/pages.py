@@ -22,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 
 from ..errors import SnapError
 from ..urls import mask
-from . import audit, auth, operations
+from . import audit, auth, expiry, operations
 from .auth import LoginRefused, User
 from .context import HTTPProblem, Service, address, service
 from .jobs import ACTIVE, ExportRequest
@@ -195,15 +195,19 @@ def export_page(p: AdminPage, svc: Svc, source: str = "", anonymize: str = "") -
     except SnapError as exc:
         error = mask(str(exc))
     return p.render("export.html", sources=svc.config.sources, destinations=svc.config.destinations,
+                    lifetimes=expiry.FORM_LIFETIMES,
                     chosen=svc.config.sources[chosen], plan=plan, error=error, anonymize=bool(anonymize))
 
 
 @router.post("/export")
 def export_submit(p: AdminPage, svc: Svc, csrf: Csrf = "", source: Annotated[str, Form()] = "",
                   destination: Annotated[str, Form()] = "", compress: Annotated[str, Form()] = "zstd",
-                  anonymize: Annotated[str, Form()] = "") -> Response:
+                  anonymize: Annotated[str, Form()] = "", lifetime: Annotated[str, Form()] = "") -> Response:
     p.check_csrf(csrf)
-    job_id = operations.start(svc, ExportRequest(source, destination, compress, True if anonymize else None),
+    if lifetime not in expiry.FORM_LIFETIMES:
+        raise HTTPProblem(400, "bad_request", f"unknown lifetime '{lifetime}'; choose one of the form's")
+    job_id = operations.start(svc, ExportRequest(source, destination, compress, True if anonymize else None,
+                                                 lifetime_seconds=expiry.lifetime_seconds(lifetime)),
                               p.user, address(p.request))
     return RedirectResponse(f"/exports/{job_id}", status_code=303)
 

@@ -76,9 +76,9 @@ class Scheduler:
         self.jobs.on_end.append(self._job_ended)
 
     def start(self) -> None:
-        if self.config.schedules:
-            self._thread = threading.Thread(target=self._loop, name="sqlsnap-scheduler", daemon=True)
-            self._thread.start()
+        # Also when no schedule is configured: the loop expires exports with a lifetime.
+        self._thread = threading.Thread(target=self._loop, name="sqlsnap-scheduler", daemon=True)
+        self._thread.start()
 
     def close(self) -> None:
         self._stop.set()
@@ -86,11 +86,17 @@ class Scheduler:
             self._thread.join(10)
 
     def _loop(self) -> None:
+        from . import expiry
+
         while not self._stop.is_set():
             try:
                 self.run_due(time.time())
             except Exception:  # noqa: BLE001 - one bad check must not stop the schedules
                 log.exception("checking the schedules failed")
+            try:
+                expiry.sweep(self.jobs, self.state)
+            except Exception:  # noqa: BLE001 - nor one bad sweep
+                log.exception("expiring exports failed")
             self._stop.wait(TICK_SECONDS)
 
     def run_due(self, at: float) -> list[int]:
