@@ -1,8 +1,9 @@
 """Two-person approval and exports with a lifetime (issue 17): on a source with
 ``approval = true`` an export that writes protected columns (unmasked PII, a deny-listed
-column included by name) does not start until a second admin approves it; the requester cannot approve their own; a refused request never
-runs; request, answer and export are linked in the audit trail. An export given a lifetime
-(API or form) is deleted when it expires, and the history and the audit trail say so."""
+column included by name) does not start until a second admin approves it; the requester
+cannot approve their own; a refused request never runs; request, answer and export are
+linked in the audit trail. An export given a lifetime (API or form) is deleted when it
+expires, and the history and the audit trail say so."""
 
 from __future__ import annotations
 
