@@ -35,6 +35,11 @@ def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def env(tmp_path: Path, demo_db: Path) -> ServiceEnv:
+    return approval_env(tmp_path, demo_db)
+
+
+def approval_env(tmp_path: Path, demo_db: Path) -> ServiceEnv:
+    """A service whose demo source has ``approval = true``, with a second admin."""
     env = make_env(tmp_path, demo_db)
     text = env.config_path.read_text()
     text = text.replace('environment = "test"\n', 'environment = "test"\napproval = true\n', 1)

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .._version import __version__
 from ..errors import ConnectError, NotFoundError, OutputError, SnapError, UsageError
 from ..urls import mask
-from . import api, approvals, audit, expiry, pages
+from . import api, approval_pages, approvals, audit, expiry, pages
 from .config import ServiceConfig
 from .context import HTTPProblem, Service
 from .jobs import Jobs
@@ -153,4 +153,5 @@ def create_app(config: ServiceConfig, state: State | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(approval_pages.router)
     return app

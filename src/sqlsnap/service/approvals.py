@@ -49,7 +49,8 @@ class ApprovalRequired(HTTPProblem):
         shown = ", ".join(protected[:5]) + (f" and {len(protected) - 5} more" if len(protected) > 5 else "")
         super().__init__(409, "approval_required",
                          f"this export writes protected columns ({shown}) and needs a second admin's "
-                         f"approval: request {approval_id} (POST /api/approvals/{approval_id}/approve)")
+                         f"approval: request {approval_id} (on the Approvals page, or POST "
+                         f"/api/approvals/{approval_id}/approve)")
         self.approval_id, self.protected = approval_id, protected
 
 
