@@ -17,9 +17,9 @@ from typing import Any
 
 import msgspec
 
-#: One encoder for all rows. ``decimal_format="number"`` keeps every stored digit of a
-#: Decimal (msgspec writes str(Decimal)); we still format Decimals ourselves (see
-#: ``decimal_token``) because str() switches to exponent notation below 1e-6.
+#: One encoder for all rows. Sources hand numbers over as the server's text
+#: (``number_token``), never as Decimals; ``decimal_format="number"`` is for the Decimals that
+#: restore's decoders produce (msgspec writes str(Decimal), every stored digit).
 ENCODER = msgspec.json.Encoder(decimal_format="number")
 #: Parses JSON documents held in text columns without losing digits: each non-integer
 #: number is kept as its exact text (a Decimal would print 0.0000001 as 1E-7).
@@ -53,12 +53,6 @@ def float_value(value: float) -> float | str:
     if math.isfinite(value):
         return value
     return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-
-
-def decimal_token(value: Decimal) -> msgspec.Raw | str:
-    if value.is_finite():
-        return msgspec.Raw(format(value, "f").encode())
-    return "NaN" if value.is_nan() else ("Infinity" if value > 0 else "-Infinity")
 
 
 def b64(value: bytes | bytearray | memoryview) -> str:

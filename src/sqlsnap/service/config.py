@@ -18,7 +18,14 @@ from typing import Any
 
 from ..errors import UsageError
 from ..urls import mask, parse_url
-from .schedule_config import NotifyConfig, ScheduleConfig, SettingError, parse_notify, parse_schedules
+from .schedule_config import (
+    NotifyConfig,
+    ScheduleConfig,
+    SettingError,
+    given_once,
+    parse_notify,
+    parse_schedules,
+)
 
 #: What the export form offers: a JSON Lines export is a folder, which one download cannot carry.
 COMPRESSIONS = ("zstd", "gzip", "none")
@@ -138,27 +145,13 @@ def _flag(value: Any, where: str) -> bool:
 
 def _source_url(name: str, table: Mapping[str, Any], env: Mapping[str, str], base: Path) -> str:
     where = f"[sources.{name}]"
-    given = [k for k in ("url", "url_env", "url_file") if k in table]
-    if len(given) != 1:
-        raise ConfigError(f"{where} needs exactly one of url, url_env or url_file")
-    if "url_env" in table:
-        var = str(table["url_env"])
-        if not env.get(var):
-            raise ConfigError(f"{where}: the environment variable {var} (url_env) is not set; export it "
-                              "with the database URL")
-        url = env[var]
-    elif "url_file" in table:
-        path = base / str(table["url_file"])
-        try:
-            url = path.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"{where}: cannot read url_file {path}: {exc.strerror}") from None
-    else:
-        url = str(table["url"])
-        parsed = parse_url(url)
-        if parsed.password:
-            raise ConfigError(f"{where}: the url holds a password; the configuration never holds a "
-                              "secret: put the URL in an environment variable (url_env) or a file (url_file)")
+    try:
+        url = given_once(table, "url", where, env, base, "the database URL")
+    except SettingError as exc:
+        raise ConfigError(str(exc)) from None
+    if "url" in table and parse_url(url).password:
+        raise ConfigError(f"{where}: the url holds a password; the configuration never holds a "
+                          "secret: put the URL in an environment variable (url_env) or a file (url_file)")
     parse_url(url)  # a bad URL fails at start, not at the first export
     return url
 

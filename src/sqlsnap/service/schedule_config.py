@@ -157,6 +157,29 @@ class NotifyConfig:
         return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}/..."
 
 
+def given_once(table: Mapping[str, Any], key: str, where: str, env: Mapping[str, str], base: Path,
+               what: str) -> str:
+    """The value given by exactly one of ``key`` (in the file), ``key_env`` (an environment
+    variable's name) or ``key_file`` (a file's path, relative to the configuration's folder):
+    how the configuration takes what may be secret without holding it."""
+    given = [k for k in (key, f"{key}_env", f"{key}_file") if k in table]
+    if len(given) != 1:
+        raise SettingError(f"{where} needs exactly one of {key}, {key}_env or {key}_file")
+    if f"{key}_env" in table:
+        var = str(table[f"{key}_env"])
+        if not env.get(var):
+            raise SettingError(f"{where}: the environment variable {var} ({key}_env) is not set; export "
+                               f"it with {what}")
+        return env[var]
+    if f"{key}_file" in table:
+        path = base / str(table[f"{key}_file"])
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise SettingError(f"{where}: cannot read {key}_file {path}: {exc.strerror}") from None
+    return str(table[key])
+
+
 def parse_notify(table: Mapping[str, Any], env: Mapping[str, str], base: Path) -> NotifyConfig | None:
     if not table:
         return None
@@ -164,22 +187,7 @@ def parse_notify(table: Mapping[str, Any], env: Mapping[str, str], base: Path) -
     if unknown:
         raise SettingError(f"unknown key {unknown[0]!r} in [notify]; valid keys: "
                            + ", ".join(sorted(_NOTIFY)))
-    given = [k for k in ("webhook_url", "webhook_url_env", "webhook_url_file") if k in table]
-    if len(given) != 1:
-        raise SettingError("[notify] needs exactly one of webhook_url, webhook_url_env or webhook_url_file")
-    if "webhook_url_env" in table:
-        url = env.get(str(table["webhook_url_env"]), "")
-        if not url:
-            raise SettingError(f"[notify]: the environment variable {table['webhook_url_env']} "
-                              "(webhook_url_env) is not set; export it with the webhook URL")
-    elif "webhook_url_file" in table:
-        path = base / str(table["webhook_url_file"])
-        try:
-            url = path.read_text().strip()
-        except OSError as exc:
-            raise SettingError(f"[notify]: cannot read webhook_url_file {path}: {exc.strerror}") from None
-    else:
-        url = str(table["webhook_url"])
+    url = given_once(table, "webhook_url", "[notify]", env, base, "the webhook URL")
     if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
         raise SettingError("[notify] the webhook URL must be an http:// or https:// URL")
     on_success = table.get("on_success", False)
