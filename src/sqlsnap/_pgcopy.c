@@ -99,6 +99,21 @@ binary_field(const char *message, Py_ssize_t n, Py_ssize_t *start, Py_ssize_t *l
     return found;
 }
 
+/* Nothing buffered: wait up to timeout_ms for the server, then let libpq read what arrived.
+ * 1: read (call PQgetCopyData again); 0: timed out or interrupted (return to Python);
+ * -1: the connection failed. Called without the GIL. */
+static int
+wait_for_input(PGconn *conn, int sock, int timeout_ms)
+{
+    struct pollfd pfd = {.fd = sock, .events = POLLIN};
+    int ready = poll(&pfd, 1, timeout_ms);
+    if (ready == 0 || (ready < 0 && errno == EINTR))
+        return 0;
+    if (ready < 0 || !pq_consume_input(conn))
+        return -1;
+    return 1;
+}
+
 struct found {
     int count;
     char path[sizeof(libpq_path)];
@@ -227,12 +242,10 @@ read_chunk(PyObject *self, PyObject *args)
                 break;
         }
         else if (n == 0) {
-            /* Nothing buffered: wait for the server, then let libpq read what arrived. */
-            struct pollfd pfd = {.fd = sock, .events = POLLIN};
-            int ready = poll(&pfd, 1, timeout_ms);
-            if (ready == 0 || (ready < 0 && errno == EINTR))
+            int ready = wait_for_input(conn, sock, timeout_ms);
+            if (ready == 0)
                 break; /* back to Python, which looks at cancellation and calls again */
-            if (ready < 0 || !pq_consume_input(conn)) {
+            if (ready < 0) {
                 status = COPY_ERROR;
                 break;
             }
@@ -456,11 +469,10 @@ read_binary(PyObject *self, PyObject *args)
             }
         }
         else if (n == 0) {
-            struct pollfd pfd = {.fd = sock, .events = POLLIN};
-            int ready = poll(&pfd, 1, timeout_ms);
-            if (ready == 0 || (ready < 0 && errno == EINTR))
-                break;
-            if (ready < 0 || !pq_consume_input(conn)) {
+            int ready = wait_for_input(conn, sock, timeout_ms);
+            if (ready == 0)
+                break; /* back to Python, which looks at cancellation and calls again */
+            if (ready < 0) {
                 status = COPY_ERROR;
                 break;
             }
