@@ -7,6 +7,7 @@ failures lock the account."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -119,6 +120,54 @@ def test_an_admin_reviews_the_plan_exports_downloads_and_verifies(context: Any, 
     page.click("text=Log out")
     page.goto("/history")
     assert "/login" in page.url
+
+
+def test_an_admin_exports_a_segment_as_json_lines_and_verifies_the_download(context: Any, env: ServiceEnv,
+                                                                          tmp_path: Path) -> None:
+    import tarfile
+
+    from sqlsnap.snapshot import verify
+
+    page = context.new_page()
+    log_in(page, ADMIN)
+    page.wait_for_url("**/export")
+    # The segment is part of the plan review: its rows per table are counted.
+    page.fill("#where", "companies.id = 2")
+    page.click("#plan-button")
+    assert "companies.id = 2" in page.locator("#segment-text").inner_text()
+    companies = page.locator("#plan-tables tr", has_text="companies").first.inner_text()
+    assert companies.split()[1] == "1"  # one company in the segment
+    page.select_option("#format", "jsonl")
+    page.select_option("#compress", "none")
+    button = page.locator("#export-button")
+    assert button.inner_text() == "Export Segment"
+    button.click()
+    page.wait_for_url(re.compile(r"/exports/\d+$"))
+    job_id = int(page.url.rsplit("/", 1)[1])
+    page.locator("#status", has_text="succeeded").wait_for()
+    assert page.locator("#job-segment").inner_text() == "companies.id = 2"
+    assert page.locator("#job-format").inner_text() == "JSON Lines folder"
+    link = page.locator("#download")
+    filename = link.get_attribute("download") or ""
+    assert re.fullmatch(rf"demo-export-[0-9T:Z-]+-{job_id}\.tar", filename), filename
+    with page.expect_download() as info:
+        link.click()
+    saved = tmp_path / info.value.suggested_filename
+    info.value.save_as(saved)
+    with tarfile.open(saved) as tar:
+        tar.extractall(tmp_path, filter="data")
+    result = verify(str(tmp_path / filename.removesuffix(".tar")), integrity=True)
+    assert result.ok and result.tables["companies"] == 1
+    rows = env.state.one("SELECT summary FROM jobs WHERE id = ?", [job_id])["summary"]
+    assert result.total_rows == json.loads(rows)["rows"]
+    page.click("#verify-button")
+    assert "Verified:" in page.locator("#verified").inner_text()
+    page.click("text=History")
+    link_to_job = page.locator(f'a[href="/exports/{job_id}"]')
+    row = page.locator("#history tbody tr").filter(has=link_to_job).inner_text()
+    assert "companies.id = 2" in row and "JSON Lines" in row
+    page.click("text=Audit")
+    assert "companies.id = 2" in page.locator("#audit").inner_text()
 
 
 def test_a_viewer_sees_no_export_button_and_is_refused(context: Any, env: ServiceEnv, base_url: str) -> None:

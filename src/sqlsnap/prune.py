@@ -178,7 +178,8 @@ def _find(store: Store, start: str) -> tuple[list[Snapshot], list[str]]:
     return snapshots, ignored
 
 
-def _delete(store: Store, snapshots: list[Snapshot]) -> None:
+def delete_snapshots(store: Store, snapshots: list[Snapshot]) -> None:
+    """Delete ``snapshots`` (documents with their checksum files, JSON Lines folders)."""
     # Each step makes what an interruption leaves harmless: first the documents and the
     # manifests (a folder without its manifest is no longer a snapshot anybody reads), then
     # the folders' table files, then the checksum files: at worst a checksum file without its
@@ -210,7 +211,7 @@ def prune(prefix: str, *, keep_last: int | None = None, older_than: str | timede
     snapshots, ignored = _find(store, start)
     kept, deleted = _select(snapshots, keep_last, age, now, periods)
     if deleted and not dry_run:
-        _delete(store, deleted)
+        delete_snapshots(store, deleted)
     # Temporaries of exports killed before their commit (SIGKILL, a power cut): hidden,
     # never snapshots; removed once no running process owns them (stores/file.py is_stale).
     stale = [] if dry_run else store.remove_stale(start)

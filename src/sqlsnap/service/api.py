@@ -11,13 +11,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import approvals, audit, auth, expiry, operations
 from .auth import User
 from .context import HTTPProblem, Service, address, service
 from .jobs import ExportRequest
+from .segment import SegmentRequest
 
 
 class ErrorDetail(BaseModel):
@@ -64,6 +65,37 @@ Svc = Annotated[Service, Depends(service)]
 JobId = Annotated[int, Field(ge=1, le=2**53)]
 
 
+Item = Annotated[str, Field(max_length=500)]
+
+
+class SegmentBody(BaseModel):
+    """Which rows (docs/segments.md); the options of ``sqlsnap export``. ``{}``: the whole
+    database, whatever the source's default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    where: list[Item] = Field(default_factory=list, max_length=50, description=(
+        "Seed rows, 'TABLE.COLUMN OP VALUE' (as --where; AND-ed on one table). Parsed, never pasted into "
+        "SQL: names are checked against the schema, values bound"))
+    closure: bool = Field(True, description="Add every row that belongs to the seeds or that they reference "
+                          "(false: --no-closure)")
+    since: str | None = Field(None, max_length=40, description="A date range's start: 2026-10-01 or "
+                              "2026-10-01T12:00:00")
+    until: str | None = Field(None, max_length=40, description="A date range's end, excluded")
+    date_columns: list[Item] = Field(default_factory=list, max_length=50,
+                                     description="The date columns of the range, TABLE.COLUMN")
+    tables: list[Item] = Field(default_factory=list, max_length=50,
+                               description="Only these tables (globs); with closed, whole, with what they "
+                                           "reference")
+    closed: bool = False
+    sample: str | None = Field(None, max_length=20, description="A sample of the seed rows: 5%")
+    limit: int | None = Field(None, ge=1, le=2**53, description="At most this many seed rows per seed table")
+    seed: int | None = Field(None, ge=-(2**53), le=2**53, description="Which rows sample and limit pick")
+
+    def request(self) -> SegmentRequest:
+        return SegmentRequest.from_json(self.model_dump())
+
+
 class ExportBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -77,6 +109,12 @@ class ExportBody(BaseModel):
         description="Deny-listed columns to export anyway (TABLE.COLUMN); may need a second admin's approval")
     lifetime: str | None = Field(None, max_length=20, description="Delete the file this long after the "
                                  "export ends: 12h, 7d, 2w (default: keep it)")
+    format: Literal["json", "jsonl"] = Field("json", description="json: one document; jsonl: a folder of "
+                                             "one file per table (downloaded as a tar stream)")
+    segment: SegmentBody | None = Field(None, description="Which rows (default: the source's segment, if "
+                                        "it has one; {} for the whole database)")
+    encrypt: bool | None = Field(None, description="Encrypt (age) to the destination's recipients "
+                                 "(default: when the destination names some)")
 
 
 router = APIRouter(prefix="/api", responses=ERRORS)
@@ -87,10 +125,26 @@ def list_sources(user: Admin, svc: Svc) -> dict[str, Any]:
     return operations.sources_json(svc.config)
 
 
-@router.get("/plan", summary="What an export of a source would write (sqlsnap plan)")
+@router.get("/plan", summary="What an export of a source would write (sqlsnap plan); for a segment, its "
+            "rows per table")
 def get_plan(user: Admin, svc: Svc, source: Annotated[str, Query(max_length=200)],
-             anonymize: bool | None = None) -> dict[str, Any]:
-    return operations.plan_json(svc.config, source, anonymize=anonymize)
+             anonymize: bool | None = None,
+             where: Annotated[list[Item] | None, Query(
+                 max_length=50, description="As the export's segment.where; any segment parameter "
+                                            "replaces the source's segment")] = None,
+             closure: bool = True, since: Annotated[str | None, Query(max_length=40)] = None,
+             until: Annotated[str | None, Query(max_length=40)] = None,
+             date_columns: Annotated[list[Item] | None, Query(max_length=50)] = None,
+             tables: Annotated[list[Item] | None, Query(max_length=50)] = None, closed: bool = False,
+             sample: Annotated[str | None, Query(max_length=20)] = None,
+             limit: Annotated[int | None, Query(ge=1, le=2**53)] = None,
+             seed: Annotated[int | None, Query(ge=-(2**53), le=2**53)] = None) -> dict[str, Any]:
+    segment = SegmentBody(where=where or [], closure=closure, since=since, until=until,
+                          date_columns=date_columns or [], tables=tables or [], closed=closed, sample=sample,
+                          limit=limit, seed=seed)
+    given = segment.model_dump(exclude_defaults=True)
+    return operations.plan_json(svc.config, source, anonymize=anonymize,
+                                segment=segment.request() if given else None)
 
 
 @router.post("/exports", status_code=202, summary="Start an export; returns its id at once (or, when it "
@@ -99,7 +153,9 @@ def start_export(body: ExportBody, request: Request, user: Admin, svc: Svc) -> d
     try:
         job_id = operations.start(svc, ExportRequest(
             body.source, body.destination, body.compress, body.anonymize, tuple(body.exclude_tables),
-            tuple(body.include_secrets), expiry.lifetime_seconds(body.lifetime)), user, address(request))
+            tuple(body.include_secrets), expiry.lifetime_seconds(body.lifetime), body.format,
+            body.segment.request() if body.segment is not None else None, body.encrypt),
+            user, address(request))
     except approvals.ApprovalRequired as waiting:
         return {"approval": waiting.approval_id, "status": "awaiting_approval",
                 "protected": waiting.protected, "url": f"/api/approvals/{waiting.approval_id}"}
@@ -176,5 +232,15 @@ def download_response(svc: Service, job_id: int, user: User, addr: str) -> Respo
     kind, where, filename = operations.download(svc, job_id, user, addr)
     if kind == "url":
         return RedirectResponse(where, status_code=307)
+    if kind == "tar":
+        from .archive import tar_stream
+        from .jobs import folder_store
+
+        row = svc.jobs.row(job_id)
+        dest = svc.config.destinations.get(row["destination"])
+        store, prefix = folder_store(where, dest.s3_endpoint if dest else None)
+        stream = tar_stream(store, prefix, filename.removesuffix(".tar"), row["finished"] or 0)
+        return StreamingResponse(stream, media_type="application/x-tar",
+                                 headers={"Content-Disposition": f'attachment; filename="{filename}"'})
     # FileResponse streams the file in 64 KiB chunks from a worker thread.
     return FileResponse(where, filename=filename, media_type="application/octet-stream")

@@ -15,7 +15,7 @@ the job's own ``export.start`` and ``export`` (target ``job J``).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,7 +81,7 @@ def request_approval(state: State, request: ExportRequest, requester: str, addre
     approval_id = state.execute(
         "INSERT INTO approvals (requester, source, destination, request, protected, status, created) "
         "VALUES (?, ?, ?, ?, ?, 'pending', ?)",
-        [requester, request.source, request.destination, json.dumps(asdict(request)), json.dumps(protected),
+        [requester, request.source, request.destination, json.dumps(request.to_json()), json.dumps(protected),
          now()])
     audit.record(state, actor=requester, action="approval.request", target=f"approval {approval_id}",
                  address=address, outcome="pending",
@@ -133,10 +133,7 @@ def decide(svc: Any, approval_id: int, approver: str, address: str, approve: boo
         raise HTTPProblem(409, "conflict", f"approval request {approval_id} was answered meanwhile")
     job_id = None
     if approve:
-        asked = json.loads(row["request"])
-        request = ExportRequest(asked["source"], asked["destination"], asked["compress"], asked["anonymize"],
-                                tuple(asked["exclude_tables"]), tuple(asked["include_secrets"]),
-                                asked.get("lifetime_seconds"))
+        request = ExportRequest.from_json(json.loads(row["request"]))
         job_id = svc.jobs.start(request, row["requester"], address)
         svc.state.execute("UPDATE approvals SET job_id = ? WHERE id = ?", [job_id, approval_id])
     audit.record(svc.state, actor=approver, action=action, target=f"approval {approval_id}", address=address,

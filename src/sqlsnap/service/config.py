@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import SnapError, UsageError
 from ..urls import mask, parse_url
 from .schedule_config import (
     NotifyConfig,
@@ -26,9 +26,12 @@ from .schedule_config import (
     parse_notify,
     parse_schedules,
 )
+from .segment import SegmentRequest
 
-#: What the export form offers: a JSON Lines export is a folder, which one download cannot carry.
+#: What the export form and the API offer.
 COMPRESSIONS = ("zstd", "gzip", "none")
+#: ``json``: one document; ``jsonl``: a folder of one file per table (downloaded as a tar stream).
+FORMATS = ("json", "jsonl")
 
 
 class ConfigError(UsageError):
@@ -47,6 +50,10 @@ class SourceConfig:
     exclude_columns: tuple[str, ...] = ()
     #: Exports that write protected columns wait for a second admin (:mod:`.approvals`).
     approval: bool = False
+    #: The segment an export takes when its request names none (``[sources.NAME.segment]``).
+    segment: SegmentRequest = SegmentRequest()
+    #: The ``[segment]`` file of this source's schema (foreign keys it lacks, caps, lookups).
+    segment_file: str | None = None
 
     @property
     def shown_url(self) -> str:
@@ -59,6 +66,23 @@ class DestinationConfig:
     #: A local folder, or an ``s3://bucket/prefix/`` URL.
     location: str
     s3_endpoint: str | None = None
+    #: age recipients (public keys, and files of them) that exports here may be encrypted to;
+    #: with them, an export is encrypted unless its request says ``encrypt: false``.
+    encrypt_to: tuple[str, ...] = ()
+    encrypt_to_file: tuple[str, ...] = ()
+    #: Refuse unencrypted exports to this destination (e.g. a bucket others can read).
+    encrypt_required: bool = False
+
+    @property
+    def recipients(self) -> int:
+        """How many recipients are named (a file counts once per key in it)."""
+        from ..crypto import load_recipients
+
+        return len(load_recipients(self.encrypt_to, self.encrypt_to_file)) if self.can_encrypt else 0
+
+    @property
+    def can_encrypt(self) -> bool:
+        return bool(self.encrypt_to or self.encrypt_to_file)
 
     @property
     def is_s3(self) -> bool:
@@ -119,8 +143,8 @@ _TOP = {"server", "state", "security", "sources", "destinations", "schedules", "
 _SERVER = {"host", "port", "workers", "export_nice"}
 _STATE = {"path", "url"}
 _SOURCE = {"url", "url_env", "url_file", "environment", "policy", "anonymize", "exclude_tables",
-           "exclude_columns", "approval"}
-_DESTINATION = {"path", "url", "s3_endpoint"}
+           "exclude_columns", "approval", "segment", "segment_file"}
+_DESTINATION = {"path", "url", "s3_endpoint", "encrypt_to", "encrypt_to_file", "encrypt_required"}
 
 
 def _check_keys(table: Mapping[str, Any], valid: set[str], where: str) -> None:
@@ -154,6 +178,26 @@ def _source_url(name: str, table: Mapping[str, Any], env: Mapping[str, str], bas
                           "secret: put the URL in an environment variable (url_env) or a file (url_file)")
     parse_url(url)  # a bad URL fails at start, not at the first export
     return url
+
+
+def _encryption(table: Mapping[str, Any], where: str, base: Path) -> dict[str, Any]:
+    """A destination's age recipients, checked at start (a bad key is found before an export).
+    Recipients are public keys: they may be written in the file."""
+    to = _strings(table.get("encrypt_to", []), f"{where} encrypt_to")
+    named = _strings(table.get("encrypt_to_file", []), f"{where} encrypt_to_file")
+    files = tuple(str(base / f) for f in named)
+    required = _flag(table.get("encrypt_required", False), f"{where} encrypt_required")
+    if required and not (to or files):
+        raise ConfigError(f"{where} encrypt_required needs the recipients: encrypt_to = [\"age1...\"] or "
+                          "encrypt_to_file")
+    if to or files:
+        from ..crypto import load_recipients
+
+        try:
+            load_recipients(to, files)
+        except SnapError as exc:
+            raise ConfigError(f"{where}: {str(exc).replace('--encrypt-to', 'encrypt_to')}") from None
+    return {"encrypt_to": to, "encrypt_to_file": files, "encrypt_required": required}
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> ServiceConfig:
@@ -196,7 +240,18 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     for name, table in data.get("sources", {}).items():
         _check_keys(table, _SOURCE, f"[sources.{name}]")
         policy = table.get("policy")
+        segment_file = table.get("segment_file")
+        try:
+            segment = SegmentRequest.from_json(table.get("segment"), f"[sources.{name}.segment]")
+            segment.check()
+        except UsageError as exc:
+            message = str(exc)
+            raise ConfigError(message if "[sources." in message else f"[sources.{name}.segment]: {message}") \
+                from None
+        if segment_file is not None and not (base / str(segment_file)).is_file():
+            raise ConfigError(f"[sources.{name}] segment_file {base / str(segment_file)} does not exist")
         sources[name] = SourceConfig(
+            segment=segment, segment_file=str(base / str(segment_file)) if segment_file else None,
             name=name, url=_source_url(name, table, env, base), environment=table.get("environment"),
             policy=str(base / policy) if policy else None, anonymize=bool(table.get("anonymize", False)),
             exclude_tables=_strings(table.get("exclude_tables", []), f"[sources.{name}] exclude_tables"),
@@ -208,13 +263,14 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         _check_keys(table, _DESTINATION, where)
         if ("path" in table) == ("url" in table):
             raise ConfigError(f"{where} needs exactly one of path (a local folder) or url (s3://bucket/prefix/)")
+        encryption = _encryption(table, where, base)
         if "url" in table:
             url = str(table["url"])
             if not url.startswith("s3://"):
                 raise ConfigError(f"{where} url must start with s3://; give a local folder with path")
-            destinations[name] = DestinationConfig(name, url, table.get("s3_endpoint"))
+            destinations[name] = DestinationConfig(name, url, table.get("s3_endpoint"), **encryption)
         else:
-            destinations[name] = DestinationConfig(name, str(base / str(table["path"])))
+            destinations[name] = DestinationConfig(name, str(base / str(table["path"])), **encryption)
     if not sources:
         raise ConfigError(f"{p} names no source; add a [sources.NAME] table with url_env")
     if not destinations:

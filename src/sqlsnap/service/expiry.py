@@ -27,9 +27,7 @@ FORM_LIFETIMES = {"": "keep", "1h": "1 hour", "1d": "1 day", "7d": "7 days", "30
 
 def ensure_schema(state: State) -> None:
     """The jobs table's ``expires_after`` column (seconds after the end), added when missing."""
-    columns = {r["name"] for r in state.all("PRAGMA table_info(jobs)")}
-    if "expires_after" not in columns:
-        state.execute("ALTER TABLE jobs ADD COLUMN expires_after REAL")
+    state.ensure_column("jobs", "expires_after", "REAL")
 
 
 def lifetime_seconds(text: str | None) -> float | None:

@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +29,8 @@ from ..model import Table
 from ..options import ExportOptions, PolicyOptions
 from ..urls import mask, parse_url
 from . import audit
-from .config import COMPRESSIONS, ServiceConfig, SourceConfig
+from .config import COMPRESSIONS, FORMATS, DestinationConfig, ServiceConfig, SourceConfig
+from .segment import SegmentRequest
 from .state import State, now
 
 #: Job states. ``succeeded`` jobs may later be ``deleted`` (their file removed).
@@ -86,50 +88,126 @@ class ExportRequest:
     include_secrets: tuple[str, ...] = ()
     #: Seconds after its end when the service deletes the file (:mod:`.expiry`); None: kept.
     lifetime_seconds: float | None = None
+    #: ``json`` (one document) or ``jsonl`` (a folder, downloaded as a tar stream).
+    format: str = "json"
+    #: Which rows; None: the source's default segment (an empty one: the whole database).
+    segment: SegmentRequest | None = None
+    #: Encrypt to the destination's age recipients; None: when it has some.
+    encrypt: bool | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["segment"] = self.segment.to_json() if self.segment is not None else None
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ExportRequest:
+        """As :meth:`to_json` stored it (requests stored before a field existed get its default)."""
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+                                  if k != "segment"}
+        segment = data.get("segment")
+        return cls(**values, segment=SegmentRequest.from_json(segment) if segment is not None else None)
+
+    def segment_for(self, source: SourceConfig) -> SegmentRequest:
+        return source.segment if self.segment is None else self.segment
+
+    def encrypted_for(self, dest: DestinationConfig) -> bool:
+        return dest.can_encrypt if self.encrypt is None else self.encrypt
 
 
-def file_name(database: str, when: datetime, job_id: int, compress: str) -> str:
-    """``<database>-export-<UTC time>-<job>.json[.zst|.gz]``: timestamped, and unique even for
-    two exports of one database started in the same second."""
+def file_name(database: str, when: datetime, job_id: int, compress: str, fmt: str = "json",
+              encrypted: bool = False) -> str:
+    """``<database>-export-<UTC time>-<job>.json[.zst|.gz][.age]``, or for JSON Lines the
+    folder ``<database>-export-<UTC time>-<job>``: timestamped, and unique even for two
+    exports of one database started in the same second."""
     from ..codecs import SUFFIXES
+    from ..crypto import SUFFIX as AGE
 
     stem = os.path.splitext(os.path.basename(database))[0] or "database"
-    return f"{stem}-export-{when.strftime('%Y-%m-%dT%H-%M-%SZ')}-{job_id}.json{SUFFIXES[compress]}"
+    name = f"{stem}-export-{when.strftime('%Y-%m-%dT%H-%M-%SZ')}-{job_id}"
+    if fmt == "jsonl":
+        return name
+    return f"{name}.json{SUFFIXES[compress]}{AGE if encrypted else ''}"
 
 
 def options_for(source: SourceConfig, target: str, request: ExportRequest, actor: str,
-                s3_endpoint: str | None) -> ExportOptions:
+                dest: DestinationConfig | None) -> ExportOptions:
+    """The export's options; ``dest`` None for a plan (no destination, no encryption)."""
     anonymize = source.anonymize if request.anonymize is None else request.anonymize
+    segment = request.segment_for(source)
+    encrypt = dest is not None and request.encrypted_for(dest)
     return ExportOptions(
-        source=source.url, destination=target, format="json",
+        source=source.url, destination=target, format=request.format,
         compress=None if request.compress == "none" else request.compress,
+        tables=segment.tables or None,
         exclude_tables=source.exclude_tables + tuple(request.exclude_tables),
         # One reader per export: the service runs several exports and serves pages on the same
         # cores (two readers gained 1.5x alone on 2 cores: bench/README.md, but not beside a
         # second export).
-        jobs=1, exported_by=actor, environment=source.environment, s3_endpoint=s3_endpoint,
+        jobs=1, exported_by=actor, environment=source.environment,
+        s3_endpoint=dest.s3_endpoint if dest is not None else None,
+        encrypt_to=dest.encrypt_to if encrypt and dest else (),
+        encrypt_to_file=dest.encrypt_to_file if encrypt and dest else (),
         policy=PolicyOptions(exclude_columns=source.exclude_columns, anonymize=anonymize,
                              include_secrets=tuple(request.include_secrets),
-                             policy=source.policy))
+                             policy=source.policy),
+        segment=segment.options(source.segment_file))
+
+
+def check_request(config: ServiceConfig, request: ExportRequest) -> tuple[SourceConfig, DestinationConfig]:
+    """The source and destination of ``request``, after checking everything that needs no
+    database: names, compression, format, encryption, the segment (its ``where`` texts parsed).
+    UsageError (400) with the fix."""
+    source = config.sources.get(request.source)
+    if source is None:
+        raise UsageError(f"unknown source '{request.source}'; choose one of: "
+                         + ", ".join(sorted(config.sources)))
+    dest = config.destinations.get(request.destination)
+    if dest is None:
+        raise UsageError(f"unknown destination '{request.destination}'; choose one of: "
+                         + ", ".join(sorted(config.destinations)))
+    if request.compress not in COMPRESSIONS:
+        raise UsageError(f"unknown compression '{request.compress}'; use one of: " + ", ".join(COMPRESSIONS))
+    if request.format not in FORMATS:
+        raise UsageError(f"unknown format '{request.format}'; use one of: " + ", ".join(FORMATS))
+    encrypt = request.encrypted_for(dest)
+    if encrypt and not dest.can_encrypt:
+        raise UsageError(f"destination '{dest.name}' names no age recipient to encrypt to; an operator adds "
+                         f"encrypt_to = [\"age1...\"] to [destinations.{dest.name}], or choose another")
+    if not encrypt and dest.encrypt_required:
+        raise UsageError(f"destination '{dest.name}' takes encrypted exports only; leave encryption on")
+    if encrypt and request.format == "jsonl":
+        raise UsageError("a JSON Lines export cannot be encrypted (it is a folder of files); choose the JSON "
+                         "format, or no encryption")
+    if request.segment is not None:
+        request.segment.check()
+    return source, dest
 
 
 def job_json(row: Any, live: JobProgress | None = None) -> dict[str, Any]:
     """A job as the API shows it (no secret: the source is its name, the options masked)."""
     progress = live.to_json() if live is not None else json.loads(row["progress"] or "{}")
+    options, keys = json.loads(row["options"]), row.keys()
     summary = json.loads(row["summary"]) if row["summary"] else None
     started, finished = row["started"], row["finished"]
     return {
         "id": row["id"], "status": row["status"], "actor": row["actor"], "source": row["source"],
         "destination": row["destination"], "path": row["target"],
-        "filename": os.path.basename(row["target"]) if row["target"] else None,
+        # The name a download gets: a JSON Lines folder comes as one tar stream.
+        "filename": os.path.basename(row["target"].rstrip("/")) + (".tar" if is_folder(row) else "")
+        if row["target"] else None,
         "created": _iso(row["created"]), "started": _iso(started), "finished": _iso(finished),
         "seconds": round(finished - started, 3) if started and finished else None,
-        "options": json.loads(row["options"]), "progress": progress, "summary": summary,
+        "options": options, "progress": progress, "summary": summary,
         "error": row["error"],
+        "format": (row["format"] if "format" in keys else None) or "json",
+        # The segment in one line ("" for the whole database); the options hold it as data.
+        "segment": (row["segment"] if "segment" in keys else None) or "",
+        "encrypted": bool(options.get("encrypt_to") or options.get("encrypt_to_file")),
         "deleted": row["deleted"] is not None,
         # When the service deletes the file (an export with a lifetime, :mod:`.expiry`).
         "expires": _iso(finished + row["expires_after"])
-        if finished and "expires_after" in row.keys() and row["expires_after"] else None,
+        if finished and "expires_after" in keys and row["expires_after"] else None,
     }
 
 
@@ -137,6 +215,12 @@ def _iso(t: float | None) -> str | None:
     if t is None:
         return None
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def ensure_schema(state: State) -> None:
+    """The jobs table's columns added after its first version."""
+    state.ensure_column("jobs", "format", "TEXT")
+    state.ensure_column("jobs", "segment", "TEXT")
 
 
 class Jobs:
@@ -151,6 +235,7 @@ class Jobs:
         self._lock = threading.Lock()
         #: Called with the job's id when a job has ended (schedules' retention, notifications).
         self.on_end: list[Callable[[int], None]] = []
+        ensure_schema(state)
         self.recover()
 
     def close(self) -> None:
@@ -172,25 +257,20 @@ class Jobs:
     # -- starting ------------------------------------------------------------------------------
 
     def start(self, request: ExportRequest, actor: str, address: str) -> int:
-        """Queue an export; its job id. Bad names fail here, before anything runs."""
-        source = self.config.sources.get(request.source)
-        if source is None:
-            raise UsageError(f"unknown source '{request.source}'; choose one of: "
-                             + ", ".join(sorted(self.config.sources)))
-        dest = self.config.destinations.get(request.destination)
-        if dest is None:
-            raise UsageError(f"unknown destination '{request.destination}'; choose one of: "
-                             + ", ".join(sorted(self.config.destinations)))
-        if request.compress not in COMPRESSIONS:
-            raise UsageError(f"unknown compression '{request.compress}'; use one of: "
-                             + ", ".join(COMPRESSIONS))
+        """Queue an export; its job id. Bad names, options and segments fail here, before
+        anything runs (names in a segment are checked against the schema by the export's plan)."""
+        source, dest = check_request(self.config, request)
+        segment = request.segment_for(source)
+        encrypted = request.encrypted_for(dest)
         when = datetime.now(UTC)
         job_id = self.state.execute(
-            "INSERT INTO jobs (actor, source, destination, target, options, status, created) "
-            "VALUES (?, ?, ?, '', '{}', 'queued', ?)", [actor, source.name, dest.name, when.timestamp()])
-        target = dest.target(file_name(parse_url(source.url).database, when, job_id, request.compress))
-        options = options_for(source, target, request, actor, dest.s3_endpoint)
+            "INSERT INTO jobs (actor, source, destination, target, options, status, created, format, "
+            "segment) VALUES (?, ?, ?, '', '{}', 'queued', ?, ?, ?)",
+            [actor, source.name, dest.name, when.timestamp(), request.format, segment.describe()])
+        target = dest.target(file_name(parse_url(source.url).database, when, job_id, request.compress,
+                                       request.format, encrypted))
         try:
+            options = options_for(source, target, request, actor, dest)
             options.check()
         except SnapError as exc:
             self.state.execute("UPDATE jobs SET status = 'failed', error = ?, finished = ? WHERE id = ?",
@@ -206,7 +286,9 @@ class Jobs:
         with self._lock:
             self._progress[job_id], self._cancel[job_id] = progress, cancel
         audit.record(self.state, actor=actor, action="export.start", target=f"job {job_id}", address=address,
-                     detail={"source": source.name, "destination": dest.name, "path": target})
+                     detail={"source": source.name, "destination": dest.name, "path": target,
+                             "format": request.format, "segment": segment.describe() or None,
+                             "encrypted": encrypted})
         self._pool.submit(self._run, job_id, options, progress, cancel, actor, address)
         return job_id
 
@@ -292,13 +374,20 @@ class Jobs:
     def delete(self, job_id: int) -> None:
         """Remove a finished export's file and checksum file; the job stays in history."""
         row, target = self.finished_file(job_id)
+        from ..prune import Snapshot, delete_snapshots
         from ..stores import open_store
 
         dest = self.config.destinations.get(row["destination"])
-        store, key = open_store(target, s3_endpoint=dest.s3_endpoint if dest else None)
-        keys = [k for k in (key, key + SIDECAR_SUFFIX) if store.exists(k)]
-        if keys:
-            store.delete(keys)
+        endpoint = dest.s3_endpoint if dest else None
+        if is_folder(row):
+            store, prefix = folder_store(target, endpoint)
+            # The manifest first: a folder without it is no snapshot (prune's order).
+            delete_snapshots(store, [Snapshot(target, datetime.now(UTC), 0, folder=True, key=prefix)])
+        else:
+            store, key = open_store(target, s3_endpoint=endpoint)
+            keys = [k for k in (key, key + SIDECAR_SUFFIX) if store.exists(k)]
+            if keys:
+                store.delete(keys)
         self.state.execute("UPDATE jobs SET deleted = ? WHERE id = ?", [now(), job_id])
 
 
@@ -315,7 +404,30 @@ def _remove_temporary(target: str) -> None:
         return
     for name in names:
         if name.startswith(f".{base}.") and TEMP_NAME.match(name):
+            path = os.path.join(folder, name)
             try:
-                os.unlink(os.path.join(folder, name))
+                if os.path.isdir(path):  # a JSON Lines export's folder
+                    shutil.rmtree(path)
+                else:
+                    os.unlink(path)
             except OSError:
                 pass
+
+
+def folder_store(target: str, s3_endpoint: str | None) -> tuple[Any, str]:
+    """The store holding a JSON Lines export's folder (or S3 prefix) and the folder's key,
+    ending in ``/``: a local folder is addressed from its parent (a store rooted at the
+    folder itself could not delete it)."""
+    from ..stores import open_store
+
+    if "://" in target:
+        store, key = open_store(target, s3_endpoint=s3_endpoint)
+        return store, key.rstrip("/") + "/"
+    parent, name = os.path.split(target.rstrip("/"))
+    store, key = open_store(parent + "/", s3_endpoint=s3_endpoint)
+    return store, (key.rstrip("/") + "/" if key.rstrip("/") else "") + name + "/"
+
+
+def is_folder(row: Any) -> bool:
+    """Whether the job's output is a JSON Lines folder (or S3 prefix), not one file."""
+    return bool(row["format"] == "jsonl") if "format" in row.keys() else False

@@ -12,46 +12,51 @@ from . import audit
 from .auth import User
 from .config import ServiceConfig
 from .context import HTTPProblem, Service
-from .jobs import ExportRequest, options_for
+from .jobs import ExportRequest, check_request, is_folder, options_for
+from .segment import SegmentRequest
 
 
 def sources_json(config: ServiceConfig) -> dict[str, Any]:
     return {"sources": [{"name": s.name, "url": s.shown_url, "environment": s.environment,
-                         "policy": os.path.basename(s.policy) if s.policy else None, "anonymize": s.anonymize}
+                         "policy": os.path.basename(s.policy) if s.policy else None, "anonymize": s.anonymize,
+                         "segment": s.segment.to_json() if s.segment.active else None}
                         for s in config.sources.values()],
-            "destinations": [{"name": d.name, "location": d.location} for d in config.destinations.values()]}
+            "destinations": [{"name": d.name, "location": d.location, "encrypt_to": d.recipients,
+                              "encrypt_required": d.encrypt_required}
+                             for d in config.destinations.values()]}
 
 
-def plan_json(config: ServiceConfig, source_name: str, anonymize: bool | None = None) -> dict[str, Any]:
-    """The plan an export of ``source_name`` would follow: its tables with estimated rows, the
-    columns left out or masked and why, and the security notices."""
+def plan_json(config: ServiceConfig, source_name: str, anonymize: bool | None = None,
+              segment: SegmentRequest | None = None) -> dict[str, Any]:
+    """The plan an export of ``source_name`` would follow: its tables with estimated rows (for
+    a segment, its rows per table counted), the columns left out or masked and why, the
+    security notices, and the segment in one line (``segment_text``)."""
     from ..exporter import plan
 
     source = config.sources.get(source_name)
     if source is None:
         raise HTTPProblem(404, "not_found", f"unknown source '{source_name}'; choose one of: "
                           + ", ".join(sorted(config.sources)))
-    options = options_for(source, "-", ExportRequest(source_name, "", anonymize=anonymize), "", None)
-    return plan(options).to_json()
+    if segment is not None:
+        segment.check()
+    request = ExportRequest(source_name, "", anonymize=anonymize, segment=segment)
+    out = plan(options_for(source, "-", request, "", None)).to_json()
+    out["segment_text"] = request.segment_for(source).describe()
+    return out
 
 
 def start(svc: Service, request: ExportRequest, user: User, addr: str) -> int:
-    """Start an export; :class:`.approvals.ApprovalRequired` when it waits for a second admin."""
-    source = svc.config.sources.get(request.source)
-    if source is not None and source.approval:
-        from . import approvals
-
-        try:
-            protected = approvals.protected_columns(svc.config, request)
-        except SnapError as exc:
-            audit.record(svc.state, actor=user.email, action="export.start", address=addr, outcome="refused",
-                         detail={"source": request.source, "destination": request.destination,
-                                 "error": mask(str(exc))})
-            raise
-        if protected:
-            raise approvals.ApprovalRequired(
-                approvals.request_approval(svc.state, request, user.email, addr, protected), protected)
+    """Start an export; :class:`.approvals.ApprovalRequired` when it waits for a second admin.
+    A refused request (a bad name, option or segment) is in the audit trail too."""
     try:
+        source, _ = check_request(svc.config, request)
+        if source.approval:
+            from . import approvals
+
+            protected = approvals.protected_columns(svc.config, request)
+            if protected:
+                raise approvals.ApprovalRequired(
+                    approvals.request_approval(svc.state, request, user.email, addr, protected), protected)
         return svc.jobs.start(request, user.email, addr)
     except SnapError as exc:
         audit.record(svc.state, actor=user.email, action="export.start", address=addr, outcome="refused",
@@ -74,11 +79,16 @@ def cancel(svc: Service, job_id: int, user: User, addr: str) -> dict[str, Any]:
 
 
 def download(svc: Service, job_id: int, user: User, addr: str) -> tuple[str, str, str]:
-    """("file", path, filename) or ("url", presigned URL, filename)."""
+    """("file", path, filename), ("url", presigned URL, filename) or, for a JSON Lines folder,
+    ("tar", its location, filename.tar)."""
     try:
         row, target = svc.jobs.finished_file(job_id)
-        filename = os.path.basename(target)
-        if target.startswith("s3://"):
+        filename = os.path.basename(target.rstrip("/"))
+        if is_folder(row):
+            if not target.startswith("s3://") and not os.path.isdir(target):
+                raise NotFoundError(f"the folder of export {job_id} is gone from {target}", job=job_id)
+            kind, where, filename = "tar", target, filename + ".tar"
+        elif target.startswith("s3://"):
             where = _presign(svc, row["destination"], target)
             kind = "url"
         else:
@@ -122,7 +132,10 @@ def verify(svc: Service, job_id: int, user: User, addr: str) -> dict[str, Any]:
     try:
         result = verify_snapshot(target, s3_endpoint=dest.s3_endpoint if dest else None)
         out: dict[str, Any] = {"ok": result.ok, "tables": len(result.tables), "rows": result.total_rows,
-                               "sha256": result.sha256, "checksum_file": result.checksum_file}
+                               "sha256": result.sha256, "checksum_file": result.checksum_file,
+                               # Encrypted: the service holds no private key, so only the file's
+                               # SHA-256 against its checksum file is checked.
+                               "content_checked": result.content_checked}
     except VerifyError as exc:
         out = {"ok": False, "error": mask(str(exc))}
     audit.record(svc.state, actor=user.email, action="verify", target=f"job {job_id}", address=addr,

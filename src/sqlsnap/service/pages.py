@@ -20,12 +20,13 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from ..errors import SnapError
+from ..errors import SnapError, UsageError
 from ..urls import mask
 from . import audit, auth, expiry, operations
 from .auth import LoginRefused, User
 from .context import HTTPProblem, Service, address, service
 from .jobs import ACTIVE, ExportRequest
+from .segment import SegmentRequest
 
 SESSION_COOKIE = "sqlsnap_session"
 LOGIN_COOKIE = "sqlsnap_login_csrf"
@@ -185,30 +186,110 @@ def home(p: AnyPage) -> Response:
 
 # -- export --------------------------------------------------------------------------------------
 
-@router.get("/export")
-def export_page(p: AdminPage, svc: Svc, source: str = "", anonymize: str = "") -> HTMLResponse:
-    chosen = source if source in svc.config.sources else next(iter(svc.config.sources))
+class SegmentForm:
+    """The export form's segment fields, as typed (shown again) and as a request."""
+
+    FIELDS = ("where", "since", "until", "date_columns", "tables", "sample", "limit", "seed")
+
+    def __init__(self, values: dict[str, str], no_closure: bool, closed: bool) -> None:
+        self.values, self.no_closure, self.closed = values, no_closure, closed
+
+    @classmethod
+    def of(cls, segment: SegmentRequest) -> SegmentForm:
+        """A source's default segment, filled in."""
+        return cls({"where": "\n".join(segment.where), "since": segment.since or "",
+                    "until": segment.until or "", "date_columns": ", ".join(segment.date_columns),
+                    "tables": ", ".join(segment.tables), "sample": segment.sample or "",
+                    "limit": "" if segment.limit is None else str(segment.limit),
+                    "seed": "" if segment.seed is None else str(segment.seed)},
+                   not segment.closure, segment.closed)
+
+    def request(self) -> SegmentRequest:
+        """The segment asked for; UsageError for a number that is not one (the rest is checked
+        by :meth:`SegmentRequest.check`)."""
+        v = {k: self.values.get(k, "").strip() for k in self.FIELDS}
+        numbers: dict[str, int | None] = {}
+        for key in ("limit", "seed"):
+            try:
+                numbers[key] = int(v[key]) if v[key] else None
+            except ValueError:
+                raise UsageError(f"segment {key} must be a whole number, not {v[key][:20]!r}") from None
+        return SegmentRequest(
+            where=tuple(line.strip() for line in v["where"].splitlines() if line.strip()),
+            closure=not self.no_closure, since=v["since"] or None, until=v["until"] or None,
+            date_columns=tuple(c.strip() for c in v["date_columns"].split(",") if c.strip()),
+            tables=tuple(t.strip() for t in v["tables"].split(",") if t.strip()), closed=self.closed,
+            sample=v["sample"] or None, limit=numbers["limit"], seed=numbers["seed"])
+
+
+def _segment_form(request: Request) -> SegmentForm | None:
+    """The segment fields of a "Show the plan" request; None when the form was not sent (the
+    page then shows the source's default segment)."""
+    q = request.query_params
+    if q.get("seg") != "1":
+        return None
+    return SegmentForm({k: q.get(k, "")[:5000] for k in SegmentForm.FIELDS}, bool(q.get("no_closure")),
+                       bool(q.get("closed")))
+
+
+def _export_form(p: Page, svc: Service, chosen: str, anonymize: bool, form: SegmentForm | None,
+                 error: str = "", status: int = 200, asked: dict[str, str] | None = None) -> HTMLResponse:
+    """The export page: the source's plan for the segment in the form, and the export form."""
+    source = svc.config.sources[chosen]
+    form = form or SegmentForm.of(source.segment)
     plan: dict[str, Any] | None = None
-    error = ""
     try:
-        plan = operations.plan_json(svc.config, chosen, anonymize=True if anonymize else None)
+        plan = operations.plan_json(svc.config, chosen, anonymize=True if anonymize else None,
+                                    segment=form.request())
     except SnapError as exc:
-        error = mask(str(exc))
-    return p.render("export.html", sources=svc.config.sources, destinations=svc.config.destinations,
-                    lifetimes=expiry.FORM_LIFETIMES,
-                    chosen=svc.config.sources[chosen], plan=plan, error=error, anonymize=bool(anonymize))
+        error = error or mask(str(exc))
+    return p.render("export.html", status=status, sources=svc.config.sources,
+                    destinations=svc.config.destinations, lifetimes=expiry.FORM_LIFETIMES, chosen=source,
+                    plan=plan, error=error, anonymize=anonymize, segment=form, asked=asked or {})
+
+
+@router.get("/export")
+def export_page(request: Request, p: AdminPage, svc: Svc, source: str = "",
+                anonymize: str = "") -> HTMLResponse:
+    chosen = source if source in svc.config.sources else next(iter(svc.config.sources))
+    return _export_form(p, svc, chosen, bool(anonymize), _segment_form(request))
 
 
 @router.post("/export")
 def export_submit(p: AdminPage, svc: Svc, csrf: Csrf = "", source: Annotated[str, Form()] = "",
                   destination: Annotated[str, Form()] = "", compress: Annotated[str, Form()] = "zstd",
-                  anonymize: Annotated[str, Form()] = "", lifetime: Annotated[str, Form()] = "") -> Response:
+                  anonymize: Annotated[str, Form()] = "", lifetime: Annotated[str, Form()] = "",
+                  format: Annotated[str, Form()] = "json", encrypt: Annotated[str, Form()] = "",
+                  where: Annotated[str, Form(max_length=5000)] = "",
+                  since: Annotated[str, Form(max_length=40)] = "",
+                  until: Annotated[str, Form(max_length=40)] = "",
+                  date_columns: Annotated[str, Form(max_length=5000)] = "",
+                  tables: Annotated[str, Form(max_length=5000)] = "", closed: Annotated[str, Form()] = "",
+                  no_closure: Annotated[str, Form()] = "", sample: Annotated[str, Form(max_length=20)] = "",
+                  limit: Annotated[str, Form(max_length=20)] = "",
+                  seed: Annotated[str, Form(max_length=20)] = "") -> Response:
     p.check_csrf(csrf)
-    if lifetime not in expiry.FORM_LIFETIMES:
-        raise HTTPProblem(400, "bad_request", f"unknown lifetime '{lifetime}'; choose one of the form's")
-    job_id = operations.start(svc, ExportRequest(source, destination, compress, True if anonymize else None,
-                                                 lifetime_seconds=expiry.lifetime_seconds(lifetime)),
-                              p.user, address(p.request))
+    if source not in svc.config.sources:
+        raise HTTPProblem(400, "bad_request", f"unknown source '{source}'; choose one of: "
+                          + ", ".join(sorted(svc.config.sources)))
+    form = SegmentForm({"where": where, "since": since, "until": until, "date_columns": date_columns,
+                        "tables": tables, "sample": sample, "limit": limit, "seed": seed},
+                       bool(no_closure), bool(closed))
+    asked = {"destination": destination, "compress": compress, "format": format, "encrypt": encrypt,
+             "lifetime": lifetime}
+    try:
+        if lifetime not in expiry.FORM_LIFETIMES:
+            raise UsageError(f"unknown lifetime '{lifetime}'; choose one of the form's")
+        if encrypt not in ("", "yes", "no"):
+            raise UsageError(f"unknown encryption choice '{encrypt}'; choose one of the form's")
+        job_id = operations.start(svc, ExportRequest(
+            source, destination, compress, True if anonymize else None,
+            lifetime_seconds=expiry.lifetime_seconds(lifetime), format=format, segment=form.request(),
+            encrypt={"yes": True, "no": False}.get(encrypt)), p.user, address(p.request))
+    except SnapError as exc:
+        # Shown on the form, with what was typed, so the admin can correct it.
+        return _export_form(p, svc, source, bool(anonymize), form, error=mask(str(exc)), status=400,
+                            asked=asked)
     return RedirectResponse(f"/exports/{job_id}", status_code=303)
 
 

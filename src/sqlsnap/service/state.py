@@ -133,6 +133,14 @@ class State:
             inserted = sql.lstrip().upper().startswith("INSERT") and cur.lastrowid
             return cur.lastrowid if inserted and cur.lastrowid else cur.rowcount
 
+    def ensure_column(self, table: str, column: str, declaration: str) -> None:
+        """Add ``column`` to ``table`` when a state database made by an older version lacks it
+        (the schema only grows: an older version ignores the new columns)."""
+        with self._lock:
+            columns = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
     def one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         with self._lock:
             row: sqlite3.Row | None = self._db.execute(sql, params).fetchone()
