@@ -4,10 +4,12 @@ and the API poll.
 
 A job's row in the state database is its record (status, options, summary, error); what it
 is doing right now (tables done, rows, bytes) lives in memory while it runs and is written
-to the row when it ends. Nothing survives a restart silently: jobs that were queued or
-running when the service stopped are marked failed at the next start, and the hidden
-temporary file of a local export is removed (the exporter writes under a temporary name
-and renames only when complete, so no file under the final name ever existed).
+to the row when it ends, and at each heartbeat of the process that owns it (:mod:`.owners`),
+so that other processes sharing the state database show it too. Nothing survives a restart
+silently: jobs whose owner is gone (the service stopped, or another process sharing the state
+database died) are marked failed at the next start, or at the next heartbeat of a process that
+runs, and the hidden temporary file of a local export is removed (the exporter writes under a
+temporary name and renames only when complete, so no file under the final name ever existed).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from ..format import SIDECAR_SUFFIX
 from ..model import Table
 from ..options import ExportOptions, PolicyOptions
 from ..urls import mask, parse_url
-from . import audit
+from . import audit, owners
 from .config import COMPRESSIONS, FORMATS, DestinationConfig, ServiceConfig, SourceConfig
 from .segment import SegmentRequest
 from .state import State, now
@@ -221,6 +223,11 @@ def ensure_schema(state: State) -> None:
     """The jobs table's columns added after its first version."""
     state.ensure_column("jobs", "format", "TEXT")
     state.ensure_column("jobs", "segment", "TEXT")
+    # The process that runs the job and when it last said so (:mod:`.owners`), and a cancel
+    # asked through another process.
+    state.ensure_column("jobs", "owner", "TEXT")
+    state.ensure_column("jobs", "heartbeat", "REAL")
+    state.ensure_column("jobs", "cancel_requested", "REAL")
 
 
 class Jobs:
@@ -235,24 +242,67 @@ class Jobs:
         self._lock = threading.Lock()
         #: Called with the job's id when a job has ended (schedules' retention, notifications).
         self.on_end: list[Callable[[int], None]] = []
+        #: This process as the owner of its jobs (:mod:`.owners`).
+        self.instance = owners.new_instance()
         ensure_schema(state)
         self.recover()
+        self._stop = threading.Event()
+        self._heart = threading.Thread(target=self._beating, name="sqlsnap-heartbeat", daemon=True)
+        self._heart.start()
 
     def close(self) -> None:
+        self._stop.set()
+        self._heart.join(10)
         with self._lock:
             for event in self._cancel.values():
                 event.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def recover(self) -> None:
-        """Mark the jobs a previous run left queued or running as failed; remove their
-        temporary files."""
+    def recover(self) -> list[int]:
+        """Mark failed the queued or running jobs whose owner is gone (:func:`.owners.gone`: a
+        previous run of the service, or another process that died); remove their temporary
+        files. Another live process's jobs are left alone. The ids of the jobs failed here."""
+        failed = []
+        at = now()
         for row in self.state.all("SELECT * FROM jobs WHERE status IN ('queued', 'running')"):
+            if not owners.gone(row["owner"], row["heartbeat"], at, self.instance):
+                continue
+            # Only if nobody changed it meanwhile: two processes may find the same orphan.
+            changed = self.state.execute(
+                "UPDATE jobs SET status = 'failed', error = ?, finished = ? WHERE id = ? "
+                "AND status IN ('queued', 'running') AND COALESCE(heartbeat, -1) = ?",
+                [RESTART_ERROR, now(), row["id"], -1 if row["heartbeat"] is None else row["heartbeat"]])
+            if changed != 1:
+                continue
             _remove_temporary(row["target"])
-            self.state.execute("UPDATE jobs SET status = 'failed', error = ?, finished = ? WHERE id = ?",
-                               [RESTART_ERROR, now(), row["id"]])
             audit.record(self.state, actor="service", action="export", target=f"job {row['id']}",
-                         outcome="failed", detail={"error": RESTART_ERROR})
+                         outcome="failed", detail={"error": RESTART_ERROR, "owner": row["owner"]})
+            failed.append(row["id"])
+        return failed
+
+    def _beating(self) -> None:
+        while not self._stop.wait(owners.HEARTBEAT_SECONDS):
+            try:
+                self.beat()
+            except Exception:  # noqa: BLE001 - a missed beat must not stop the next ones
+                logging.getLogger("sqlsnap.service").exception("job heartbeat")
+
+    def beat(self) -> None:
+        """Mark this process's jobs alive with their progress, stop those whose cancel was asked
+        through another process, and fail the jobs of owners that are gone."""
+        with self._lock:
+            live = {job_id: p.to_json() for job_id, p in self._progress.items()}
+        at = now()
+        for job_id, progress in live.items():
+            self.state.execute("UPDATE jobs SET heartbeat = ?, progress = ? WHERE id = ? AND owner = ?",
+                               [at, json.dumps(progress), job_id, self.instance])
+        asked = self.state.all("SELECT id FROM jobs WHERE owner = ? AND cancel_requested IS NOT NULL "
+                               "AND status IN ('queued', 'running')", [self.instance])
+        with self._lock:
+            for row in asked:
+                if row["id"] in self._cancel:
+                    self._cancel[row["id"]].set()
+        self.recover()
 
     # -- starting ------------------------------------------------------------------------------
 
@@ -265,8 +315,9 @@ class Jobs:
         when = datetime.now(UTC)
         job_id = self.state.execute(
             "INSERT INTO jobs (actor, source, destination, target, options, status, created, format, "
-            "segment) VALUES (?, ?, ?, '', '{}', 'queued', ?, ?, ?)",
-            [actor, source.name, dest.name, when.timestamp(), request.format, segment.describe()])
+            "segment, owner, heartbeat) VALUES (?, ?, ?, '', '{}', 'queued', ?, ?, ?, ?, ?)",
+            [actor, source.name, dest.name, when.timestamp(), request.format, segment.describe(),
+             self.instance, now()])
         target = dest.target(file_name(parse_url(source.url).database, when, job_id, request.compress,
                                        request.format, encrypted))
         try:
@@ -300,7 +351,8 @@ class Jobs:
             self._end(job_id, "cancelled", progress, error="cancelled before it started", actor=actor,
                       address=address)
             return
-        self.state.execute("UPDATE jobs SET status = 'running', started = ? WHERE id = ?", [now(), job_id])
+        self.state.execute("UPDATE jobs SET status = 'running', started = ?, heartbeat = ? WHERE id = ?",
+                           [now(), now(), job_id])
         try:
             status, payload = run_export(options, cancel, progress.update, self.config.export_nice)
         except Exception as exc:  # noqa: BLE001 - a failure to start the worker must end the job
@@ -354,13 +406,19 @@ class Jobs:
         return [job_json(r, live.get(r["id"]) if r["status"] in ACTIVE else None) for r in rows]
 
     def cancel(self, job_id: int) -> bool:
-        """Ask a queued or running job to stop; False when it is not active."""
+        """Ask a queued or running job to stop; False when it is not active. A job of another
+        live process is asked through the state database: its owner stops it at its next beat."""
         row = self.row(job_id)
         with self._lock:
             event = self._cancel.get(job_id)
-        if row["status"] not in ACTIVE or event is None:
+        if row["status"] not in ACTIVE:
             return False
-        event.set()
+        if event is not None:
+            event.set()
+            return True
+        if owners.gone(row["owner"], row["heartbeat"], now(), self.instance):
+            return False
+        self.state.execute("UPDATE jobs SET cancel_requested = ? WHERE id = ?", [now(), job_id])
         return True
 
     def finished_file(self, job_id: int) -> tuple[Any, str]:
