@@ -34,6 +34,6 @@ def serve_cmd(config_path: str, host: str | None, port: int | None) -> None:
         missing_extra(exc)
     app = run(lambda: create_app(config))
     click.echo(f"sqlsnap service on http://{host or config.host}:{port or config.port} "
-               f"(state: {config.state_path})", err=True)
+               f"(state: {config.state_shown})", err=True)
     uvicorn.run(app, host=host or config.host, port=port or config.port, log_level="warning",
                 proxy_headers=False, server_header=False)

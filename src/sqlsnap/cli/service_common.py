@@ -32,7 +32,10 @@ def load(path: str) -> ServiceConfig:
 
 
 def open_state(path: str) -> State:
-    from ..service.state import State
+    from ..service.state import open_state as open_configured
 
     config = load(path)
-    return run(lambda: State(config.state_path))
+    state = run(lambda: open_configured(config))
+    # Closed when the command ends, whichever way: a PostgreSQL state holds a connection.
+    click.get_current_context().call_on_close(state.close)
+    return state

@@ -27,7 +27,7 @@ from .context import HTTPProblem, Service
 from .jobs import Jobs
 from .notify import Notifier
 from .schedules import Scheduler
-from .state import State
+from .state import State, open_state
 
 log = logging.getLogger("sqlsnap.service")
 
@@ -126,7 +126,7 @@ def create_app(config: ServiceConfig, state: State | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        st = state or State(config.state_path)
+        st = state or open_state(config)
         audit.record_start(st, config)
         approvals.ensure_schema(st)
         expiry.ensure_schema(st)

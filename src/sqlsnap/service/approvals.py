@@ -55,7 +55,7 @@ class ApprovalRequired(HTTPProblem):
 
 
 def ensure_schema(state: State) -> None:
-    state.execute(SCHEMA)
+    state.create(SCHEMA)
 
 
 def protected_columns(config: Any, request: ExportRequest) -> list[str]:

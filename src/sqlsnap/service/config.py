@@ -122,6 +122,9 @@ class ServiceConfig:
     destinations: Mapping[str, DestinationConfig]
     state_path: str
     security: SecurityConfig = SecurityConfig()
+    #: A PostgreSQL state database's URL (``[state] url_env``/``url_file``), with its password:
+    #: never shown unmasked (:attr:`state_shown`). None: the SQLite file ``state_path``.
+    state_url: str | None = field(default=None, repr=False)
     host: str = "127.0.0.1"
     port: int = 8080
     #: Export jobs that may run at once; more wait in the queue.
@@ -138,10 +141,14 @@ class ServiceConfig:
     #: ``[notify]``: where failures (and, if asked, successes) are posted; None: nowhere.
     notify: NotifyConfig | None = None
 
+    @property
+    def state_shown(self) -> str:
+        return mask(self.state_url) if self.state_url else self.state_path
+
 
 _TOP = {"server", "state", "security", "sources", "destinations", "schedules", "notify"}
 _SERVER = {"host", "port", "workers", "export_nice"}
-_STATE = {"path", "url"}
+_STATE = {"path", "url", "url_env", "url_file"}
 _SOURCE = {"url", "url_env", "url_file", "environment", "policy", "anonymize", "exclude_tables",
            "exclude_columns", "approval", "segment", "segment_file"}
 _DESTINATION = {"path", "url", "s3_endpoint", "encrypt_to", "encrypt_to_file", "encrypt_required"}
@@ -177,6 +184,30 @@ def _source_url(name: str, table: Mapping[str, Any], env: Mapping[str, str], bas
         raise ConfigError(f"{where}: the url holds a password; the configuration never holds a "
                           "secret: put the URL in an environment variable (url_env) or a file (url_file)")
     parse_url(url)  # a bad URL fails at start, not at the first export
+    return url
+
+
+def _state_url(table: Mapping[str, Any], env: Mapping[str, str], base: Path) -> str | None:
+    """A PostgreSQL state database's URL, or None for the SQLite file ``path``."""
+    if not any(k in table for k in ("url", "url_env", "url_file")):
+        return None
+    if "path" in table:
+        raise ConfigError("[state] takes either path (a SQLite file) or a PostgreSQL URL (url_env, "
+                          "url_file), not both")
+    try:
+        url = given_once(table, "url", "[state]", env, base, "the state database's URL")
+    except SettingError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        parsed = parse_url(url)
+    except UsageError as exc:
+        raise ConfigError(f"[state] {exc}") from None
+    if parsed.dialect != "postgresql":
+        raise ConfigError(f"[state] url must be a postgresql:// URL, not {parsed.dialect}; a SQLite state is "
+                          "given with path = \"FILE\"")
+    if "url" in table and parsed.password:
+        raise ConfigError("[state]: the url holds a password; the configuration never holds a secret: put "
+                          "the URL in an environment variable (url_env) or a file (url_file)")
     return url
 
 
@@ -220,9 +251,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     _check_keys(server, _SERVER, "[server]")
     state = data.get("state", {})
     _check_keys(state, _STATE, "[state]")
-    if "url" in state:
-        raise ConfigError("[state] url: only a SQLite state file is supported in this version; give "
-                          "[state] path = \"FILE\"")
+    state_url = _state_url(state, env, base)
     security_table = data.get("security", {})
     valid_security = set(SecurityConfig.__dataclass_fields__)
     _check_keys(security_table, valid_security, "[security]")
@@ -282,7 +311,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         raise ConfigError(str(exc)) from None
     return ServiceConfig(
         schedules=schedules, notify=notify, sources=sources, destinations=destinations,
-        state_path=str(base / str(state.get("path", "sqlsnap-state.db"))),
+        state_path=str(base / str(state.get("path", "sqlsnap-state.db"))), state_url=state_url,
         security=SecurityConfig(**security_table), host=str(server.get("host", "127.0.0.1")),
         port=int(server.get("port", 8080)), workers=int(server.get("workers", 2)),
         export_nice=int(server.get("export_nice", 10)), path=str(p),

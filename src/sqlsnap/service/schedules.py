@@ -70,7 +70,7 @@ class Scheduler:
         self.state: State = service.state
         self.jobs: Jobs = service.jobs
         self.started = now() if started is None else started
-        self.state.execute(SCHEMA)
+        self.state.create(SCHEMA)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.jobs.on_end.append(self._job_ended)
@@ -139,8 +139,9 @@ class Scheduler:
         """Whether this process is the one that runs (or records) ``due``: the one whose row
         went in; the UNIQUE (schedule, due) key ignores the others'."""
         with self.state.transaction() as db:
-            cur = db.execute("INSERT OR IGNORE INTO schedule_runs (schedule, due, status, missed, claimed) "
-                             "VALUES (?, ?, ?, ?, ?)",
+            # ON CONFLICT DO NOTHING: SQLite (3.24+) and PostgreSQL alike.
+            cur = db.execute("INSERT INTO schedule_runs (schedule, due, status, missed, claimed) "
+                             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (schedule, due) DO NOTHING",
                              [schedule.name, due.at, "starting" if due.run else "missed", due.missed, now()])
             return bool(cur.rowcount == 1)
 

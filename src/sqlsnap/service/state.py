@@ -1,5 +1,6 @@
 """The service's own state: accounts, sessions, API tokens, export jobs and the audit trail,
-in one SQLite file (``[state] path``).
+in one SQLite file (``[state] path``), or in a PostgreSQL database (``[state] url_env``:
+:mod:`.state_pg`, the same tables and statements behind the same methods).
 
 One connection, shared by the web server's threads and the export workers under a lock:
 every statement here is a few rows, so the lock is held for microseconds, and WAL mode lets
@@ -82,6 +83,9 @@ CREATE TABLE IF NOT EXISTS audit (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
+"""
+#: SQLite's way to make the audit table append-only (:mod:`.state_pg` has PostgreSQL's).
+APPEND_ONLY = """
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -103,7 +107,7 @@ class State:
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(SCHEMA)
+            self._db.executescript(SCHEMA + APPEND_ONLY)
         except sqlite3.Error as exc:
             raise OutputError(f"cannot open the state database {path}: {exc}; check [state] path",
                               path=path) from None
@@ -114,7 +118,7 @@ class State:
             self._db.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Any]:
         """A write transaction taken at once (BEGIN IMMEDIATE), so that what it reads (the last
         audit hash) cannot change under it, even from another process."""
         with self._lock:
@@ -133,6 +137,17 @@ class State:
             inserted = sql.lstrip().upper().startswith("INSERT") and cur.lastrowid
             return cur.lastrowid if inserted and cur.lastrowid else cur.rowcount
 
+    @property
+    def shown(self) -> str:
+        """Where the state is, as the service may print it."""
+        return self.path
+
+    def create(self, ddl: str) -> None:
+        """Create the tables of ``ddl`` (``CREATE ... IF NOT EXISTS`` statements, in SQLite's
+        words: :mod:`.state_pg` translates them) when missing."""
+        with self._lock:
+            self._db.executescript(ddl)
+
     def ensure_column(self, table: str, column: str, declaration: str) -> None:
         """Add ``column`` to ``table`` when a state database made by an older version lacks it
         (the schema only grows: an older version ignores the new columns)."""
@@ -141,15 +156,25 @@ class State:
             if column not in columns:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
-    def one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first row (by name: ``row["id"]``, ``row.keys()``), or None."""
         with self._lock:
-            row: sqlite3.Row | None = self._db.execute(sql, params).fetchone()
-            return row
+            return self._db.execute(sql, params).fetchone()
 
-    def all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
             return list(self._db.execute(sql, params).fetchall())
 
 
 def now() -> float:
     return time.time()
+
+
+def open_state(config: Any) -> State:
+    """The state database of a :class:`.config.ServiceConfig`: PostgreSQL when ``[state]``
+    gives a URL, else the SQLite file."""
+    if config.state_url:
+        from .state_pg import PostgresState
+
+        return PostgresState(config.state_url)
+    return State(config.state_path)
