@@ -135,3 +135,19 @@ def wait_for(get: Any, job_id: int, timeout: float = 60) -> dict[str, Any]:
         if time.monotonic() > deadline:
             raise AssertionError(f"export {job_id} still {job['status']} after {timeout} s")
         time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def s3_env(root: Path, demo_db: Path, monkeypatch: Any, bucket: str) -> Iterator[tuple[ServiceEnv, Any]]:
+    """A service whose destination ``bucket`` is ``s3://<bucket>/sqlsnap/`` on a local S3
+    server (moto), with that bucket created; the server stops afterwards."""
+    from ._s3server import S3Server, aws_env
+
+    aws_env(monkeypatch)
+    server = S3Server().start()
+    try:
+        server.client().create_bucket(Bucket=bucket)
+        yield make_env(root, demo_db, tables=f'[destinations.bucket]\nurl = "s3://{bucket}/sqlsnap/"\n'
+                                             f's3_endpoint = "{server.endpoint}"\n'), server
+    finally:
+        server.stop()

@@ -383,14 +383,9 @@ def test_an_export_to_s3_downloads_through_a_presigned_url(tmp_path: Path, demo_
     pytest.importorskip("boto3")
     import httpx
 
-    from ._s3server import S3Server, aws_env
+    from ._service import s3_env
 
-    aws_env(monkeypatch)
-    server = S3Server().start()
-    try:
-        server.client().create_bucket(Bucket="dumps")
-        env = make_env(tmp_path, demo_db, tables=f'[destinations.bucket]\nurl = "s3://dumps/sqlsnap/"\n'
-                                                 f's3_endpoint = "{server.endpoint}"\n')
+    with s3_env(tmp_path, demo_db, monkeypatch, "dumps") as (env, server):
         admin = auth(env, "admin")
         with TestClient(env.app(), base_url="http://127.0.0.1") as client:
             r = client.post("/api/exports", json={"source": "demo", "destination": "bucket"}, headers=admin)
@@ -407,8 +402,6 @@ def test_an_export_to_s3_downloads_through_a_presigned_url(tmp_path: Path, demo_
             assert client.post(f"/api/exports/{job['id']}/verify", headers=admin).json()["ok"] is True
             client.delete(f"/api/exports/{job['id']}", headers=admin)
         assert server.client().list_objects_v2(Bucket="dumps").get("KeyCount") == 0
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize("trusted", ["testclient", "10.0.0.1"])

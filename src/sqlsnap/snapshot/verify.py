@@ -34,10 +34,12 @@ from typing import Any
 import msgspec
 
 from ..errors import SnapError, UsageError, VerifyError
-from ..format import CHECKSUM_NAMES, MANIFEST, TABLE_CHECKSUMS, check_metadata
-from ..stores import is_s3, open_input, read_sidecar
+from ..format import CHECKSUM_NAMES, MANIFEST, SNAPSHOT_NAME, TABLE_CHECKSUMS, check_metadata
+from ..stores import is_s3, open_input, open_store, read_sidecar
+from ..stores.base import Store
 from .integrity import Dangling, ForeignKeys
 from .reader import (
+    MAX_METADATA_BYTES,
     ROW_START,
     DocumentParser,
     HashingReader,
@@ -206,7 +208,14 @@ def verify(location: str, *, identities: Sequence[str] = (), integrity: bool = F
     whose ``ok`` is then False.
     """
     if not is_s3(location) and os.path.isdir(location):
-        return _verify_folder(location, integrity=integrity, max_listed=max_listed)
+        store, key = open_store(location)
+        return _verify_folder(location, store, key, integrity=integrity, max_listed=max_listed)
+    if is_s3(location) and not SNAPSHOT_NAME.search(location):
+        # Not named as a document, with a manifest below it: a JSON Lines prefix.
+        store, key = open_store(location, s3_endpoint=s3_endpoint)
+        key = key.rstrip("/")
+        if store.exists(f"{key}/{MANIFEST}" if key else MANIFEST):
+            return _verify_folder(location, store, key, integrity=integrity, max_listed=max_listed)
     keys = None
     if identities:
         from ..crypto import load_identities
@@ -270,15 +279,19 @@ def _compare_sidecar(hashing: HashingReader, sidecar: tuple[str, str] | None, wh
                           "damaged after it was written", path=where)
 
 
-def _verify_folder(folder: str, *, integrity: bool, max_listed: int) -> VerifyResult:
-    """A JSON Lines folder: metadata.json and one file per table."""
-    manifest = os.path.join(folder, MANIFEST)
+def _verify_folder(folder: str, store: Store, prefix: str, *, integrity: bool,
+                   max_listed: int) -> VerifyResult:
+    """A JSON Lines folder (or S3 prefix): metadata.json and one file per table, read from the
+    ``store`` below ``prefix``."""
+    def key(name: str) -> str:
+        return f"{prefix.rstrip('/')}/{name}" if prefix.rstrip("/") else name
+
+    manifest = store.url(key(MANIFEST))
+    data = store.read_small(key(MANIFEST), MAX_METADATA_BYTES)
+    if data is None:
+        raise VerifyError(f"{folder} has no {MANIFEST}; not a sqlsnap JSON Lines folder", path=folder)
     try:
-        with open(manifest, "rb") as fh:
-            metadata = msgspec.json.decode(fh.read())
-    except FileNotFoundError:
-        raise VerifyError(f"{folder} has no {MANIFEST}; not a sqlsnap JSON Lines folder",
-                          path=folder) from None
+        metadata = msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
         raise VerifyError(f"{manifest} is not valid JSON ({exc})", path=manifest) from None
     tables, algorithm = check_metadata(metadata, manifest, in_tables=True)
@@ -291,8 +304,8 @@ def _verify_folder(folder: str, *, integrity: bool, max_listed: int) -> VerifyRe
         if not isinstance(file, str) or os.path.basename(file) != file:
             raise VerifyError(f"{manifest}: table '{name}' names no file in this folder", path=manifest,
                               table=name)
-        path = os.path.join(folder, file)
-        raw = open_input(path)
+        path = store.url(key(file))
+        raw = store.open(key(file))
         try:
             hashing = HashingReader(raw)
             stream, _ = plain_stream(hashing, hashing, path, None, result)
