@@ -105,11 +105,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running(app: Any) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a free loopback port in a thread; its base URL."""
+def running(app: Any, port: int | None = None) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on ``port`` (default: a free loopback port) in a thread; its
+    base URL."""
     import uvicorn
 
-    port = free_port()
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

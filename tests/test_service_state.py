@@ -22,7 +22,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 from sqlsnap.cli import main  # noqa: E402
 from sqlsnap.service import audit, auth  # noqa: E402
 from sqlsnap.service.config import ConfigError, SecurityConfig, ServiceConfig, load_config  # noqa: E402
-from sqlsnap.service.state import State, open_state  # noqa: E402
+from sqlsnap.service.state import State  # noqa: E402
+from sqlsnap.service.state_open import open_state  # noqa: E402
 
 from ._service import ADMIN, PASSWORD, build_demo, wait_for  # noqa: E402
 from .conftest import pg_database  # noqa: E402

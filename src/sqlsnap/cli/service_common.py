@@ -32,7 +32,7 @@ def load(path: str) -> ServiceConfig:
 
 
 def open_state(path: str) -> State:
-    from ..service.state import open_state as open_configured
+    from ..service.state_open import open_state as open_configured
 
     config = load(path)
     state = run(lambda: open_configured(config))

@@ -21,13 +21,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .._version import __version__
 from ..errors import ConnectError, NotFoundError, OutputError, SnapError, UsageError
 from ..urls import mask
-from . import api, approval_pages, approvals, audit, expiry, pages
+from . import api, approval_pages, approvals, audit, expiry, oidc, oidc_pages, pages
 from .config import ServiceConfig
 from .context import HTTPProblem, Service
 from .jobs import Jobs
 from .notify import Notifier
 from .schedules import Scheduler
-from .state import State, open_state
+from .state import State
+from .state_open import open_state
 
 log = logging.getLogger("sqlsnap.service")
 
@@ -130,6 +131,9 @@ def create_app(config: ServiceConfig, state: State | None = None) -> FastAPI:
         audit.record_start(st, config)
         approvals.ensure_schema(st)
         expiry.ensure_schema(st)
+        if config.oidc is not None:
+            oidc.ensure_schema(st)
+            app.state.oidc = oidc.Provider(config.oidc)
         app.state.service = svc = Service(config, st, Jobs(config, st))
         svc.scheduler = Scheduler(svc)
         if config.notify is not None:
@@ -154,4 +158,5 @@ def create_app(config: ServiceConfig, state: State | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(approval_pages.router)
+    app.include_router(oidc_pages.router)
     return app

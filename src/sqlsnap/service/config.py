@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import SnapError, UsageError
 from ..urls import mask, parse_url
+from .oidc_config import OidcConfig, parse_oidc
 from .schedule_config import (
     NotifyConfig,
     ScheduleConfig,
@@ -140,13 +141,15 @@ class ServiceConfig:
     schedules: Mapping[str, ScheduleConfig] = field(default_factory=dict)
     #: ``[notify]``: where failures (and, if asked, successes) are posted; None: nowhere.
     notify: NotifyConfig | None = None
+    #: ``[oidc]``: single sign-on with an OpenID Connect provider; None: off.
+    oidc: OidcConfig | None = None
 
     @property
     def state_shown(self) -> str:
         return mask(self.state_url) if self.state_url else self.state_path
 
 
-_TOP = {"server", "state", "security", "sources", "destinations", "schedules", "notify"}
+_TOP = {"server", "state", "security", "sources", "destinations", "schedules", "notify", "oidc"}
 _SERVER = {"host", "port", "workers", "export_nice"}
 _STATE = {"path", "url", "url_env", "url_file"}
 _SOURCE = {"url", "url_env", "url_file", "environment", "policy", "anonymize", "exclude_tables",
@@ -307,10 +310,11 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     try:
         schedules = parse_schedules(data.get("schedules", {}), sources, destinations)
         notify = parse_notify(data.get("notify", {}), env, base)
+        sso = parse_oidc(data.get("oidc", {}), env, base)
     except SettingError as exc:
         raise ConfigError(str(exc)) from None
     return ServiceConfig(
-        schedules=schedules, notify=notify, sources=sources, destinations=destinations,
+        schedules=schedules, notify=notify, oidc=sso, sources=sources, destinations=destinations,
         state_path=str(base / str(state.get("path", "sqlsnap-state.db"))), state_url=state_url,
         security=SecurityConfig(**security_table), host=str(server.get("host", "127.0.0.1")),
         port=int(server.get("port", 8080)), workers=int(server.get("workers", 2)),

@@ -103,22 +103,24 @@ router = APIRouter(include_in_schema=False)
 
 def _login_form(request: Request, error: str = "", status: int = 200, next_url: str = "/") -> HTMLResponse:
     token = secrets.token_urlsafe(32)
-    response = templates.TemplateResponse(request, "login.html", {"user": None, "csrf": token, "error": error,
-                                                                  "next": next_url}, status_code=status)
+    sso = getattr(request.app.state, "oidc", None)
+    response = templates.TemplateResponse(request, "login.html", {
+        "user": None, "csrf": token, "error": error, "next": next_url,
+        "sso_label": sso.config.label if sso is not None else None}, status_code=status)
     secure = service(request).config.security.cookie_secure
     response.set_cookie(LOGIN_COOKIE, token, max_age=3600, httponly=True, samesite="strict", secure=secure)
     return response
 
 
-def _safe_next(value: str) -> str:
+def safe_next(value: str) -> str:
     """Only a path on this site (not ``//host``): the login form must not redirect elsewhere."""
     return value if value.startswith("/") and not value.startswith("//") and "\\" not in value else "/"
 
 
 @router.get("/login")
 def login_page(request: Request, svc: Svc, next: str = "/") -> Response:
-    proxied = _proxy_login(request, svc, _safe_next(next))
-    return proxied or _login_form(request, next_url=_safe_next(next))
+    proxied = _proxy_login(request, svc, safe_next(next))
+    return proxied or _login_form(request, next_url=safe_next(next))
 
 
 def _proxy_login(request: Request, svc: Service, next_url: str) -> Response | None:
@@ -138,10 +140,10 @@ def _proxy_login(request: Request, svc: Service, next_url: str) -> Response | No
                      detail={"via": "proxy", "error": "no such account"})
         raise HTTPProblem(403, "forbidden", f"the proxy signed in {email}, who has no account here; an "
                           "admin can add it with sqlsnap users add") from None
-    return _start_session(svc, user, addr, next_url, via="proxy")
+    return start_session(svc, user, addr, next_url, via="proxy")
 
 
-def _start_session(svc: Service, user: User, addr: str, next_url: str, via: str = "password") -> Response:
+def start_session(svc: Service, user: User, addr: str, next_url: str, via: str = "password") -> Response:
     sid, _ = auth.new_session(svc.state, user, svc.config.security)
     audit.record(svc.state, actor=user.email, action="login", address=addr,
                  detail={} if via == "password" else {"via": via})
@@ -165,8 +167,8 @@ def login_submit(request: Request, svc: Svc, email: Annotated[str, Form()] = "",
     except LoginRefused as exc:
         audit.record(svc.state, actor=email.strip()[:254] or "(none)", action="login", address=addr,
                      outcome="locked" if exc.locked else "failed")
-        return _login_form(request, str(exc), 429 if exc.locked else 401, _safe_next(next))
-    return _start_session(svc, user, addr, _safe_next(next))
+        return _login_form(request, str(exc), 429 if exc.locked else 401, safe_next(next))
+    return start_session(svc, user, addr, safe_next(next))
 
 
 @router.post("/logout")

@@ -168,13 +168,3 @@ class State:
 
 def now() -> float:
     return time.time()
-
-
-def open_state(config: Any) -> State:
-    """The state database of a :class:`.config.ServiceConfig`: PostgreSQL when ``[state]``
-    gives a URL, else the SQLite file."""
-    if config.state_url:
-        from .state_pg import PostgresState
-
-        return PostgresState(config.state_url)
-    return State(config.state_path)
