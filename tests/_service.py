@@ -46,8 +46,14 @@ class ServiceEnv:
         return create_app(self.config, self.state)
 
 
-def write_config(root: Path, sources: dict[str, str], security: str = "", tables: str = "") -> Path:
-    lines = ['[state]\npath = "state.db"\n', "[security]\ncookie_secure = false\n" + security]
+#: The environment variable a PostgreSQL state's URL is given in (``make_env(state_url=...)``).
+STATE_URL_ENV = "SQLSNAP_TEST_STATE_URL"
+
+
+def write_config(root: Path, sources: dict[str, str], security: str = "", tables: str = "",
+                 state_url: bool = False) -> Path:
+    state = f'url_env = "{STATE_URL_ENV}"' if state_url else 'path = "state.db"'
+    lines = [f"[state]\n{state}\n", "[security]\ncookie_secure = false\n" + security]
     for name, url in sources.items():
         lines.append(f'[sources.{name}]\nurl = "{url}"\nenvironment = "test"\n')
     lines.append('[destinations.local]\npath = "out"\n' + tables)
@@ -57,18 +63,20 @@ def write_config(root: Path, sources: dict[str, str], security: str = "", tables
 
 
 def make_env(root: Path, demo_db: Path, extra_sources: dict[str, str] | None = None,
-             security: str = "", tables: str = "") -> ServiceEnv:
-    """A configured service in ``root`` (not started) with its accounts and tokens."""
+             security: str = "", tables: str = "", state_url: str | None = None) -> ServiceEnv:
+    """A configured service in ``root`` (not started) with its accounts and tokens; its state
+    in ``state.db``, or in the PostgreSQL database ``state_url`` (given as $STATE_URL_ENV)."""
     from sqlsnap.service import auth
     from sqlsnap.service.config import load_config
-    from sqlsnap.service.state import State
+    from sqlsnap.service.state_open import open_state
 
     db = root / "demo.db"
     shutil.copyfile(demo_db, db)
     (root / "out").mkdir()
-    config_path = write_config(root, {"demo": f"sqlite:///{db}", **(extra_sources or {})}, security, tables)
-    config = load_config(config_path, env={})
-    state = State(config.state_path)
+    config_path = write_config(root, {"demo": f"sqlite:///{db}", **(extra_sources or {})}, security, tables,
+                               state_url is not None)
+    config = load_config(config_path, env={STATE_URL_ENV: state_url} if state_url else {})
+    state = open_state(config)
     auth.add_user(state, ADMIN, "admin", PASSWORD)
     auth.add_user(state, VIEWER, "viewer", PASSWORD)
     env = ServiceEnv(root, config_path, root / "out", config=config, state=state)

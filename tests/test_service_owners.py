@@ -1,7 +1,8 @@
 """Several service processes on one state database (issue 16): a job belongs to the process
 that runs it, which beats while it runs; a starting process fails only the jobs whose owner is
 gone (its process ended, or its heartbeat is stale), never another live process's; a cancel
-asked through another process reaches the owner."""
+asked through another process reaches the owner. The two-process test runs on a SQLite state
+file and on a PostgreSQL state database."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 from sqlsnap.service import owners  # noqa: E402
 from sqlsnap.service.jobs import RESTART_ERROR  # noqa: E402
 
-from ._service import build_demo, free_port, make_env  # noqa: E402
+from ._service import STATE_URL_ENV, build_demo, free_port, make_env  # noqa: E402
+from .conftest import pg_database  # noqa: E402
 from .test_service_api import big_sqlite  # noqa: E402
 
 HOST = owners.new_instance().split(":")[0]
@@ -72,10 +74,11 @@ def test_a_start_fails_another_host_s_job_only_when_its_heartbeat_is_stale(
     assert (job["status"], job["error"]) == (("failed", RESTART_ERROR) if failed else ("running", None))
 
 
-def _serve(config: Path, port: int) -> subprocess.Popen[bytes]:
+def _serve(config: Path, port: int, state_url: str | None) -> subprocess.Popen[bytes]:
     sqlsnap = str(Path(sys.executable).with_name("sqlsnap"))
+    env = {**os.environ, STATE_URL_ENV: state_url} if state_url else None
     return subprocess.Popen([sqlsnap, "serve", "-c", str(config), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -88,19 +91,33 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
         time.sleep(0.05)
 
 
-def test_two_processes_on_one_state_database_leave_each_other_s_jobs_alone(tmp_path: Path,
-                                                                           demo_db: Path) -> None:
+@pytest.fixture(scope="module")
+def big_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # 1.5 million rows, gzip: an export that runs for several seconds on this machine.
+    return big_sqlite(tmp_path_factory.mktemp("big") / "big.db", rows=1_500_000)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None: the state in a SQLite file; else the URL of a PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        yield None
+        return
+    with pg_database() as url:
+        yield url
+
+
+def test_two_processes_on_one_state_database_leave_each_other_s_jobs_alone(
+        tmp_path: Path, demo_db: Path, big_db: Path, state_url: str | None) -> None:
     import httpx
 
-    # 1.5 million rows, gzip: an export that runs for several seconds on this machine.
-    big = big_sqlite(tmp_path / "big.db", rows=1_500_000)
     (tmp_path / "svc").mkdir()
-    env = make_env(tmp_path / "svc", demo_db, {"big": f"sqlite:///{big}"})
+    env = make_env(tmp_path / "svc", demo_db, {"big": f"sqlite:///{big_db}"}, state_url=state_url)
     env.state.close()
     admin = {"Authorization": f"Bearer {env.tokens['admin']}"}
 
     def up(port: int) -> subprocess.Popen[bytes]:
-        proc = _serve(env.config_path, port)
+        proc = _serve(env.config_path, port, state_url)
 
         def answers() -> bool:
             assert proc.poll() is None, "the service ended"
