@@ -7,7 +7,10 @@ the JSON."""
 from __future__ import annotations
 
 import gc
+import math
 import os
+import random
+import struct
 import subprocess
 import warnings
 from collections.abc import Iterator
@@ -16,6 +19,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import sqlsnap
 from sqlsnap import demo
@@ -71,6 +76,7 @@ class Paths:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls = {"_read_binary": 0, "_read_server_json": 0, "_read_portable": 0}
         self.spliced = 0
+        self.statements: list[str] = []  # the binary path's COPY statements
         for name in self.calls:
             original = getattr(postgresql._PostgresReader, name)
 
@@ -84,6 +90,7 @@ class Paths:
         def count_splices(plan: pgbinary.Plan, *args: Any) -> None:
             plan_init(plan, *args)
             self.spliced += plan.splice is not None
+            self.statements.append(plan.sql)
 
         monkeypatch.setattr(pgbinary.Plan, "__init__", count_splices)
 
@@ -184,20 +191,23 @@ def test_cli_no_binary_copy_gives_the_same_document(all_types_url: str, tmp_path
     assert data_part(binary) == data_part(server)
 
 
+@pytest.mark.parametrize("wrong_column", ["id", "f"])
 def test_a_malformed_stream_fails_with_one_line_and_leaves_no_file(
-    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wrong_column: str
 ) -> None:
-    """The server sends a column the decoder was not told about (text where an int4 was
-    asked for): the export fails with one line naming the table and why, cancels the COPY,
-    and leaves no file."""
+    """The server sends a value the decoder was not told about (text where an int4 was asked
+    for; a float8's 8 bytes where a float4's 4 were): the export fails with one line naming
+    the table and why, cancels the COPY, and leaves no file."""
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE t (id int, v text)")
-        conn.execute("INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 200000) g")
+        conn.execute("CREATE TABLE t (id int, v text, f float8)")
+        conn.execute("INSERT INTO t SELECT g, 'v' || g, g / 7.0 FROM generate_series(1, 200000) g")
     column = pgbinary.column
 
     def wrong(name: str, *args: Any) -> tuple[str, int]:
         expr, code = column(name, *args)
-        return (f"{expr}::text", code) if name == "id" else (expr, code)
+        if name != wrong_column:
+            return expr, code
+        return (f"{expr}::text", code) if name == "id" else (expr, pgbinary.FLOAT4)
 
     monkeypatch.setattr(pgbinary, "column", wrong)
     out_dir = tmp_path / "out"
@@ -311,3 +321,143 @@ def test_rows_larger_than_a_chunk(pg_url: str, tmp_path: Path, monkeypatch: pyte
     paths = Paths(monkeypatch)
     data, _ = both_ways(pg_url, tmp_path, paths, 1, jobs=1)
     assert len(data) > 20_000_000  # 8.6 MB a row
+
+
+# -- floats: read as stored, their digits written in C (sqlsnap/_pgfloat.c) --------------------
+
+#: Values where a shortest-digits writer can go wrong: both zeros, the subnormals, the ends of
+#: each range, the powers of ten around the switch to exponent form (float8: from 1e-5 and
+#: 1e15; float4: 1e-5 and 1e6), their neighbours, sums that do not round-trip in fewer digits.
+FLOAT8_EDGES = [
+    "0", "-0", "1", "-1", "0.1", "0.2", "0.30000000000000004", "0.3", "1.5", "-123.456", "4.35",
+    "0.3333333333333333", "0.6666666666666666", "100", "1e-5", "1e-4", "9.999999999999999e-05",
+    "0.00010000000000000002", "0.0001", "0.00001", "1e-7", "1e14", "1e15", "1e16", "99999999999999.98",
+    "999999999999999", "999999999999999.9", "1000000000000000.1", "123456789012345", "1234567890123456",
+    "9007199254740992", "9007199254740993", "9223372036854775807", "1e21", "1e22", "1e23",
+    "5e-324", "1e-323", "2.225073858507201e-308", "2.2250738585072014e-308", "1e-320", "4.9e-324",
+    "1.7976931348623157e308", "-1.7976931348623157e308", "1.2345678901234567e+300", "2.5e-5",
+    "1.0000000000000002", "0.9999999999999999", "8.98846567431158e307", "NaN", "Infinity", "-Infinity",
+]
+FLOAT4_EDGES = [
+    "0", "-0", "1", "0.1", "-0.1", "3.4028235e38", "-3.4028235e38", "1e-45", "1.4e-45", "1.1754944e-38",
+    "1.1754942e-38", "1e-5", "1e-4", "0.00001", "9.999999e-05", "123456", "999999", "1e6", "1000000",
+    "1234567", "16777216", "16777217", "3.14159274", "1e10", "7.038531e-26", "0.30000001", "NaN",
+    "Infinity", "-Infinity",
+]
+
+
+@pytest.fixture
+def floats_url(pg_url: str) -> str:
+    """Edge cases, a domain over float8 and over float8[], arrays with NULLs and several
+    dimensions, and 5,000 random bit patterns of each width (a fixed seed)."""
+    rng = random.Random(12)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE DOMAIN dfloat AS float8")
+        conn.execute("CREATE DOMAIN dfloats AS float8[]")
+        conn.execute("CREATE TABLE floats (id int PRIMARY KEY, f8 float8, f4 float4, d dfloat,"
+                     " a8 float8[], a4 float4[], da dfloats)")
+        rows = [(i, v, FLOAT4_EDGES[i % len(FLOAT4_EDGES)], v) for i, v in enumerate(FLOAT8_EDGES)]
+        rows += [(len(rows) + i, bits_text(rng.getrandbits(64), 64), bits_text(rng.getrandbits(32), 32), None)
+                 for i in range(5000)]
+        with conn.cursor().copy("COPY floats (id, f8, f4, d) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        conn.execute("""UPDATE floats SET
+            a8 = ARRAY[f8, NULL, -f8, 'NaN'], a4 = CASE WHEN id % 3 = 0 THEN ARRAY[[f4, NULL], [-f4, 1e-45]]
+              ELSE ARRAY[f4] END,
+            da = CASE WHEN id % 2 = 0 THEN ARRAY[d, NULL] END WHERE id % 5 <> 4""")
+        conn.execute("""UPDATE floats SET a8 = '[0:1][2:3][1:1]={{{1.5},{NULL}},{{-Infinity},{1e300}}}',
+            a4 = '{}', da = '{}' WHERE id = 4""")
+        conn.execute("INSERT INTO floats (id) VALUES (-1)")
+    return pg_url
+
+
+def bits_text(bits: int, width: int) -> str:
+    """The float of these bits as text that the server reads back exactly."""
+    value = struct.unpack("!d", struct.pack("!Q", bits))[0] if width == 64 else \
+        struct.unpack("!f", struct.pack("!I", bits))[0]
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return repr(value)  # a float4's value is a double exactly; strtof rounds its digits back
+
+
+def test_floats_are_read_as_stored_and_byte_identical(
+    floats_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """float4, float8, a domain over each of float8 and float8[], and arrays of floats come
+    from the server in binary (no ::text left in the statement) and are written as the
+    server-JSON path writes them, byte for byte."""
+    paths = Paths(monkeypatch)
+    data, _ = both_ways(floats_url, tmp_path, paths, 1, jobs=1)
+    assert paths.statements == ['COPY (SELECT "id", "f8", "f4", "d", "a8", "a4", "da" FROM ONLY '
+                                '"public"."floats") TO STDOUT (FORMAT binary)']
+    assert data.count(b"\n") > 5000
+    first = data[data.index(b'{"id":0,'):].split(b"\n")[0].rstrip(b",")
+    assert first == (b'{"id":0,"f8":0,"f4":0,"d":0,"a8":[0,null,-0,"NaN"],"a4":[[0,null],[-0,1e-45]],'
+                     b'"da":[0,null]}')
+    for expected in (b'"f8":1e-05,', b'"f8":0.0001,', b'"f8":1e+15,', b'"f8":123456789012345,',
+                     b'"f8":"NaN"', b'"f8":1.2345678901234567e+300,', b'"f4":3.4028235e+38,', b'"f4":999999,',
+                     b'"f4":1e+06,', b'"f8":-0,', b'"f8":5e-324,', b'"f4":"-Infinity"'):
+        assert expected in data, expected
+    assert b'"a8":[[[1.5],[null]],[["-Infinity"],[1e+300]]],"a4":[],"da":[]' in data
+
+
+@pytest.fixture(scope="module")
+def float_server() -> Iterator[Any]:
+    """A connection with sqlsnap's session settings (extra_float_digits=1) to a database of
+    one table, refilled by each example."""
+    with pg_database() as url:
+        with psycopg.connect(url, autocommit=True, options=postgresql.SESSION_OPTIONS) as conn:
+            conn.execute("CREATE TABLE f (id int, f8 float8, f4 float4)")
+            yield conn
+
+
+FLOAT_PROGRAM = [((b"[" if i == 0 else b","), i, pgbinary.NULL_JSON) for i in range(2)] + [(b"]\n", -1, 0)]
+BITS64 = st.integers(0, 2**64 - 1).map(lambda b: bits_text(b, 64))
+BITS32 = st.integers(0, 2**32 - 1).map(lambda b: bits_text(b, 32))
+DOUBLES = st.floats(allow_nan=True, allow_infinity=True).map(lambda v: bits_text(struct.unpack(
+    "!Q", struct.pack("!d", v))[0], 64))
+SINGLES = st.floats(width=32).map(lambda v: bits_text(struct.unpack("!I", struct.pack("!f", v))[0], 32))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(DOUBLES | BITS64, SINGLES | BITS32), min_size=1, max_size=300))
+def test_random_floats_are_the_servers_own_text(float_server: Any, values: list[tuple[str, str]]) -> None:
+    """Each value's JSON from the binary COPY is the server's text of it (``x::text``), as a
+    number, or as a string for NaN and the infinities."""
+    conn = float_server
+    conn.execute("TRUNCATE f")
+    with conn.cursor().copy("COPY f FROM STDIN") as copy:
+        for i, (f8, f4) in enumerate(values):
+            copy.write_row((i, f8, f4))
+    texts = conn.execute("SELECT f8::text, f4::text FROM f ORDER BY id").fetchall()
+    with conn.cursor().copy("COPY (SELECT f8, f4 FROM f ORDER BY id) TO STDOUT (FORMAT binary)") as copy:
+        messages = [bytes(m) for m in copy]
+    program = postgresql._PGCOPY.program(bytes([pgbinary.FLOAT8, pgbinary.FLOAT4]), FLOAT_PROGRAM)
+    status, out, rows, reason = postgresql._PGCOPY.decode(program, messages)
+    assert status == postgresql._PGCOPY.DONE and rows == len(values), reason
+    expected = [f"[{json_token(a)},{json_token(b)}]" for a, b in texts]
+    assert out.decode().split("\n")[:-1] == expected
+
+
+def json_token(text: str) -> str:
+    return f'"{text}"' if text in ("NaN", "Infinity", "-Infinity") else text
+
+
+def test_floats_from_a_server_before_12_are_asked_for_as_text() -> None:
+    """PostgreSQL 11 and older write other digits (extra_float_digits=1: 16 significant), so
+    their floats come as the server's text."""
+    def scalar(typname: str, version: int) -> tuple[str, int]:
+        return pgbinary.column("f", typname, "b", "number", None, None, '"f"', version)
+
+    def array(typname: str, version: int) -> tuple[str, int]:
+        return pgbinary.column("a", f"_{typname}", "b", "array", "number", typname, '"a"', version)
+
+    assert scalar("float8", 150000) == ('"f"', pgbinary.FLOAT8)
+    assert scalar("float4", 120000) == ('"f"', pgbinary.FLOAT4)
+    assert scalar("float8", 110000) == ('"f"::text', pgbinary.FLOAT_TEXT)
+    assert array("float4", 110000) == ('"a"::text[]', pgbinary.ARRAY + pgbinary.FLOAT_TEXT)
+    assert array("float4", 160000) == \
+        ('"a"', pgbinary.ARRAY + pgbinary.FLOAT4)

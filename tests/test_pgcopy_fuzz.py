@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import struct
+import subprocess
+import sys
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,14 +47,14 @@ def c_extension() -> None:
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
 TRAILER = struct.pack("!h", -1)
-SCALARS = list(range(pgbinary.INTERVAL + 1))
+SCALARS = list(range(pgbinary.FLOAT8 + 1))
 #: Array element kinds the reader asks for (pgbinary.column).
 ELEMENTS = [pgbinary.TEXT, pgbinary.FLOAT_TEXT, pgbinary.BOOL, pgbinary.INT2, pgbinary.INT4,
-            pgbinary.INT8, pgbinary.OID, pgbinary.NUMERIC, pgbinary.JSONB]
+            pgbinary.INT8, pgbinary.OID, pgbinary.NUMERIC, pgbinary.JSONB, pgbinary.FLOAT4, pgbinary.FLOAT8]
 CODES = SCALARS + [pgbinary.ARRAY + e for e in ELEMENTS]
 ELEMENT_OIDS = {pgbinary.TEXT: 25, pgbinary.FLOAT_TEXT: 25, pgbinary.BOOL: 16, pgbinary.INT2: 21,
                 pgbinary.INT4: 23, pgbinary.INT8: 20, pgbinary.OID: 26, pgbinary.NUMERIC: 1700,
-                pgbinary.JSONB: 3802}
+                pgbinary.JSONB: 3802, pgbinary.FLOAT4: 700, pgbinary.FLOAT8: 701}
 #: Decimals with 0 to 40 places, as numeric holds them (its exponent is never positive).
 DECIMALS = st.builds(lambda n, p: Decimal(n).scaleb(-p), st.integers(-(10**45), 10**45), st.integers(0, 40))
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -297,3 +302,140 @@ def test_a_special_character_at_every_position_of_long_text(special: str) -> Non
         if special in ('"', "\\", "\x01", "\x1f", "\n"):  # raw inside a JSON string: refused
             raw = '{"k": "' + text + '"}'
             assert decode([pgbinary.JSONB], [[b"\x01" + raw.encode()]])[0] == _pgcopy.BAD, (special, at)
+
+
+# -- floats (sqlsnap/_pgfloat.c): the server's digits, from an exact reference ----------------
+
+WIDTHS = {64: ("!d", "!Q", 52, 15, pgbinary.FLOAT8), 32: ("!f", "!I", 23, 6, pgbinary.FLOAT4)}
+
+
+def from_bits(bits: int, width: int) -> float:
+    value, whole = WIDTHS[width][:2]
+    return float(struct.unpack(value, struct.pack(whole, bits))[0])
+
+
+def shortest_text(bits: int, width: int) -> str:
+    """float8out/float4out's text (PostgreSQL 12+, extra_float_digits > 0), by the rule and
+    exact arithmetic rather than by Ryu: of the decimals strictly between the halfway points
+    to the neighbouring floats, those with the fewest digits; of them the closest, ties to an
+    even last digit; fixed notation for exponents -4 to 14 (float4: 5)."""
+    fixed_below = WIDTHS[width][3]
+    sign, magnitude = bits >> (width - 1), bits & ((1 << (width - 1)) - 1)
+    v = from_bits(magnitude, width)
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v) or v == 0:
+        return ("-" if sign else "") + ("Infinity" if math.isinf(v) else "0")
+    exact = Fraction(v)
+    below = Fraction(from_bits(magnitude - 1, width))
+    above_value = from_bits(magnitude + 1, width)
+    above = 2 * exact - below if math.isinf(above_value) else Fraction(above_value)
+    low, high = (exact + below) / 2, (exact + above) / 2
+    e = math.floor(math.log10(v))
+    e += (Fraction(10) ** (e + 1) <= exact) - (Fraction(10) ** e > exact)
+    for n in range(1, 18):
+        unit = Fraction(10) ** (e - n + 1)
+        scaled = exact / unit
+        nearest = round(scaled)  # Fraction rounds half to even
+        for candidate in sorted((nearest, nearest - 1, nearest + 1), key=lambda c: (abs(c - scaled), c % 2)):
+            if low < candidate * unit < high:
+                digits = str(candidate).rstrip("0")
+                exp10 = e - n + 1 + len(str(candidate)) - len(digits)
+                return ("-" if sign else "") + pg_format(digits, exp10, fixed_below)
+    raise AssertionError("no candidate")
+
+
+def pg_format(digits: str, exp10: int, fixed_below: int) -> str:
+    first = exp10 + len(digits) - 1
+    if -4 <= first < fixed_below:
+        if exp10 >= 0:
+            return digits + "0" * exp10
+        if first >= 0:
+            return digits[:first + 1] + "." + digits[first + 1:]
+        return "0." + "0" * (-first - 1) + digits
+    mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+    return f"{mantissa}e{'-' if first < 0 else '+'}{abs(first):02d}"
+
+
+def float_json(bits: int, width: int) -> bytes:
+    text = shortest_text(bits, width)
+    return (f'"{text}"' if text in ("NaN", "Infinity", "-Infinity") else text).encode()
+
+
+def bits_of(value: float, width: int) -> int:
+    fmt, whole = WIDTHS[width][:2]
+    return int(struct.unpack(whole, struct.pack(fmt, value))[0])
+
+
+def test_float_edge_cases() -> None:
+    # Pairs, not a dict: 0.0 and -0.0 are equal keys.
+    cases = {
+        64: [(0.0, "0"), (-0.0, "-0"), (1e15, "1e+15"), (1e-05, "1e-05"), (0.0001, "0.0001"),
+             (0.1, "0.1"), (123456789012345.0, "123456789012345"), (1e14, "100000000000000"),
+             (1e16, "1e+16"), (0.1 + 0.2, "0.30000000000000004"), (5e-324, "5e-324"),
+             (1.7976931348623157e308, "1.7976931348623157e+308"),
+             (1.2345678901234567e300, "1.2345678901234567e+300"),
+             (-2.5e-5, "-2.5e-05"), (1e100, "1e+100"), (math.inf, "Infinity"), (-math.inf, "-Infinity"),
+             (math.nan, "NaN"), (2.0**63, "9.223372036854776e+18")],
+        32: [(0.0, "0"), (-0.0, "-0"), (3.4028234663852886e38, "3.4028235e+38"), (1e6, "1e+06"),
+             (999999.0, "999999"), (123456.0, "123456"), (2.0**24, "1.6777216e+07"), (0.1, "0.1"),
+             (1e-05, "1e-05"), (1.401298464324817e-45, "1e-45"), (math.nan, "NaN"), (-math.inf, "-Infinity")],
+    }
+    for width, values in cases.items():
+        code = WIDTHS[width][4]
+        for value, text in values:
+            bits = bits_of(value, width)
+            assert shortest_text(bits, width) == text, (value, text)
+            json_text = f'"{text}"' if text in ("NaN", "Infinity", "-Infinity") else text
+            assert one(code, struct.pack(WIDTHS[width][1], bits)) == json_text.encode(), (value, text)
+    # A NaN of any payload and sign is "NaN", as the server writes it.
+    assert one(pgbinary.FLOAT8, struct.pack("!Q", 0xFFF8000000000123)) == b'"NaN"'
+    assert one(pgbinary.FLOAT4, struct.pack("!I", 0x7FC00001)) == b'"NaN"'
+
+
+@FUZZ
+@given(st.integers(0, 2**64 - 1) | st.floats().map(lambda v: bits_of(v, 64)))
+def test_float8_digits_are_the_shortest_closest(bits: int) -> None:
+    assert one(pgbinary.FLOAT8, struct.pack("!Q", bits)) == float_json(bits, 64)
+
+
+@FUZZ
+@given(st.integers(0, 2**32 - 1) | st.floats(width=32).map(lambda v: bits_of(v, 32)))
+def test_float4_digits_are_the_shortest_closest(bits: int) -> None:
+    assert one(pgbinary.FLOAT4, struct.pack("!I", bits)) == float_json(bits, 32)
+
+
+def test_powers_of_two_and_ten_and_their_neighbours() -> None:
+    """Where the gap below a float is half the gap above (powers of two), and where the
+    exponent form starts (powers of ten), each float and its neighbours."""
+    for width, exponents in ((64, range(-1074, 1024)), (32, range(-149, 128))):
+        fmt, whole, _, _, code = WIDTHS[width]
+        values = [(2.0 ** k, 0) for k in exponents]
+        values += [(10.0 ** k, 1) for k in range(-300 if width == 64 else -40, 39)]
+        for value, above in values:
+            try:
+                base = bits_of(value, width)
+            except OverflowError:
+                continue
+            for bits in range(base - 1, base + 1 + above):
+                if 0 < bits < (0x7FF << 52 if width == 64 else 0xFF << 23):
+                    assert one(code, struct.pack(whole, bits)) == float_json(bits, width), (width, bits)
+
+
+def test_a_float_of_the_wrong_size_is_refused() -> None:
+    short_element = array(701, [(1, 1)], [b"\x00" * 4])
+    for code, raw in ((pgbinary.FLOAT8, struct.pack("!f", 1.5)), (pgbinary.FLOAT4, struct.pack("!d", 1.5)),
+                      (pgbinary.FLOAT8, b""), (pgbinary.ARRAY + pgbinary.FLOAT8, short_element)):
+        status, out, rows, reason = decode([code], [[raw]])
+        assert (status, out, rows) == (_pgcopy.BAD, b"", 0)
+        assert reason == "a value of the wrong size or out of its type's range"
+    # An array of float4 where float8 was asked for: refused by its element type.
+    status, _, _, reason = decode([pgbinary.ARRAY + pgbinary.FLOAT8], [[array(700, [(1, 1)], [b"\x00" * 4])]])
+    assert status == _pgcopy.BAD and reason == "a malformed array"
+
+
+def test_the_float_tables_are_generated() -> None:
+    """src/sqlsnap/_pgfloat_tables.h is what scripts/gen_float_tables.py writes."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "gen_float_tables.py"
+    assert subprocess.run([sys.executable, str(script), "--check"], timeout=60).returncode == 0, \
+        "src/sqlsnap/_pgfloat_tables.h is stale: run .venv/bin/python scripts/gen_float_tables.py"

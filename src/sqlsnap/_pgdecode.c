@@ -16,6 +16,8 @@
  */
 #include "_pgdecode.h"
 
+#include "_pgfloat.h"
+
 #include <stdlib.h>
 #include <string.h>
 #if defined(__SSE2__)
@@ -763,6 +765,8 @@ element_ok(int code, uint32_t oid)
     case PGD_TIMESTAMP: return oid == 1114;
     case PGD_TIMESTAMPTZ: return oid == 1184;
     case PGD_INTERVAL: return oid == 1186;
+    case PGD_FLOAT4: return oid == 700;
+    case PGD_FLOAT8: return oid == 701;
     default: return 0;
     }
 }
@@ -1025,6 +1029,24 @@ put_value(pgd_buf *out, int code, const unsigned char *p, size_t n, const char *
             goto bad;
         put_interval(out, (int64_t)be64(p), (int32_t)be32(p + 8), (int32_t)be32(p + 12));
         return 0;
+    case PGD_FLOAT4:
+    case PGD_FLOAT8: {
+        /* float4send/float8send: the IEEE 754 bits, big-endian. Numbers as the server's
+         * float4out/float8out write them; NaN and the infinities as strings (json.c). */
+        char text[PGF_MAX_LEN];
+        int len;
+        if (n != (code == PGD_FLOAT4 ? 4u : 8u))
+            goto bad;
+        len = code == PGD_FLOAT4 ? pgf_float4(be32(p), text) : pgf_float8(be64(p), text);
+        if (text[len - 1] == 'N' || text[len - 1] == 'y') {
+            PUT(out, '"');
+            put_mem(out, text, (size_t)len);
+            PUT(out, '"');
+        }
+        else
+            put_mem(out, text, (size_t)len);
+        return 0;
+    }
     default:
         *reason = "a column of an unknown kind";
         return -1;

@@ -18,7 +18,7 @@ enum {
     PGD_INT8 = 4,
     PGD_OID = 5,
     PGD_NUMERIC = 6,
-    PGD_FLOAT_TEXT = 7,  /* a float's text (col::text): a number, or "NaN"/"Infinity" as strings */
+    PGD_FLOAT_TEXT = 7,  /* a float's text (col::text, servers before 12): a number, or "NaN"/"Infinity" as strings */
     PGD_JSON = 8,        /* json: its text on one line (tabs and line breaks to spaces, trimmed) */
     PGD_JSONB = 9,
     PGD_BYTEA = 10,
@@ -29,7 +29,9 @@ enum {
     PGD_TIMESTAMP = 15,
     PGD_TIMESTAMPTZ = 16,
     PGD_INTERVAL = 17,
-    PGD_SCALARS = 18,
+    PGD_FLOAT4 = 18,     /* float4 and float8 as stored, written as the server's text (_pgfloat.c) */
+    PGD_FLOAT8 = 19,
+    PGD_SCALARS = 20,
     PGD_ARRAY = 32,
 };
 

@@ -5,8 +5,10 @@ The server is asked for ``COPY (SELECT <columns as stored> FROM ...) TO STDOUT (
 binary)``, the cheapest form it can send (about half the CPU of building each row's JSON,
 bench/README.md), and sqlsnap/_pgdecode.c writes each tuple as the JSON line the server-JSON
 path writes, byte for byte (tests/test_pgcopy.py). Types the decoder does not know are asked
-for as their text (``col::text``) in the same statement; floats too, because their shortest
-round-trip digits are the server's own algorithm (Ryu), which the server's text gives as is.
+for as their text (``col::text``) in the same statement. Floats are read as stored and
+written with the shortest round-trip digits of PostgreSQL 12+ (sqlsnap/_pgfloat.c); an older
+server writes other digits (``extra_float_digits=1`` gives 16 there), so from it they are
+asked for as text.
 
 A policy's projection becomes the decoder's ops: dropped columns are not selected, constants
 are literals, and each value a transform needs is cut out of the line for Python, the rest of
@@ -26,7 +28,7 @@ from ..values import ENCODER, number_token
 
 # The field codes of sqlsnap/_pgdecode.h.
 TEXT, BOOL, INT2, INT4, INT8, OID, NUMERIC, FLOAT_TEXT, JSON, JSONB = range(10)
-BYTEA, UUID, DATE, TIME, TIMETZ, TIMESTAMP, TIMESTAMPTZ, INTERVAL = range(10, 18)
+BYTEA, UUID, DATE, TIME, TIMETZ, TIMESTAMP, TIMESTAMPTZ, INTERVAL, FLOAT4, FLOAT8 = range(10, 20)
 ARRAY = 32
 NULL_JSON, NULL_EMPTY = 0, 1
 
@@ -34,7 +36,10 @@ _INTS = {"int2": INT2, "int4": INT4, "int8": INT8, "oid": OID}
 _BY_TYPE = {"bool": BOOL, "numeric": NUMERIC, "json": JSON, "jsonb": JSONB, "bytea": BYTEA,
             "uuid": UUID, "date": DATE, "time": TIME, "timetz": TIMETZ, "timestamp": TIMESTAMP,
             "timestamptz": TIMESTAMPTZ, "interval": INTERVAL, **_INTS}
-_FLOATS = {"float4", "float8"}
+_FLOATS = {"float4": FLOAT4, "float8": FLOAT8}
+#: The first server version whose float output (with extra_float_digits > 0) is the shortest
+#: round-trip digits that sqlsnap/_pgfloat.c writes.
+SHORTEST_FLOATS = 120000
 #: Read as stored and written as JSON strings: their binary form is their text.
 _TEXT_SEND = {"text", "varchar", "bpchar", "name", "citext"}
 
@@ -48,13 +53,16 @@ def quote(name: str) -> str:
 
 
 def column(name: str, typname: str, typtype: str, kind: str, element: str | None,
-           element_typname: str | None, server_expr: str) -> tuple[str, int]:
+           element_typname: str | None, server_expr: str, server_version: int) -> tuple[str, int]:
     """The SELECT expression and field code of one column; ``kind``, ``element`` and
     ``server_expr`` are those of the server-JSON path's plan (sources/postgresql.py), whose
     bytes these must equal."""
     c = quote(name)
+    floats = server_version >= SHORTEST_FLOATS
     if kind == "array":
         if element == "number" and element_typname in _FLOATS:
+            if floats:
+                return server_expr, ARRAY + _FLOATS[element_typname]
             return f"{c}::text[]", ARRAY + FLOAT_TEXT
         if element == "int" and element_typname in _INTS:
             return server_expr, ARRAY + _INTS[element_typname]
@@ -66,7 +74,7 @@ def column(name: str, typname: str, typtype: str, kind: str, element: str | None
             return server_expr, ARRAY + (JSON if element_typname == "json" else JSONB)
         return server_expr, ARRAY + TEXT  # text elements, or others cast to text[]
     if typname in _FLOATS:
-        return f"{c}::text", FLOAT_TEXT
+        return (c, _FLOATS[typname]) if floats else (f"{c}::text", FLOAT_TEXT)
     if typname in _BY_TYPE:
         return c, _BY_TYPE[typname]
     if kind == "text" and (typname in _TEXT_SEND or typtype == "e"):

@@ -663,7 +663,7 @@ class PostgresSource(Source):
                 plan = _plan_column(att, _kind(tname, ttype), None)
             plans[oid].append(plan)
             binary[oid].append(pgbinary.column(att, tname, ttype, plan.kind, plan.element, ename,
-                                               plan.server_expr))
+                                               plan.server_expr, self._version_num))
             table.columns.append(Column(att, fmt, nullable_, "base64" if plan.kind == "bytea" else None))
         for oid, table in tables.items():
             self.details[table.name]["plans"] = plans[oid]
