@@ -260,34 +260,32 @@ put_special(char *out, int negative, int all_ones, int mantissa)
     return 1 + negative;
 }
 
+/* A float of mbits significand bits (without the leading one) and ebits exponent bits. */
+static int
+put_float(uint64_t bits, int mbits, int ebits, int32_t fixed_below, char *out)
+{
+    const int negative = (int)(bits >> (mbits + ebits)) & 1;
+    const uint64_t mantissa = bits & ((UINT64_C(1) << mbits) - 1);
+    const int32_t all_ones = (1 << ebits) - 1, bias = (1 << (ebits - 1)) - 1;
+    const int32_t exponent = (int32_t)((bits >> mbits) & (uint64_t)all_ones);
+    if (exponent == all_ones || (exponent == 0 && mantissa == 0))
+        return put_special(out, negative, exponent == all_ones, mantissa != 0);
+    if (exponent == 0) /* subnormal */
+        return put_decimal(out, negative, shortest(mantissa, 1 - bias - mbits, 0), fixed_below);
+    return put_decimal(out, negative,
+                       shortest(mantissa | (UINT64_C(1) << mbits), exponent - bias - mbits,
+                                mantissa == 0 && exponent > 1),
+                       fixed_below);
+}
+
 int
 pgf_float8(uint64_t bits, char *out)
 {
-    const int negative = (int)(bits >> 63);
-    const uint64_t mantissa = bits & ((UINT64_C(1) << 52) - 1);
-    const int32_t exponent = (int32_t)((bits >> 52) & 0x7FF);
-    if (exponent == 0x7FF || (exponent == 0 && mantissa == 0))
-        return put_special(out, negative, exponent == 0x7FF, mantissa != 0);
-    if (exponent == 0) /* subnormal */
-        return put_decimal(out, negative, shortest(mantissa, 1 - 1023 - 52, 0), 15);
-    return put_decimal(out, negative,
-                       shortest(mantissa | (UINT64_C(1) << 52), exponent - 1023 - 52,
-                                mantissa == 0 && exponent > 1),
-                       15);
+    return put_float(bits, 52, 11, 15, out);
 }
 
 int
 pgf_float4(uint32_t bits, char *out)
 {
-    const int negative = (int)(bits >> 31);
-    const uint32_t mantissa = bits & ((UINT32_C(1) << 23) - 1);
-    const int32_t exponent = (int32_t)((bits >> 23) & 0xFF);
-    if (exponent == 0xFF || (exponent == 0 && mantissa == 0))
-        return put_special(out, negative, exponent == 0xFF, mantissa != 0);
-    if (exponent == 0)
-        return put_decimal(out, negative, shortest(mantissa, 1 - 127 - 23, 0), 6);
-    return put_decimal(out, negative,
-                       shortest(mantissa | (UINT32_C(1) << 23), exponent - 127 - 23,
-                                mantissa == 0 && exponent > 1),
-                       6);
+    return put_float(bits, 23, 8, 6, out);
 }
