@@ -189,20 +189,32 @@ shortest(uint64_t m2, int32_t e2, int narrow_below)
     return out;
 }
 
+static const char digit_pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                  "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                  "8081828384858687888990919293949596979899";
+
 /* The text of a decimal; fixed notation for decimal exponents from -4 to fixed_below - 1. */
 static int
 put_decimal(char *out, int negative, decimal d, int32_t fixed_below)
 {
-    char digits[20];
-    int n = 0, at = 0, i;
+    char buffer[20], *const end = buffer + sizeof(buffer), *digits = end;
+    int n, at = 0, i;
     int32_t exponent;
     while (d.digits % 10 == 0) { /* a rounded-up last digit can leave a zero: 1.0e+21 -> 1e+21 */
         d.digits /= 10;
         d.exp10++;
     }
-    for (; d.digits; d.digits /= 10)
-        digits[19 - n++] = (char)('0' + d.digits % 10);
-    memmove(digits, digits + 20 - n, (size_t)n);
+    for (; d.digits >= 100; d.digits /= 100) { /* two digits a division (from a table) */
+        digits -= 2;
+        memcpy(digits, digit_pairs + 2 * (d.digits % 100), 2);
+    }
+    if (d.digits >= 10) {
+        digits -= 2;
+        memcpy(digits, digit_pairs + 2 * d.digits, 2);
+    }
+    else
+        *--digits = (char)('0' + d.digits);
+    n = (int)(end - digits);
     exponent = d.exp10 + n - 1; /* of the first digit */
     if (negative)
         out[at++] = '-';
