@@ -21,8 +21,9 @@
  *   - "NaN" for every NaN (the sign is not written), "Infinity", "-Infinity", "0", "-0".
  *
  * tests/test_pgcopy.py compares the output with the server's own text for edge cases and
- * random values of both widths (random bit patterns too); tests/test_pgcopy_fuzz.py with
- * Python's shortest repr where the two rules agree.
+ * random values of both widths (random bit patterns too); tests/test_pgcopy_fuzz.py with the
+ * rules above worked out in exact arithmetic (Python's fractions), for random floats, powers
+ * of two and of ten and their neighbours.
  */
 #include "_pgfloat.h"
 
@@ -126,8 +127,9 @@ shortest(uint64_t m2, int32_t e2, int narrow_below)
         vp = mul_shift(mp, pgf_pow5_inv[q], shift);
         vm = mul_shift(mm, pgf_pow5_inv[q], shift);
         e10 = q;
-        /* x * 2^e2 / 10^q = x * 2^(e2 - q) / 5^q is whole iff 5^q divides x, which for q > 21
-         * no x < 2^55 that matters can be (as Ryu: only one of mm, mv, mp is a multiple of 5). */
+        /* x * 2^e2 / 10^q = x * 2^(e2 - q) / 5^q is whole iff 5^q divides x. Tested for
+         * q <= 21 only, as Ryu (so PostgreSQL) does; at most one of mm, mv, mp is a multiple
+         * of 5. */
         if (q <= 21) {
             if (mv % 5 == 0)
                 vr_exact = multiple_of_pow5(mv, q);
@@ -150,7 +152,9 @@ shortest(uint64_t m2, int32_t e2, int narrow_below)
             vp--;
         }
         else if (q < 63)
-            vr_exact = (mv & ((UINT64_C(1) << (q - 1)) - 1)) == 0; /* as Ryu: 2^(q-1) */
+            /* 2^(q - 1), as Ryu: where that differs from 2^q, v's last two digits are 25 or
+             * 75 (an odd multiple of 5^n), so no tie is misjudged. */
+            vr_exact = (mv & ((UINT64_C(1) << (q - 1)) - 1)) == 0;
     }
     /* Drop digits while a candidate remains at the coarser scale: vm is at or below the lower
      * bound (excluded), vp the last whole number below the upper one. */
