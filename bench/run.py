@@ -135,7 +135,8 @@ BASELINE_SUFFIX = "@base"
 REPO_PACKAGE = "src/sqlsnap"
 PGCOPY_SOURCE = "_pgcopy.c"
 #: Every C source of the extension: the module is reused only when all of them are unchanged.
-PGCOPY_SOURCES = (PGCOPY_SOURCE, "_pgdecode.c", "_pgdecode.h")
+PGCOPY_SOURCES = (PGCOPY_SOURCE, "_pgdecode.c", "_pgdecode.h", "_pgfloat.c", "_pgfloat.h",
+                  "_pgfloat_tables.h")
 PGCOPY_BUILT = "_pgcopy*.so"
 
 
