@@ -1038,7 +1038,7 @@ put_value(pgd_buf *out, int code, const unsigned char *p, size_t n, const char *
         if (n != (code == PGD_FLOAT4 ? 4u : 8u))
             goto bad;
         len = code == PGD_FLOAT4 ? pgf_float4(be32(p), text) : pgf_float8(be64(p), text);
-        if (text[len - 1] == 'N' || text[len - 1] == 'y') {
+        if (text[len - 1] == 'N' || text[len - 1] == 'y') { /* NaN, [-]Infinity: no number ends so */
             PUT(out, '"');
             put_mem(out, text, (size_t)len);
             PUT(out, '"');

@@ -18,7 +18,7 @@ enum {
     PGD_INT8 = 4,
     PGD_OID = 5,
     PGD_NUMERIC = 6,
-    PGD_FLOAT_TEXT = 7,  /* a float's text (col::text, servers before 12): a number, or "NaN"/"Infinity" as strings */
+    PGD_FLOAT_TEXT = 7,  /* a float's text (col::text; before PostgreSQL 12): a number, or "NaN"... */
     PGD_JSON = 8,        /* json: its text on one line (tabs and line breaks to spaces, trimmed) */
     PGD_JSONB = 9,
     PGD_BYTEA = 10,

@@ -6,13 +6,17 @@
  * Ryu (Ulf Adams, "Ryu: fast float-to-string conversion", PLDI 2018): the fewest digits that
  * read back as the same value, and of those the closest to it.
  *
- * This file implements the same algorithm, written for sqlsnap: one routine for both widths
- * (a float4's digits come from the same exact arithmetic with float4's bounds), with the
- * powers of five computed by scripts/gen_float_tables.py. What the output must be:
+ * This file implements the same algorithm, written for sqlsnap rather than copied: one
+ * routine for both widths (a float4's digits come from the same exact arithmetic with
+ * float4's bounds), with the powers of five computed by scripts/gen_float_tables.py. Its
+ * steps and names (vr, vp, vm) follow Ryu's reference implementation, Copyright 2018 Ulf
+ * Adams (github.com/ulfjack/ryu, Apache License 2.0 or Boost Software License 1.0), as
+ * PostgreSQL adapted it (PostgreSQL Licence). What the output must be:
  *
  *   - the candidates are the decimals strictly between v - (gap below)/2 and v + (gap
  *     above)/2: PostgreSQL never writes a bound itself, even when round-half-even would read
- *     it back as v (STRICTLY_SHORTEST 0 in its ryu_common.h: "some readers get that wrong");
+ *     it back as v (STRICTLY_SHORTEST 0 in its ryu_common.h, for readers that get
+ *     round-half-even wrong);
  *   - of the candidates with the fewest significant digits, the closest to v; exactly
  *     halfway, the one with an even last digit;
  *   - fixed notation when the decimal exponent is from -4 to 14 (float8) or 5 (float4), as
