@@ -3,7 +3,7 @@
 
 Run from the repository root with sqlsnap's virtualenv::
 
-    .venv/bin/python bench/segment.py [--scale 100] [--repeat 5] [--companies 3] [--keep]
+    .venv/bin/python bench/segment.py [--scale 100] [--repeat 5] [--companies 3] [--keep] [--as-built-only]
 
 What it does (bench/README.md, "Segments: one tenant against the full export", says why):
 
@@ -142,6 +142,8 @@ def main() -> None:
     parser.add_argument("--companies", type=int, default=3, help="companies in the tenant (3 of 300: 1%%)")
     parser.add_argument("--db", default="sqlsnap_bsegment")
     parser.add_argument("--keep", action="store_true", help="keep the database (reused by the next run)")
+    parser.add_argument("--as-built-only", action="store_true",
+                        help="skip the phase with foreign keys indexed")
     args = parser.parse_args()
     prepare(args.db, args.scale)
     drop_fk_indexes(args.db)
@@ -154,6 +156,8 @@ def main() -> None:
                     psql(args.db, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").split())
         print(f"scale {args.scale}: {total:,} rows")
         phase("as built (primary and unique keys indexed)", url, where, args.repeat, tmp)
+        if args.as_built_only:
+            return
         for statement in psql(args.db, FK_INDEXES).splitlines():
             psql(args.db, statement)
         psql(args.db, "ANALYZE")

@@ -22,7 +22,7 @@ from sqlsnap.plan.filters import Condition, RowFilter
 from sqlsnap.plan.where import parse_condition, parse_where
 from sqlsnap.targets import connect_for_write
 
-from .conftest import execute_script
+from .conftest import execute_script, pg_connect
 
 SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "metadata.schema.json"
 TENANT = 2
@@ -193,6 +193,38 @@ def test_plan_counts_rows_and_names_the_edges(any_url: str) -> None:
     assert p.to_json()["segment"]["seeds"] == {"tenants": 1}
     assert p.to_json()["segment"]["rows"]["order_lines"] == 2
 
+
+
+def test_postgres_keeps_the_closure_in_a_temporary_table(pg_url: str, tmp_path: Path) -> None:
+    """On a writable server the closure is computed once, into a temporary table made before the
+    snapshot's read-only transaction, and every table is read from it in the table's own order;
+    where no temporary table can be made (a standby, or a read-only default as here) each query
+    computes it, with the same rows."""
+    make_shapes(pg_url)
+    # Nodes 1, 4 and 7 move to the end of the table: its order is no longer the keys'.
+    execute_script(pg_url, ["UPDATE nodes SET tenant_id = tenant_id WHERE id IN (1, 4, 7)"])
+    full = tmp_path / "full.json"
+    sqlsnap.export(pg_url, str(full))
+    stored = [r["id"] for r in load(full)["data"]["nodes"]]
+    assert stored[-3:] == [1, 4, 7]
+    made: list[int] = []
+
+    def look(_plan: Any) -> None:  # after the closure was counted, before any row is read
+        with pg_connect(pg_url) as conn:
+            made.append(conn.execute("SELECT count(*) FROM pg_class WHERE relname = 'sqlsnap_closure' "
+                                     "AND relpersistence = 't'").fetchone()[0])
+
+    where = parse_where(["tenants.id = 1"])
+    kept, each = tmp_path / "kept.json", tmp_path / "each.json"
+    sqlsnap.export(pg_url, str(kept), where=where, closure=True, on_plan=look)
+    read_only = pg_url + "?options=-c%20default_transaction_read_only%3Don"
+    sqlsnap.export(read_only, str(each), where=where, closure=True, on_plan=look)
+    assert made == [1, 0]
+    data = load(kept)["data"]
+    assert [r["id"] for r in data["nodes"]] == [i for i in stored if i <= 12]  # the table's order
+    assert data == load(each)["data"]
+    assert load(kept)["metadata"]["segment"] == load(each)["metadata"]["segment"]
+    assert sqlsnap.verify(str(kept), integrity=True).ok
 
 # -- the demo: one tenant ----------------------------------------------------------------------------
 

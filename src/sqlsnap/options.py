@@ -82,6 +82,11 @@ class SegmentOptions:
         return (bool(self.where) or self.since is not None or self.until is not None or self.closed
                 or self.sample is not None or self.limit is not None)
 
+    @property
+    def closes(self) -> bool:
+        """Whether the segment is closed under foreign keys (its rows are a closure's)."""
+        return self.active and (self.closure or not self.where)
+
     def to_json(self) -> dict[str, Any]:
         return {"where": filters_to_json(self.where), "closure": self.closure, "since": self.since,
                 "until": self.until, "date_columns": list(self.date_columns), "closed": self.closed,

@@ -180,6 +180,7 @@ def _open_source(url: SourceURL, options: ExportOptions, readers: int | None = N
         src.binary_copy = False
     if hasattr(src, "lock_timeout"):
         src.lock_timeout = options.lock_timeout
+    src.keep_closure = options.segment.closes
     # A source opens its readers' connections with its snapshot: no more than will read.
     src.max_readers = max(1, min(src.max_readers, readers or options.jobs or DEFAULT_JOBS))
     return src

@@ -65,6 +65,9 @@ class Source(ABC):
     #: How many readers may share the snapshot at once (1 where the server offers no way to
     #: share a snapshot between connections: MySQL, SQLite).
     max_readers: int = 1
+    #: Set before ``list_tables`` when the export will read a segment's closure: a source that
+    #: can keep the closure's rows for the snapshot's length prepares a place for them.
+    keep_closure: bool = False
 
     def __init__(self, url: SourceURL) -> None:
         self.url = url
@@ -230,9 +233,14 @@ class SegmentSQL:
 
     #: How a step of the recursion is written: ``branches``, one recursive select per edge
     #: and direction, each a join through the table's index from the rows found last
-    #: (SQLite); ``with``, the same branches sharing the one reference PostgreSQL allows; or
-    #: ``pairs``, one join with every edge's pairs of keys listed once (MariaDB).
+    #: (SQLite); or ``pairs``, one join with every edge's pairs of keys listed once (MariaDB).
+    #: PostgreSQL computes the closure set by set instead (``segment_sets``).
     step_form: str = "branches"
+
+    def indexed(self, table: Table, columns: Sequence[str]) -> bool:
+        """Whether an index leads with one of ``columns`` of ``table`` (a foreign key's): a step
+        down that edge then looks the children up instead of reading the table."""
+        return False
 
     def bucket(self, seed: str, keys: Sequence[str]) -> str:
         """An integer in ``[0, BUCKETS)`` from a hash of the row's ``keys`` and ``seed`` (SQLite:
@@ -287,24 +295,9 @@ def _render_segment(segment: SegmentRead, dialect: SegmentSQL, bind: Callable[[A
     head = f"{_CLOSURE}(t, d, {', '.join(key_names)})"
     if steps and dialect.step_form == "pairs" and not segment.seeds_only:
         head = f"{_EDGES} AS {dialect.materialized}({r.pairs(steps)}), {head}"
-    anchors = []
-    for i, row_filter, down in cl.seeds:
-        if (i, down) not in states:
-            continue
-        cond = render_filter(row_filter, lambda name: "s." + q(name), bind) or "1 = 1"
-        select = (f"SELECT {i} AS t, {int(down)} AS d, "
-                  + ", ".join(f"{k} AS {n}" for k, n in zip(r.keys_of(i, 's'), key_names))
-                  + f" FROM {dialect.table_name(cl.tables[i])} s WHERE {cond}")
-        sample = cl.sample
-        if sample is not None:
-            # Each use binds the seed again: placeholders are filled in the order they appear.
-            key_exprs = [f"s.{q(c)}" for c in cl.keys[i]]
-            if sample.percent is not None:
-                select += f" AND {dialect.bucket(bind(sample.seed), key_exprs)} < {bind(sample.threshold)}"
-            if sample.limit is not None:
-                order = ", ".join([dialect.bucket(bind(sample.seed), key_exprs), *key_exprs])
-                select = f"SELECT * FROM ({select} ORDER BY {order} LIMIT {int(sample.limit)}) s{i}"
-        anchors.append(select)
+    anchors = [r.seed(i, row_filter, f"{i} AS t, {int(down)} AS d, "
+                      + ", ".join(f"{k} AS {n}" for k, n in zip(r.keys_of(i, 's'), key_names)))
+               for i, row_filter, down in cl.seeds if (i, down) in states]
     node = segment.node
     t = cl.tables[node]
     if not cl.keys[node] and not counts:
@@ -325,13 +318,6 @@ def _render_segment(segment: SegmentRead, dialect: SegmentSQL, bind: Callable[[A
                             for j, n in enumerate(key_names))
         body += (f" UNION SELECT n.t, n.d, {', '.join('n.' + n for n in key_names)} "
                  f"FROM {_CLOSURE} c JOIN {_EDGES} n ON n.st = c.t AND c.d >= n.sd AND {same}")
-    elif steps and dialect.step_form == "with":
-        lookups, steps = _parent_lookups(cl, steps)
-        branches = [r.branch(step, "f") for step in steps]
-        branches += [r.lookup(frm, need, ups) for (frm, need), ups in lookups.items()]
-        # PostgreSQL allows one reference to the recursive query: the branches share it
-        # through a query of their own (materialized once per step).
-        body += f" UNION (WITH f AS (SELECT * FROM {_CLOSURE}) " + " UNION ALL ".join(branches) + ")"
     elif steps:
         body += " UNION " + " UNION ".join(r.branch(step, f"{_CLOSURE} f") for step in steps)
     if rows:
@@ -398,20 +384,6 @@ def _direct(cl: Closure, e: Edge) -> bool:
     return not any(e.paths) and set(pkey) == set(e.ref_columns) and len(pkey) == len(e.ref_columns)
 
 
-def _parent_lookups(cl: Closure, steps: list[Step]) -> tuple[dict[tuple[int, int], list[Step]], list[Step]]:
-    """The up steps whose parent key is the child's foreign key, grouped by the rows they
-    leave from (rendered by ``_Render.lookup``), and the other steps."""
-    grouped: dict[tuple[int, int], list[Step]] = {}
-    rest: list[Step] = []
-    for step in steps:
-        frm, need, _, _, e, down = step
-        if not down and _direct(cl, e):
-            grouped.setdefault((frm, need), []).append(step)
-        else:
-            rest.append(step)
-    return grouped, rest
-
-
 class _Render:
     """The parts of a segment's query for one closure, in one dialect, binding values as they
     are written (the order of the text)."""
@@ -420,6 +392,23 @@ class _Render:
         self.cl, self.dialect, self.bind, self.q = cl, dialect, bind, dialect.quote
         self.cols = {t.name: {c.name: c for c in t.columns} for t in cl.tables}
         self.key_names = [f"k{i + 1}" for i in range(cl.width)]
+
+    def seed(self, i: int, row_filter: RowFilter, columns: str) -> str:
+        """``SELECT columns`` of the seed rows of node ``i`` (aliased ``s``): its filter's, those
+        the sample keeps."""
+        q, dialect, bind, cl = self.q, self.dialect, self.bind, self.cl
+        cond = render_filter(row_filter, lambda name: "s." + q(name), bind) or "1 = 1"
+        select = f"SELECT {columns} FROM {dialect.table_name(cl.tables[i])} s WHERE {cond}"
+        sample = cl.sample
+        if sample is not None:
+            # Each use binds the seed again: placeholders are filled in the order they appear.
+            key_exprs = [f"s.{q(c)}" for c in cl.keys[i]]
+            if sample.percent is not None:
+                select += f" AND {dialect.bucket(bind(sample.seed), key_exprs)} < {bind(sample.threshold)}"
+            if sample.limit is not None:
+                order = ", ".join([dialect.bucket(bind(sample.seed), key_exprs), *key_exprs])
+                select = f"SELECT * FROM ({select} ORDER BY {order} LIMIT {int(sample.limit)}) s{i}"
+        return select
 
     def keys_of(self, i: int, alias: str) -> list[str]:
         t = self.cl.tables[i]
@@ -505,26 +494,6 @@ class _Render:
         when = self.when(e, "x")
         joins += f" JOIN {dialect.table_name(ptab)} p ON {self.matches(e)}"
         return self.select(to, d, self.keys_of(parent, "p"), joins, guard + when)
-
-    def lookup(self, frm: int, need: int, ups: list[Step]) -> str:
-        """The up steps of one child table's rows whose parent key is the child's foreign key,
-        as one branch (PostgreSQL: a ``LATERAL (VALUES ...)`` row per foreign key): each row
-        found is looked up once for all its parents, not once per foreign key (half the
-        buffer reads of the benchmark's closure)."""
-        q, cl, dialect = self.q, self.cl, self.dialect
-        values = []
-        for _, _, to, _, e, _ in ups:
-            ref = dict(zip(e.ref_columns, e.columns))
-            ptab = cl.tables[to]
-            keys = [dialect.to_key(f"x.{q(ref[c])}", self.cols[ptab.name][c]) for c in cl.keys[to]]
-            keys += [dialect.null_key()] * (cl.width - len(keys))
-            present = " AND ".join(f"x.{q(c)} IS NOT NULL" for c in e.columns) + self.when(e, "x")
-            values.append(f"({to}, {', '.join(keys)}, {present})")
-        names = ", ".join(self.key_names)
-        return (f"SELECT v.t, 0 AS d, {', '.join('v.' + n for n in self.key_names)} FROM f "
-                f"JOIN {dialect.table_name(cl.tables[frm])} x ON {self.from_front(frm, 'x')} "
-                f"CROSS JOIN LATERAL (VALUES {', '.join(values)}) v(t, {names}, present) "
-                f"WHERE f.t = {frm}{' AND f.d = 1' if need else ''} AND v.present")
 
     def pairs(self, steps: list[Step]) -> str:
         """Every edge's pairs of keys, listed once per query, which each step of the recursion

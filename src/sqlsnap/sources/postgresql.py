@@ -44,7 +44,7 @@ import msgspec
 from ..errors import AuthenticationError, NotFoundError, ServerUnreachable, SnapError, SourceBusy
 from ..model import Column, ForeignKey, Table
 from ..plan.request import Part, Projection, ReadRequest
-from ..plan.segment import BUCKETS, Closure
+from ..plan.segment import BUCKETS, Closure, SegmentRead
 from ..urls import mask
 from ..values import ENCODER, Converter, b64, identity, nullable, number_token
 from . import missing_driver, pgbinary
@@ -58,8 +58,8 @@ from .base import (
     chunked_rows,
     render_filter,
     render_segment,
-    render_segment_counts,
 )
+from .segment_sets import render_segment_sets, render_segment_sets_rows
 
 try:
     import psycopg
@@ -366,6 +366,9 @@ class PostgresSource(Source):
         self._pool_lock = threading.Lock()
         #: What happened that the user should know (fewer readers than asked, and why).
         self.notices: list[str] = []
+        #: The connections that have a temporary table for a segment's closure (made before
+        #: their snapshot: _make_closure_table), and the closure each holds now.
+        self._closure_tables: dict[Any, Closure | None] = {}
 
     # -- connections -----------------------------------------------------------------------
 
@@ -418,6 +421,7 @@ class PostgresSource(Source):
                     pass
         self._pool = []
         self._conn = None
+        self._closure_tables.clear()
 
     def info(self) -> dict[str, Any]:
         info = self._conn.info
@@ -498,6 +502,10 @@ class PostgresSource(Source):
         schemas = list(schemas or ["public"])
         if self._started():  # the snapshot exists: a second look at the catalog
             return self._reflect(schemas)[0]
+        if self.keep_closure and self._make_closure_table(self._conn):
+            # The closure is kept by the main connection alone: other connections cannot see its
+            # temporary table, and each would evaluate the closure again (bench/README.md).
+            self.max_readers = 1
         for _ in range(_LOCK_ROUNDS):
             listed = self._list_outside(schemas, defaulted)
             try:
@@ -518,6 +526,25 @@ class PostgresSource(Source):
             self._reset()
         raise SourceBusy(f"the tables of schema {', '.join(schemas)} kept changing (created, dropped or "
                          "renamed) while the export started; try again")
+
+    def _make_closure_table(self, conn: Any) -> bool:
+        """A temporary table for a segment's closure (``pg_temp.sqlsnap_closure``), made before
+        the snapshot's transaction starts: a read-only transaction may write a temporary table
+        but not create one. None on a standby (``pg_is_in_recovery()``: no temporary table can
+        exist there) or where the role may not create one (no TEMPORARY privilege, a read-only
+        default): the closure is then evaluated in every query that needs it, as it is."""
+        conn.autocommit = True  # our own short transaction, not the snapshot's read-only one
+        try:
+            if conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                return False
+            conn.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {_CLOSURE_TABLE} "
+                         "(t integer NOT NULL, m integer NOT NULL, k text[] NOT NULL, c tid NOT NULL)")
+        except psycopg.Error:
+            return False
+        finally:
+            conn.autocommit = False
+        self._closure_tables[conn] = None
+        return True
 
     def _blocked(self, listed: list[tuple[int, str, str, str]]) -> str:
         """Which tables another session holds an exclusive lock on, for the message."""
@@ -668,6 +695,15 @@ class PostgresSource(Source):
         for oid, table in tables.items():
             self.details[table.name]["plans"] = plans[oid]
             self.details[table.name]["binary"] = binary[oid]
+            self.details[table.name]["indexed"] = set()
+        # The columns that lead a usable index (not partial, not an expression), for a segment's
+        # steps down a foreign key (_PostgresSegment.indexed).
+        for oid, column in cur.execute(
+            "SELECT i.indrelid, a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+            "AND a.attnum = i.indkey[0] WHERE i.indrelid = ANY(%s) AND i.indisvalid AND i.indpred IS NULL",
+            (list(tables),),
+        ):
+            self.details[tables[oid].name]["indexed"].add(column)
 
         for oid, cols in cur.execute(
             """
@@ -730,7 +766,7 @@ class PostgresSource(Source):
         failed = False
         try:
             yield _PostgresReader(conn, self.server_json, self.details, self.binary_copy,
-                                  self.lock_timeout)
+                                  self.lock_timeout, self._closure_tables)
         except BaseException:
             failed = True
             raise
@@ -772,18 +808,26 @@ class PostgresSource(Source):
             pass
 
 
+#: The temporary table that keeps a segment's closure: ``(t, m, k, c)``, a row's node, whether
+#: it was reached downwards (1) or only as a parent (0), its key as text and its ``ctid``.
+_CLOSURE_TABLE = "pg_temp.sqlsnap_closure"
+
+
 def _table_name(table: Table) -> str:
     return f"{_quote(table.schema)}.{_quote(table.relname)}"
 
 
 class _PostgresSegment(SegmentSQL):
     null_safe_eq = "IS NOT DISTINCT FROM"
-    step_form = "with"
 
-    def __init__(self, server_version: int) -> None:
+    def __init__(self, server_version: int, details: dict[str, Any] | None = None) -> None:
         super().__init__(_quote, _table_name)
         if server_version >= 120000:
             self.materialized = "MATERIALIZED "
+        self.details = details or {}
+
+    def indexed(self, table: Table, columns: Sequence[str]) -> bool:
+        return bool(set(columns) & self.details.get(table.name, {}).get("indexed", set()))
 
     def to_key(self, expr: str, column: Column) -> str:
         return f"CAST({expr} AS text)"
@@ -808,8 +852,10 @@ class _PostgresSegment(SegmentSQL):
 
 class _PostgresReader(TableReader):
     def __init__(self, conn: Any, server_json: bool, details: dict[str, Any],
-                 binary_copy: bool = True, lock_timeout: float | None = None) -> None:
+                 binary_copy: bool = True, lock_timeout: float | None = None,
+                 closure_tables: dict[Any, Closure | None] | None = None) -> None:
         self.conn = conn
+        self.closure_tables = closure_tables if closure_tables is not None else {}
         self.server_json = server_json
         self.details = details
         # The decoder writes UTF-8 and checks that text is: with another client encoding
@@ -828,6 +874,55 @@ class _PostgresReader(TableReader):
         with self.conn.cursor() as cur:
             cur.execute("SET LOCAL jit = off")
         self._jit_off = True
+
+    def _segment_sql(self) -> _PostgresSegment:
+        return _PostgresSegment(self.conn.info.server_version, self.details)
+
+    def _bind(self, value: Any) -> str:
+        return str(sql.Literal(value).as_string(self.conn))
+
+    def _kept(self, closure: Closure) -> bool:
+        """Whether ``closure``'s rows are in this connection's temporary table, filling it on
+        first use: one evaluation of the closure for the whole export, instead of one per
+        query (the count and every table read)."""
+        if self.conn not in self.closure_tables:
+            return False
+        if self.closure_tables[self.conn] is closure:
+            return True
+        self._segment_session()
+        with self.conn.cursor() as cur:
+            if self.closure_tables[self.conn] is not None:
+                cur.execute(f"DELETE FROM {_CLOSURE_TABLE}")
+            self.closure_tables[self.conn] = None
+            cur.execute(f"INSERT INTO {_CLOSURE_TABLE} (t, m, k, c) "
+                        + render_segment_sets_rows(closure, self._segment_sql(), self._bind, counts=False))
+        self.closure_tables[self.conn] = closure
+        return True
+
+    def _in_segment(self, segment: SegmentRead) -> str:
+        """The condition "this row is in the segment" on the table read."""
+        if segment.seeds_only:
+            return render_segment(segment, self._segment_sql(), self._bind)
+        table = segment.closure.tables[segment.node]
+        # By ctid, a TID scan, where ctids are unique (not across a partitioned table's
+        # partitions): it fetches the rows in the table's order (it sorts the ctids), each once,
+        # as a full export reads them (docs/format.md). The ctid of a row version this snapshot
+        # sees stays its own while the snapshot lasts (nothing it sees may be pruned).
+        by_ctid = self.details[table.name]["only"]
+        if not self._kept(segment.closure):
+            cond = render_segment_sets(segment, self._segment_sql(), self._bind)
+            return f"ctid = ANY(ARRAY(SELECT ctid FROM ONLY {_table_name(table)} WHERE {cond}))" \
+                if by_ctid else cond
+        if not segment.key:
+            return "1 = 0"  # a table without a key holds no row of the segment (build_closure)
+        kept = f"FROM {_CLOSURE_TABLE} WHERE t = {segment.node}{' AND m = 0' if segment.parents_only else ''}"
+        if by_ctid:
+            return f"ctid = ANY(ARRAY(SELECT c {kept}))"
+        # A partitioned table's ctids repeat from one partition to the next: by key.
+        cols = {c.name: c for c in table.columns}
+        keys = ", ".join(_quote(c) for c in segment.key)
+        typed = ", ".join(f"CAST(k[{j + 1}] AS {cols[c].type})" for j, c in enumerate(segment.key))
+        return f"({keys}) IN (SELECT {typed} {kept})"
 
     def cancel(self) -> None:
         try:
@@ -851,8 +946,7 @@ class _PostgresReader(TableReader):
             where.append(render_filter(request.row_filter, _quote,
                                        lambda v: sql.Literal(v).as_string(self.conn)))
         if request.segment is not None:
-            where.append(render_segment(request.segment, _PostgresSegment(self.conn.info.server_version),
-                                        lambda v: sql.Literal(v).as_string(self.conn)))
+            where.append(self._in_segment(request.segment))
         return f"{only}{_quote(table.schema)}.{_quote(table.relname)}" + \
             (f" WHERE {' AND '.join(where)}" if where else "")
 
@@ -1038,10 +1132,11 @@ class _PostgresReader(TableReader):
             pass
 
     def segment_counts(self, closure: Closure) -> dict[int, tuple[int, int]] | None:
-        query = render_segment_counts(closure, _PostgresSegment(self.conn.info.server_version),
-                                      lambda v: sql.Literal(v).as_string(self.conn))
         try:
             self._segment_session()
+            query = f"SELECT t, count(*), sum(CASE WHEN m = 0 THEN 1 ELSE 0 END) FROM {_CLOSURE_TABLE} " \
+                "GROUP BY t" if self._kept(closure) else \
+                render_segment_sets_rows(closure, self._segment_sql(), self._bind, counts=True)
             with self.conn.cursor() as cur:
                 return {int(t): (int(n), int(p)) for t, n, p in cur.execute(query).fetchall()}
         except psycopg.Error as exc:
