@@ -13,8 +13,9 @@ Each set is a ``MATERIALIZED`` query of its own, in its table's own key types, c
 the sets it depends on once they are complete: a downward set is one pass over its table that
 tests each row's foreign keys against the (hashed) parent sets, ``x.company_id IN (...) OR
 x.incident_id IN (...)``, so a table without an index on its foreign keys is read once, not
-once per step of a recursion (the recursive query walked the benchmark's 16 tables level by
-level, 0.78 s for one tenant of the benchmark database as built against XXX here). Sets that
+once per step of a recursion (bench/README.md: the recursive query took 1.0-1.2 s to count one
+tenant of the benchmark database as built, these sets 0.6-1.0 s on the same busy host, most of
+it the one pass over each table that the foreign keys' missing indexes leave). Sets that
 depend on themselves (a tree's self-reference, a cycle of tables) are one recursive query over
 ``(t, d, key as text)`` for just that group (:class:`sqlsnap.sources.base._Render`).
 
@@ -65,24 +66,22 @@ def render_segment_sets_rows(closure: Closure, dialect: SegmentSQL, bind: Callab
     sets = _Sets(closure, dialect, bind, None)
     per_node = []
     for n in range(len(closure.tables)):
-        parts = [f"SELECT {', '.join(sets.key_names(n))}, {d} AS m FROM {sets.name((n, d))}"
+        parts = [f"SELECT {', '.join(sets.key_names(n))}, c, {d} AS m FROM {sets.name((n, d))}"
                  for d in (1, 0) if (n, d) in sets.states]
         if not parts or not closure.keys[n]:
             continue
-        grouped = ", ".join(sets.key_names(n))
-        rows = f"SELECT {grouped}, max(m) AS m FROM ({' UNION ALL '.join(parts)}) a{n} GROUP BY {grouped}"
+        grouped = ", ".join([*sets.key_names(n), "c"])
+        # A key with a NULL (a table without a primary key, keyed by nullable foreign keys)
+        # matches no key, as where a query reads the table by key (docs/segments.md, "Limits").
+        known = " AND ".join(f"{k} IS NOT NULL" for k in sets.key_names(n))
+        rows = (f"SELECT {grouped}, max(m) AS m FROM ({' UNION ALL '.join(parts)}) a{n} WHERE {known} "
+                f"GROUP BY {grouped}")
         if counts:
             per_node.append(f"SELECT {n} AS t, count(*) AS n, sum(CASE WHEN m = 0 THEN 1 ELSE 0 END) AS p "
                             f"FROM ({rows}) g{n}")
         else:
-            # Each key's row, for its place in the table (ctid): a table's rows are read in that
-            # order, as a full export reads them (docs/format.md); a key no row holds (a declared
-            # key's dangling value) drops out here.
-            text = ", ".join(f"CAST(g{n}.{k} AS text)" for k in sets.key_names(n))
-            same = " AND ".join(f"x.{dialect.quote(c)} = g{n}.{k}"
-                                for c, k in zip(closure.keys[n], sets.key_names(n)))
-            per_node.append(f"SELECT {n} AS t, g{n}.m, ARRAY[{text}] AS k, x.ctid AS c FROM ({rows}) g{n} "
-                            f"JOIN {dialect.table_name(closure.tables[n])} x ON {same}")
+            text = ", ".join(f"CAST({k} AS text)" for k in sets.key_names(n))
+            per_node.append(f"SELECT {n} AS t, m, ARRAY[{text}] AS k, c FROM ({rows}) g{n}")
     if not per_node:
         return "SELECT 0, 0, 0 WHERE 1 = 0" if counts else \
             "SELECT 0, 0, ARRAY[]::text[], NULL::tid WHERE 1 = 0"
@@ -113,6 +112,25 @@ class _Sets:
             frm, _, to, d, _, down = step
             sources = [(frm, 1)] if down else [s for s in ((frm, 1), (frm, 0)) if s in self.states]
             self.into[(to, d)].append((step, sources))
+
+    def carried(self, n: int) -> list[str]:
+        """The columns of node ``n`` that hold its parents' keys as they are (its plain foreign
+        keys to a primary key): each set of ``n``'s rows carries them (as ``f1``, ``f2``...), so
+        that their parents are found without looking the rows up again."""
+        cols: list[str] = []
+        for e in self.cl.edges:
+            if e.child == self.cl.tables[n].name and e.plain and _direct(self.cl, e):
+                cols += [c for c in e.columns if c not in cols]
+        return cols
+
+    def columns(self, n: int, alias: str) -> str:
+        """What every set of node ``n`` holds: its key (``k1``...), the row's ``ctid`` (``c``:
+        the row's place, by which the table is read) and the carried columns."""
+        cols = [*self.cl.keys[n], "ctid", *self.carried(n)]
+        return ", ".join(f"{alias}.{self.q(c) if c != 'ctid' else c}" for c in cols)
+
+    def column_names(self, n: int) -> str:
+        return ", ".join([*self.key_names(n), "c", *(f"f{j + 1}" for j in range(len(self.carried(n))))])
 
     @staticmethod
     def name(state: State) -> str:
@@ -180,9 +198,9 @@ class _Sets:
         return " UNION ".join(selects) or source + "1 = 0"
 
     def _plain(self, state: State) -> str:
-        names = ", ".join(self.key_names(state[0]))
-        return (f"{self.name(state)}({names}) AS {self.dialect.materialized}"
-                f"({self._select(state, self._conditions(state, set()))})")
+        n = state[0]
+        return (f"{self.name(state)}({self.column_names(n)}) AS {self.dialect.materialized}"
+                f"({self._select(state, self._conditions(state, set()), self.columns(n, 'x'))})")
 
     def _recursive(self, group: list[State]) -> list[str]:
         """A group of states that depend on each other: one recursive query over ``(t, d, key
@@ -209,8 +227,10 @@ class _Sets:
             t = cl.tables[n]
             typed = ", ".join(self.dialect.from_key(f"k{j + 1}", r.cols[t.name][c])
                               for j, c in enumerate(cl.keys[n]))
-            out.append(f"{self.name((n, d))}({', '.join(self.key_names(n))}) AS {self.dialect.materialized}"
-                       f"(SELECT {typed} FROM {rec} WHERE t = {n} AND d = {d})")
+            keys = ", ".join(f"x.{self.q(c)}" for c in cl.keys[n])
+            out.append(f"{self.name((n, d))}({self.column_names(n)}) AS {self.dialect.materialized}"
+                       f"(SELECT {self.columns(n, 'x')} FROM {self.dialect.table_name(t)} x "
+                       f"WHERE ({keys}) IN (SELECT {typed} FROM {rec} WHERE t = {n} AND d = {d}))")
         return out
 
     def _conditions(self, state: State, inside: set[State]) -> list[str]:
@@ -240,6 +260,12 @@ class _Sets:
                 cond = self._down(e, found)
                 conds.append(_Indexed(cond) if _direct(cl, e) and self.dialect.indexed(
                     cl.tables[cl.index(e.child)], e.columns) else cond)
+            elif e.plain and _direct(cl, e):
+                # The parent keys the child's rows carry, in the parent's key order.
+                child = cl.index(e.child)
+                ref = dict(zip(e.ref_columns, e.columns))
+                held = ", ".join(f"f{self.carried(child).index(ref[c]) + 1}" for c in cl.keys[n])
+                by_key += [f"SELECT {held} FROM {self.name(s)}" for s in outside]
             elif _direct(cl, e):
                 by_key.append(self._up_direct(e, found))
             else:
