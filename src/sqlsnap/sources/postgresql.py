@@ -891,6 +891,11 @@ class _PostgresReader(TableReader):
             return True
         self._segment_session()
         with self.conn.cursor() as cur:
+            if cur.execute(f"SELECT to_regclass('{_CLOSURE_TABLE}')").fetchone()[0] is None:
+                # Made on another server session: a pooler in transaction mode hands each
+                # transaction to any of its sessions. Evaluated in each query instead.
+                del self.closure_tables[self.conn]
+                return False
             if self.closure_tables[self.conn] is not None:
                 cur.execute(f"DELETE FROM {_CLOSURE_TABLE}")
             self.closure_tables[self.conn] = None
