@@ -31,6 +31,15 @@ CHUNK_BYTES = 1 << 20
 FETCH_ROWS = 2000
 #: The first fetch of a table whose row size is not known yet (see ``chunked_rows``).
 FIRST_FETCH_ROWS = 100
+#: A text or binary value longer than this (characters, or bytes) is read and written in
+#: pieces of PIECE_CHARS where the source can (docs/reliability.md, "Memory"): held whole, it
+#: was held three times over (as the driver's, as a str, as JSON), 3.2x its size. 16 MiB is
+#: 16 chunks: a value this size held twice still costs less than the chunks a few readers
+#: and the writer hold anyway, and no row of normal data comes near it (PostgreSQL keeps a
+#: row in an 8 KB page and its large values out of line, so only TOASTed values can pass it).
+HUGE_VALUE = 16 << 20
+#: The size of those pieces: a chunk.
+PIECE_CHARS = CHUNK_BYTES
 
 
 class Cancelled(Exception):
@@ -127,6 +136,7 @@ def chunked_rows(
     converters: Sequence[Converter],
     cancel: threading.Event,
     projection: Projection | None = None,
+    huge: Callable[[Sequence[Any]], Iterator[bytes]] | None = None,
 ) -> Iterator[tuple[bytes, int]]:
     """Fetch driver rows with ``fetch(n)`` (up to n rows; none at the end) and turn them into
     chunks of JSON lines of about CHUNK_BYTES.
@@ -134,7 +144,11 @@ def chunked_rows(
     Rows in flight cost memory by their size, so the fetches are sized by bytes: the first
     takes FIRST_FETCH_ROWS, each next one about a chunk at the bytes per row seen so far (at
     most FETCH_ROWS). ``names`` and ``converters`` are the whole table's; with a
-    ``projection`` the rows hold only its ``reads`` columns, in that order."""
+    ``projection`` the rows hold only its ``reads`` columns, in that order.
+
+    With ``huge``, each row holds one more item, after its columns: None, or a mark that the
+    source left a value out because it is too large to hold twice (``HUGE_VALUE``); such a
+    row's line is ``huge(row)``, in pieces, which go out as chunks of their own."""
     encode: Callable[[Any], bytes]
     if projection is None:
         def encode(batch: Any) -> bytes:
@@ -151,19 +165,64 @@ def chunked_rows(
         batch = fetch(n)
         if not batch:
             break
+        if huge is not None and any(row[-1] is not None for row in batch):
+            start = 0
+            for at, row in enumerate(batch):
+                if row[-1] is None:
+                    continue
+                if at > start:
+                    parts.append(encode(batch[start:at]))
+                    count += at - start
+                if parts:
+                    yield b"".join(parts), count
+                    parts.clear()
+                    size = count = 0
+                yield from row_in_pieces(huge(row), cancel)
+                start = at + 1
+            batch = batch[start:]
+            if not batch:
+                continue
+        fetched = len(batch)
         data = encode(batch)
-        parts.append(data)
-        size += len(data)
-        count += len(batch)
-        seen_rows += len(batch)
+        # The driver's rows go before the chunk is handed on: holding them while a chunk with
+        # one large value was written held that value twice (bench/README.md, "One huge value").
+        del batch
+        seen_rows += fetched
         seen_bytes += len(data)
         n = max(1, min(FETCH_ROWS, CHUNK_BYTES * seen_rows // max(1, seen_bytes)))
-        if size >= CHUNK_BYTES:
+        if parts and len(data) >= CHUNK_BYTES:
+            # A batch as large as a chunk (a large row) goes out alone: joined with the rows
+            # before it, it would be copied once more.
             yield b"".join(parts), count
             parts.clear()
             size = count = 0
+        parts.append(data)
+        size += len(data)
+        count += fetched
+        del data
+        if size >= CHUNK_BYTES:
+            chunk = parts[0] if len(parts) == 1 else b"".join(parts)
+            parts.clear()
+            yield chunk, count
+            del chunk
+            size = count = 0
     if count:
         yield b"".join(parts), count
+
+
+def row_in_pieces(pieces: Iterator[bytes], cancel: threading.Event) -> Iterator[tuple[bytes, int]]:
+    """A row's line in pieces, as chunks: the row is counted with its last piece (a chunk is
+    never empty: the document writer holds back a chunk's last two bytes)."""
+    last = b""
+    for piece in pieces:
+        if cancel.is_set():
+            raise Cancelled
+        if not piece:
+            continue
+        if last:
+            yield last, 0
+        last = piece
+    yield last, 1
 
 
 #: A condition's operator in SQL (the same in the three dialects).

@@ -43,6 +43,12 @@ SHORTEST_FLOATS = 120000
 #: Read as stored and written as JSON strings: their binary form is their text.
 _TEXT_SEND = {"text", "varchar", "bpchar", "name", "citext"}
 
+#: The end of a line that holds a row whose large values were left out (Plan's ``huge``): it
+#: ends in the row's ctid as a JSON string, after the closing brace. Every other line ends in
+#: its closing brace, and no line holds a newline before its end (JSON escapes it in
+#: strings, and json values are written with their line breaks turned into spaces).
+HUGE_LINE_MARK = b'"\n'
+
 #: Separates the parts of a line cut for Python: JSON escapes every control character, and
 #: json text cannot hold one raw (the same reasoning as the server-JSON path's CSV delimiter).
 _SEP = b"\x02"
@@ -125,21 +131,42 @@ class Plan:
     decoder's lines are final; else it turns each line into the row, in Python)."""
 
     def __init__(self, table: Table, columns: Sequence[tuple[str, int]], kinds: Sequence[str],
-                 from_: str, projection: Projection | None) -> None:
+                 from_: str, projection: Projection | None, huge: Sequence[int] | None = None,
+                 huge_bytes: int = 0) -> None:
         names = [c.name for c in table.columns]
         self.splice: Callable[[bytes], bytes] | None = None
+        exprs = [c[0] for c in columns]
+        codes = [c[1] for c in columns]
+        #: Whether a line may end in its row's ctid (``huge``): see below.
+        self.huge = bool(huge) and projection is None
         if projection is None:
             reads = list(range(len(names)))
             ops: list[Op] = []
             for i in reads:
                 ops.append(((b"{" if i == 0 else b",") + json_string(names[i]) + b":", i, NULL_JSON))
-            ops.append((b"{}\n" if not reads else b"}\n", -1, NULL_JSON))
+            if self.huge:
+                # A text or bytea value over ``huge_bytes`` (its size read from its TOAST
+                # pointer: octet_length() does not fetch the value) is sent as NULL, and the line
+                # ends in the row's ctid, as a JSON string after the closing brace
+                # ('{"id":1,"v":null}"(0,1)"'): the reader then reads those values in pieces
+                # (HUGE_LINE_MARK).
+                assert huge is not None
+                long_ = [f"octet_length({exprs[i]}) > {int(huge_bytes)}" for i in huge]
+                for i, cond in zip(huge, long_):
+                    exprs[i] = f"CASE WHEN {cond} THEN NULL ELSE {exprs[i]} END"
+                exprs.append(f"CASE WHEN {' OR '.join(long_)} THEN ctid::text END")
+                codes.append(TEXT)
+                ops.append((b"}", len(names), NULL_EMPTY))
+                ops.append((b"\n", -1, NULL_JSON))
+                reads.append(len(names))
+            else:
+                ops.append((b"{}\n" if not reads else b"}\n", -1, NULL_JSON))
         else:
             reads = projection.reads
             ops = self._projected(projection, names, kinds, {src: i for i, src in enumerate(reads)})
-        self.codes = bytes(columns[i][1] for i in reads)
+        self.codes = bytes(codes[i] for i in reads)
         self.ops = ops
-        self.sql = (f"COPY (SELECT {', '.join(columns[i][0] for i in reads)} FROM {from_}) "
+        self.sql = (f"COPY (SELECT {', '.join(exprs[i] for i in reads)} FROM {from_}) "
                     "TO STDOUT (FORMAT binary)")
 
     def _projected(self, projection: Projection, names: list[str], kinds: Sequence[str],

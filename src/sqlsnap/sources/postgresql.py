@@ -29,11 +29,12 @@ types without a JSON form as their canonical text.
 
 from __future__ import annotations
 
+import base64
 import getpass
 import os
 import select
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
@@ -51,6 +52,7 @@ from . import missing_driver, pgbinary
 from .base import (
     CHUNK_BYTES,
     FETCH_ROWS,
+    HUGE_VALUE,
     Cancelled,
     SegmentSQL,
     Source,
@@ -58,6 +60,7 @@ from .base import (
     chunked_rows,
     render_filter,
     render_segment,
+    row_in_pieces,
 )
 from .segment_sets import render_segment_sets, render_segment_sets_rows
 
@@ -104,6 +107,14 @@ SESSION_OPTIONS = (
     "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=iso_8601 -c extra_float_digits=1"
     " -c synchronize_seqscans=off"
 )
+
+#: The types whose large values the binary COPY can leave out and read in pieces (substring()
+#: by characters or bytes; bpchar's would lose its padding).
+_HUGE_TYPES = {"text", "varchar", "bytea"}
+#: Those pieces: a query each. Of a compressed value each piece decompresses it up to its end
+#: (a 200 MiB value in 16 MiB pieces decompresses 1.4 GB); the client holds about three
+#: (libpq's buffer, psycopg's result, the str), and writes each a chunk at a time.
+PG_PIECE_BYTES = 16 << 20
 
 _INT = {"int2", "int4", "int8", "oid"}
 _NUMBER = {"numeric", "float4", "float8"}
@@ -601,6 +612,16 @@ class PostgresSource(Source):
         """Export the main connection's snapshot to the reader connections opened beside it."""
         if not readers and self.max_readers <= 1:
             self.max_readers = 1
+            if self.binary_copy and any(d.get("huge") for d in self.details.values()):
+                # One reader too, to read large values beside its COPY (side_connection); not
+                # on a hot standby, which cannot export it (such values are then read whole).
+                # (A savepoint cannot guard it: no snapshot is exported from a subtransaction.)
+                try:
+                    self._snapshot = self._conn.execute(
+                        "SELECT CASE WHEN NOT pg_is_in_recovery() THEN pg_export_snapshot() END"
+                    ).fetchone()[0]
+                except psycopg.Error as exc:
+                    raise runtime_error(exc, "sharing the snapshot") from None
             return
         try:
             self._snapshot = self._conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
@@ -636,6 +657,7 @@ class PostgresSource(Source):
             return part(rel) if nsp == default else f"{part(nsp)}.{part(rel)}"
 
         tables: dict[int, Table] = {}
+        huge: dict[int, list[int]] = {}
         rows = cur.execute(
             """
             SELECT c.oid, n.nspname, c.relname, c.relkind, GREATEST(c.reltuples, -1)::bigint,
@@ -691,11 +713,14 @@ class PostgresSource(Source):
             plans[oid].append(plan)
             binary[oid].append(pgbinary.column(att, tname, ttype, plan.kind, plan.element, ename,
                                                plan.server_expr, self._version_num))
+            if tname in _HUGE_TYPES and binary[oid][-1][0] == _quote(att) and relkind == "r":
+                huge.setdefault(oid, []).append(len(plans[oid]) - 1)
             table.columns.append(Column(att, fmt, nullable_, "base64" if plan.kind == "bytea" else None))
         for oid, table in tables.items():
             self.details[table.name]["plans"] = plans[oid]
             self.details[table.name]["binary"] = binary[oid]
             self.details[table.name]["indexed"] = set()
+            self.details[table.name]["huge"] = None
         # The columns that lead a usable index (not partial, not an expression), for a segment's
         # steps down a foreign key (_PostgresSegment.indexed).
         for oid, column in cur.execute(
@@ -704,6 +729,7 @@ class PostgresSource(Source):
             (list(tables),),
         ):
             self.details[tables[oid].name]["indexed"].add(column)
+        self._huge_columns(cur, tables, huge)
 
         for oid, cols in cur.execute(
             """
@@ -738,6 +764,35 @@ class PostgresSource(Source):
                 ForeignKey(tuple(cols), display(ref_nsp, ref_rel), tuple(ref_cols)))
         return list(tables.values()), set(tables)
 
+    def _huge_columns(self, cur: Any, tables: dict[int, Table], candidates: dict[int, list[int]]) -> None:
+        """details' ``huge``: the text and bytea columns whose values over HUGE_VALUE the binary
+        COPY leaves out, to be read in pieces (``_PostgresReader._huge_row``), for the tables
+        whose TOAST table holds anything. A row must fit in a page (8 kB) and a value over 16
+        MiB does not, even compressed (pglz shrinks at most about 90 times, lz4 255), so it
+        lives in the TOAST table: a table whose TOAST table is empty holds none, and its COPY
+        stays as it was (the check costs the server about 10% on a table of three text
+        columns). pg_relation_size() releases its lock at once (no lock slot is kept)."""
+        if not candidates:
+            return
+        for oid, toast_bytes in cur.execute(
+                "SELECT c.oid, pg_relation_size(c.reltoastrelid) FROM pg_class c "
+                "WHERE c.oid = ANY(%s) AND c.reltoastrelid <> 0", (list(candidates),)):
+            if toast_bytes:
+                self.details[tables[oid].name]["huge"] = candidates[oid]
+
+    def side_connection(self) -> Any:
+        """A connection on the export's snapshot, for a reader to read a row's large values in
+        pieces while its COPY runs; None when the snapshot was not exported (a hot standby)."""
+        if self._snapshot is None:
+            return None
+        conn = self._connect()
+        try:
+            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self._snapshot)))
+        except psycopg.Error as exc:
+            conn.close()
+            raise runtime_error(exc, "joining the export's snapshot") from None
+        return conn
+
     def split(self, table: Table, part_bytes: int) -> list[Part]:
         """Ranges of the heap's pages (``ctid``) of about ``part_bytes`` each, read by a TID
         range scan (PostgreSQL 14+); tables under two parts are read whole. The last range is
@@ -764,13 +819,15 @@ class PostgresSource(Source):
         (which then locks each table as it reads it)."""
         conn, kind = self._take()
         failed = False
+        reader = _PostgresReader(conn, self.server_json, self.details, self.binary_copy,
+                                 self.lock_timeout, self._closure_tables, self.side_connection)
         try:
-            yield _PostgresReader(conn, self.server_json, self.details, self.binary_copy,
-                                  self.lock_timeout, self._closure_tables)
+            yield reader
         except BaseException:
             failed = True
             raise
         finally:
+            reader.close_side()
             self._give_back(conn, kind, failed)
 
     def _take(self) -> tuple[Any, str]:
@@ -853,9 +910,13 @@ class _PostgresSegment(SegmentSQL):
 class _PostgresReader(TableReader):
     def __init__(self, conn: Any, server_json: bool, details: dict[str, Any],
                  binary_copy: bool = True, lock_timeout: float | None = None,
-                 closure_tables: dict[Any, Closure | None] | None = None) -> None:
+                 closure_tables: dict[Any, Closure | None] | None = None,
+                 side_connection: Callable[[], Any] | None = None) -> None:
         self.conn = conn
         self.closure_tables = closure_tables if closure_tables is not None else {}
+        #: Opens the connection that reads large values in pieces (_huge_row), on first need.
+        self.side_connection = side_connection
+        self._side: Any = None
         self.server_json = server_json
         self.details = details
         # The decoder writes UTF-8 and checks that text is: with another client encoding
@@ -1076,7 +1137,8 @@ class _PostgresReader(TableReader):
         table = request.table
         details = self.details[table.name]
         plan = pgbinary.Plan(table, details["binary"], [p.kind for p in details["plans"]],
-                             self._from(request), request.projection)
+                             self._from(request), request.projection,
+                             details["huge"] if self.side_connection else None, HUGE_VALUE)
         program = _PGCOPY.program(plan.codes, plan.ops)
         pgconn = self.conn.pgconn
         pgconn.send_query(plan.sql.encode())
@@ -1094,7 +1156,9 @@ class _PostgresReader(TableReader):
                 raise psycopg.errors.DataError(f"malformed binary COPY data from the server for "
                                                f"{table.name}: {reason}")
             if rows:
-                if splice is None:
+                if plan.huge and pgbinary.HUGE_LINE_MARK in data:
+                    yield from self._with_huge_rows(table, data, cancel)
+                elif splice is None:
                     yield data, rows
                 else:
                     lines = data.split(b"\n")
@@ -1106,6 +1170,85 @@ class _PostgresReader(TableReader):
                 self._abandon_copy(pgconn)
                 raise Cancelled
         self._end_copy(pgconn)
+
+    def _with_huge_rows(self, table: Table, data: bytes,
+                        cancel: threading.Event) -> Iterator[tuple[bytes, int]]:
+        """A chunk of the binary COPY's lines in which some rows' large values were left out
+        (their lines marked, pgbinary.HUGE_LINE_MARK): the lines before each as a chunk, then
+        that row in pieces."""
+        lines = data.split(b"\n")
+        lines.pop()  # after the last newline
+        held: list[bytes] = []
+        for line in lines:
+            if not line.endswith(b'"'):
+                held.append(line + b"\n")
+                continue
+            if held:
+                yield b"".join(held), len(held)
+                held.clear()
+            yield from row_in_pieces(self._huge_row(table, line), cancel)
+        if held:
+            yield b"".join(held), len(held)
+
+    def _huge_row(self, table: Table, line: bytes) -> Iterator[bytes]:
+        """The line of a row whose large text or bytea values were left out, with them read
+        in pieces on a connection of the same snapshot (the reader's own is busy with its
+        COPY): ``substring()`` fetches only the TOAST chunks a piece needs where the value is
+        stored uncompressed; compressed, each piece decompresses the value up to its end."""
+        if self._side is None:
+            self._side = self.side_connection()  # type: ignore[misc]
+        end = line.rindex(b'"', 0, -1)  # the ctid's opening quote
+        ctid = msgspec.json.decode(line[end:])
+        fields = msgspec.json.decode(line[:end], type=dict[str, msgspec.Raw])
+        details = self.details[table.name]
+        places = details["huge"]
+        name = f"ONLY {_table_name(table)}"
+        columns = table.columns
+        cols = ", ".join(f"octet_length({_quote(columns[i].name)}) > {HUGE_VALUE}" for i in places)
+        with self._side.cursor() as cur:
+            flags = cur.execute(f"SELECT {cols} FROM {name} WHERE ctid = %s::tid", (ctid,)).fetchone()
+        left_out = {i for i, flag in zip(places, flags) if flag}
+        head = b"{"
+        for i, column in enumerate(columns):
+            key = head + pgbinary.json_string(column.name) + b":"
+            head = b","
+            if i not in left_out:
+                yield key + bytes(fields[column.name])
+                continue
+            yield key
+            yield from self._value_in_pieces(name, column.name, ctid, details["plans"][i].kind == "bytea")
+        yield b"}\n"
+
+    def _value_in_pieces(self, name: str, column: str, ctid: str, bytea: bool) -> Iterator[bytes]:
+        """One text or bytea value's JSON, PG_PIECE_BYTES at a time, as the decoder writes it
+        (text escaped as the server's escape_json, which msgspec's escaping equals; bytea as
+        base64, in pieces of a multiple of 3 bytes)."""
+        step = PG_PIECE_BYTES - PG_PIECE_BYTES % 3
+        slice_ = CHUNK_BYTES - CHUNK_BYTES % 3
+        query = f"SELECT substring({_quote(column)} from %s for %s) FROM {name} WHERE ctid = %s::tid"
+        yield b'"'
+        at = 1
+        with self._side.cursor(binary=bytea) as cur:
+            while True:
+                piece = cur.execute(query, (at, step, ctid)).fetchone()[0]
+                if not piece:
+                    break
+                at += len(piece)
+                # Written a chunk at a time: the writer and its queues hold a few chunks, not a
+                # few pieces.
+                for start in range(0, len(piece), slice_):
+                    part = piece[start:start + slice_]
+                    yield base64.b64encode(part) if bytea else ENCODER.encode(part)[1:-1]
+                del piece
+        yield b'"'
+
+    def close_side(self) -> None:
+        if self._side is not None:
+            try:
+                self._side.close()
+            except psycopg.Error:
+                pass
+            self._side = None
 
     def _abandon_copy(self, pgconn: Any) -> None:
         """Cancel the COPY on the server, or the drain would read the rest of the table."""

@@ -16,6 +16,8 @@ is which.
 
 from __future__ import annotations
 
+import base64
+import codecs
 import getpass
 import math
 import os
@@ -38,6 +40,8 @@ from ..plan.request import ReadRequest
 from ..plan.segment import BUCKETS, Closure
 from ..values import ENCODER, b64, decode_json, float_value
 from .base import (
+    HUGE_VALUE,
+    PIECE_CHARS,
     Cancelled,
     SegmentSQL,
     Source,
@@ -103,6 +107,38 @@ def _convert_value(value: Any, binary_column: bool, json_column: bool, real_colu
     return b64(value) if binary_column else {"$base64": b64(value)}
 
 
+def _stream_value(blob: Any, text: bool, binary_column: bool) -> Iterator[bytes]:
+    """A large text or blob value's JSON, as ``_convert_value`` writes it, in pieces read from
+    ``blob`` (a ``blobopen`` handle). Text is read twice: first to check that it is UTF-8 (else
+    it is written as ``$text_base64``, which must be known before its first byte is)."""
+    size = len(blob)
+    if text:
+        check = codecs.getincrementaldecoder("utf-8")()
+        try:
+            for at in range(0, size, PIECE_CHARS):
+                check.decode(blob.read(PIECE_CHARS), final=at + PIECE_CHARS >= size)
+        except UnicodeDecodeError:
+            head, close = b'{"$text_base64":"', b'"}'
+        else:
+            yield b'{"$text":"' if binary_column else b'"'
+            blob.seek(0)
+            decoder = codecs.getincrementaldecoder("utf-8")()
+            for at in range(0, size, PIECE_CHARS):
+                piece = decoder.decode(blob.read(PIECE_CHARS), final=at + PIECE_CHARS >= size)
+                yield ENCODER.encode(piece)[1:-1]
+            yield b'"}' if binary_column else b'"'
+            return
+    else:
+        head, close = (b'"', b'"') if binary_column else (b'{"$base64":"', b'"}')
+    yield head
+    # Pieces of a multiple of 3 bytes: their base64 joins into the whole value's.
+    blob.seek(0)
+    step = PIECE_CHARS - PIECE_CHARS % 3
+    for _ in range(0, size, step):
+        yield base64.b64encode(blob.read(step))
+    yield close
+
+
 def _converter(declared: str) -> Any:
     upper = declared.upper()
     binary = "BLOB" in upper
@@ -131,6 +167,8 @@ class SQLiteSource(Source):
         self._conn: sqlite3.Connection | None = None
         #: Closures computed in this snapshot, and their temporary tables (_SQLiteReader._closure).
         self._closures: list[tuple[Closure, str]] = []
+        #: The file's size as SQLite sees it (0 when its text is not UTF-8), for _huge_columns.
+        self._file_bytes: int | None = None
 
     def open(self) -> None:
         if self.path == ":memory:":
@@ -228,8 +266,43 @@ class SQLiteSource(Source):
                     estimated = None  # an estimate only: the export's exact count reports the error
             # A count taken here is in the export's read transaction: exact, so count() reuses it.
             tables.append(Table(name, "main", name, columns, pk, foreign_keys, estimated_rows=estimated))
-            self.details[name] = {"converters": [_converter(r[2] or "") for r in info], "counted": counted}
+            self.details[name] = {"converters": [_converter(r[2] or "") for r in info], "counted": counted,
+                                  "huge": self._huge_columns(name, info)}
         return tables
+
+    def _huge_columns(self, name: str, info: list[Any]) -> tuple[str, list[int]] | None:
+        """Where a value may be longer than HUGE_VALUE and can be read in pieces: the rowid's
+        name and the columns (their places) whose value is then left out of the row and read
+        through ``blobopen``; None where none can be.
+
+        Only a database file larger than HUGE_VALUE can hold such a value, so other files
+        read exactly as before. The
+        columns are those of TEXT or BLOB affinity that are not JSON-declared (their text is
+        parsed whole) and not generated (``blobopen`` reads stored values); the table needs
+        a rowid (``WITHOUT ROWID`` tables read every value whole), the text UTF-8."""
+        assert self._conn is not None
+        conn = self._conn
+        if self._file_bytes is None:
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            page_count = conn.execute("PRAGMA page_count").fetchone()[0]
+            encoding = conn.execute("PRAGMA encoding").fetchone()[0]
+            self._file_bytes = page_size * page_count if encoding == "UTF-8" else 0
+        if self._file_bytes <= HUGE_VALUE:
+            return None
+        listed = conn.execute("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?",
+                              (name,)).fetchone()
+        names = {str(r[1]).lower() for r in info}
+        rowid = next((n for n in ("rowid", "_rowid_", "oid") if n not in names), None)
+        if listed is None or listed[0] or rowid is None:
+            return None
+        hidden = {r[1] for r in conn.execute(f"PRAGMA table_xinfo({_quote(name)})") if r[6]}
+        places = []
+        for i, r in enumerate(info):
+            upper = (r[2] or "").upper()
+            affinity_text_or_blob = any(w in upper for w in ("CHAR", "CLOB", "TEXT", "BLOB")) or not upper
+            if affinity_text_or_blob and "INT" not in upper and "JSON" not in upper and r[1] not in hidden:
+                places.append(i)
+        return (rowid, places) if places else None
 
     @contextmanager
     def reader(self) -> Iterator[TableReader]:
@@ -329,15 +402,59 @@ class _SQLiteReader(TableReader):
     def read(self, request: ReadRequest, cancel: threading.Event) -> Iterator[tuple[bytes, int]]:
         assert self.source._conn is not None
         table, projection = request.table, request.projection
+        details = self.source.details[table.name]
         read = table.columns if projection is None else [table.columns[i] for i in projection.reads]
-        cols = ", ".join(_quote(c.name) for c in read) or "NULL"
+        cols = [_quote(c.name) for c in read]
+        huge = details["huge"] if projection is None else None
+        if huge is not None:
+            # A value over HUGE_VALUE is left out (NULL) and the row marked with its rowid: such
+            # a row is written by _huge_row, its large values read in pieces.
+            rowid, places = huge
+            # Its size in bytes: length() of text counts its characters, which cost 1.5x the
+            # time of the whole query on 700 MB of text (SQLite 3.40); as a blob, the size is
+            # read without a look at the bytes (octet_length() does the same from 3.43 on).
+            long_ = [f"length(CAST({cols[i]} AS BLOB)) > {HUGE_VALUE}" for i in places]
+            for i, cond in zip(places, long_):
+                cols[i] = f"CASE WHEN {cond} THEN NULL ELSE {cols[i]} END"
+            cols.append(f"CASE WHEN {' OR '.join(long_)} THEN {rowid} END")
         try:
             from_, params = self._from(request)
-            cur = self.source._conn.execute(f"SELECT {cols} FROM {from_}", params)
+            cur = self.source._conn.execute(f"SELECT {', '.join(cols) or 'NULL'} FROM {from_}", params)
 
-            yield from chunked_rows(cur.fetchmany, [c.name for c in table.columns],
-                                    self.source.details[table.name]["converters"], cancel, projection)
+            yield from chunked_rows(cur.fetchmany, [c.name for c in table.columns], details["converters"],
+                                    cancel, projection,
+                                    None if huge is None else lambda row: self._huge_row(table, row))
         except sqlite3.Error as exc:
             if cancel.is_set():
                 raise Cancelled from None
             raise SnapError(f"reading table {table.name} failed: {exc}", table=table.name) from None
+
+    def _huge_row(self, table: Table, row: Sequence[Any]) -> Iterator[bytes]:
+        """The JSON line of a row that holds a value longer than HUGE_VALUE (NULL in ``row``,
+        whose last item is its rowid), in pieces: the bytes ``encode_rows`` would write for
+        the whole row, with each such value read through ``blobopen`` PIECE_CHARS at a time
+        and written as it comes (the same snapshot: the read transaction's connection)."""
+        conn = self.source._conn
+        assert conn is not None
+        rowid = row[-1]
+        converters = self.source.details[table.name]["converters"]
+        rowid_name, places = self.source.details[table.name]["huge"]
+        kinds = {}
+        for i in places:
+            if row[i] is None:
+                kind = conn.execute(f"SELECT typeof({_quote(table.columns[i].name)}) FROM "
+                                    f"{_quote(table.relname)} WHERE {rowid_name} = ?", (rowid,)).fetchone()[0]
+                if kind in ("text", "blob"):
+                    kinds[i] = kind
+        piece: list[bytes] = []
+        for i, (column, convert) in enumerate(zip(table.columns, converters)):
+            piece.append((b"{" if i == 0 else b",") + ENCODER.encode(column.name) + b":")
+            if i not in kinds:
+                piece.append(ENCODER.encode(convert(row[i])))
+                continue
+            yield b"".join(piece)
+            piece = []
+            with conn.blobopen(table.relname, column.name, rowid, readonly=True) as blob:
+                yield from _stream_value(blob, kinds[i] == "text", "BLOB" in table.columns[i].type.upper())
+        piece.append(b"{}\n" if not table.columns else b"}\n")
+        yield b"".join(piece)

@@ -3,7 +3,7 @@ line, written front to back as the rows arrive (the framing is :mod:`sqlsnap.for
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -25,6 +25,20 @@ from ..format import (
     encode_metadata,
 )
 from ..model import Table
+
+#: A chunk larger than this (a row with a large value that its source could not cut into
+#: pieces) is written in slices of this size: its copy with the rows' separators is made one
+#: slice at a time instead of whole (the value would be held twice more).
+SLICE_BYTES = 4 << 20
+
+
+def _slices(chunk: bytes) -> Iterator[bytes]:
+    if len(chunk) <= SLICE_BYTES:
+        yield chunk
+        return
+    view = memoryview(chunk)
+    for start in range(0, len(chunk), SLICE_BYTES):
+        yield bytes(view[start:start + SLICE_BYTES])
 
 
 def write_document(
@@ -63,10 +77,11 @@ def write_document(
             for channel in channels[table.name]:
                 for chunk in channel.chunks(check):
                     digest.update(chunk)
-                    piece = chunk.replace(b"\n", b",\n")
-                    out.write(held or b"\n")
-                    out.write(memoryview(piece)[:-2])  # type: ignore[arg-type]  # any buffer
-                    held = piece[-2:]
+                    for part in _slices(chunk):
+                        piece = part.replace(b"\n", b",\n")
+                        out.write(held or b"\n")
+                        out.write(memoryview(piece)[:-2])  # type: ignore[arg-type]  # any buffer
+                        held = piece[-2:]
                 channel.release()
             results[table.name].checksum = digest.hexdigest()
             if held and held != b",\n":
