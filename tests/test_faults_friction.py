@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -11,6 +13,10 @@ import pytest
 import sqlsnap
 from sqlsnap.errors import NotFoundError
 from tests.conftest import SQLSNAP, execute_script
+
+
+#: An age recipient (a public key; its identity was thrown away).
+PUBLIC_KEY = "age162wk777unflxz08gxe0l0qsjq3std4hem7cqs7xm9cceyfvzj5vqv4kzf4"
 
 
 def _db(tmp_path: Path) -> str:
@@ -61,6 +67,9 @@ def test_tables_only_in_another_schema_are_named(pg_url: str, tmp_path: Path) ->
     (["-o", "{tmp}/x.json.gz", "--compress", "zstd"], "ends in .gz but --compress zstd"),
     (["-o", "{tmp}/x.json.zst", "--compress", "none"], "ends in .zst but --compress none"),
     (["--format", "jsonl", "-o", "{tmp}/x.json"], "--format jsonl writes a folder"),
+    # Encrypted, named as if not (was: an age file named .json.zst); refused, not renamed.
+    (["-o", "{tmp}/x.json.zst", "--encrypt-to", PUBLIC_KEY], "does not end in .age; name it x.json.zst.age"),
+    (["-o", "{tmp}/x.json", "--encrypt-to", PUBLIC_KEY], "does not end in .age; name it x.json.age"),
 ])
 def test_suffix_and_content_must_agree(tmp_path: Path, args: list[str], fragment: str) -> None:
     """Before: written silently (a zstd file named .gz, a folder named x.json)."""
@@ -89,3 +98,24 @@ def test_signals_wait_while_the_commit_runs() -> None:
             pass
     assert got == [signal.SIGINT, signal.SIGTERM]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_include_secret_hints_the_form_it_accepts(tmp_path: Path) -> None:
+    """Before: "'password' is not TABLE.COLUMN; write e.g. 'users.email' or '*.password'", and
+    '*.password' was then refused as a pattern."""
+    conn = sqlite3.connect(tmp_path / "s.db")
+    conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, password TEXT)")
+    conn.commit()
+    conn.close()
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    proc = subprocess.run([SQLSNAP, "plan", db, "--include-secret", "password"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "*." not in proc.stderr, proc.stderr
+    hinted = re.search(r"write e\.g\. '([^']+)'", proc.stderr)
+    assert hinted is not None, proc.stderr
+    proc = subprocess.run([SQLSNAP, "plan", db, "--include-secret", hinted.group(1), "--json"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    users = json.loads(proc.stdout)["tables"][0]
+    assert [c["name"] for c in users["columns"]] == ["id", "password"], users  # included, as hinted

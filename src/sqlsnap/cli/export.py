@@ -57,7 +57,7 @@ from .output import echo_err, make_progress, print_summary, warn_plan
                    "where binary COPY is refused).")
 @click.option("--encrypt-to", "encrypt_to", multiple=True, metavar="RECIPIENT",
               help="Encrypt with age to this public key (age1..., ssh-ed25519 ...); repeatable. "
-                   "Compression comes first; name the file .age.")
+                   "Compression comes first; the name must end in .age (e.g. app.json.zst.age).")
 @click.option("--encrypt-to-file", "encrypt_to_file", multiple=True, metavar="FILE",
               help="Encrypt to the recipients listed in FILE, one per line (as age -R); repeatable.")
 @s3_endpoint_option("S3-compatible endpoint (MinIO, R2, Supabase Storage...). Env: AWS_ENDPOINT_URL. "

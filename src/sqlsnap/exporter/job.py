@@ -247,6 +247,12 @@ class Export:
         if not recipients and destination.lower().endswith(".age"):
             raise UsageError("the output name ends in .age but no recipient was given; add --encrypt-to "
                              "age1... or --encrypt-to-file FILE")
+        if recipients and destination != "-" and not destination.lower().endswith(".age"):
+            # Refused like the other names that say another content (_check_suffix), not
+            # corrected: the name given is the one a script or a schedule looks for next.
+            raise UsageError(f"--encrypt-to writes an age-encrypted file, but the output name does not end "
+                             f"in .age; name it {destination.rstrip('/').rsplit('/', 1)[-1]}.age or leave "
+                             "out --encrypt-to")
         named = None if destination == "-" else plain_name(destination)
         compression = compression_for(o.compress, named)
         _check_suffix(named, o.format, compression)

@@ -711,9 +711,17 @@ def _parse_rule(key: str, spec: Any, where: str, order: int) -> RuleSpec:
 
 
 def check_secret_name(text: str, where: str) -> None:
+    """A secret column is included by its exact name only: the hints name that form (the
+    general one, parse_column_pattern's, suggested a glob that this then refused)."""
     if _GLOB_CHARS & set(text):
         raise UsageError(f"{where}: {text!r} is a pattern; secrets are exported only when named exactly "
                          "(TABLE.COLUMN, e.g. sessions.session_token)", pattern=text)
+    table, dot, column = text.rpartition(".")
+    if not dot or not table or not column:
+        example = f"users.{text}" if not dot and text else "sessions.session_token"
+        raise UsageError(f"{where}: {text!r} is not TABLE.COLUMN; secrets are exported only when named "
+                         f"exactly: write e.g. '{example}' (sqlsnap plan lists the secret columns it "
+                         "leaves out)", pattern=text)
     parse_column_pattern(text, where)
 
 
