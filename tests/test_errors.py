@@ -185,6 +185,30 @@ def test_disk_full(tmp_path: Path, tmpfs: Path, output: str) -> None:
     assert os.listdir(tmpfs) == []  # no partial file, no temp file, no spool
 
 
+@pytest.mark.postgresql
+def test_a_full_temporary_folder_is_named_as_such(pg_url: str, tmpfs: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tables read ahead of the writer spool to TMPDIR when the output is not a local file
+    (here the in-memory store; S3 and stdout alike). Before: "disk full while writing the
+    output", about a destination that had room."""
+    import tempfile
+
+    import sqlsnap
+    from sqlsnap.errors import OutputError
+    from sqlsnap.exporter import channel
+
+    execute_script(pg_url, ["CREATE TABLE t AS SELECT g AS id, md5(g::text) || md5((-g)::text) AS v "
+                            "FROM generate_series(1, 150000) g", "CREATE TABLE u AS SELECT * FROM t",
+                            "ANALYZE"])  # two tables: two readers
+    monkeypatch.setattr(tempfile, "tempdir", str(tmpfs))
+    monkeypatch.setattr(channel, "AHEAD_BYTES", 0)  # whatever is read ahead spools (1 MB: full)
+    with pytest.raises(OutputError) as failed:
+        sqlsnap.export(pg_url, f"memory://{uuid.uuid4().hex}/x.json", jobs=2)
+    message = str(failed.value)
+    assert f"the temporary folder {tmpfs} is full" in message and "set TMPDIR" in message, message
+    assert os.listdir(tmpfs) == []  # spools are unlinked from the start
+
+
 # -- missing driver --------------------------------------------------------------------------------
 
 

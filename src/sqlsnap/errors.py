@@ -125,6 +125,17 @@ EXIT_CODES: dict[int, str] = {
 }
 
 
+def temp_error(exc: OSError, folder: str, doing: str) -> OutputError:
+    """A failed write in the temporary folder (TMPDIR), which is not the output's: the fix is
+    room there, or TMPDIR pointed elsewhere (it was reported as the output's disk full)."""
+    if exc.errno == errno.ENOSPC:
+        why = f"the temporary folder {folder} is full"
+    else:
+        why = f"cannot write in the temporary folder {folder}: {exc.strerror or exc}"
+    return OutputError(f"{why} ({doing}); free some space there or set TMPDIR to a folder with room",
+                       path=folder)
+
+
 def os_error(exc: OSError, path: str) -> OutputError:
     """A one-line message naming the fix for a failed write."""
     if exc.errno == errno.ENOSPC:

@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..errors import temp_error
 from ..sources.base import CHUNK_BYTES, Cancelled
 
 #: Read size of spooled table bytes on their way into the document (1 MiB: as CHUNK_BYTES).
@@ -96,8 +97,12 @@ class Channel:
     memory, spool, then live."""
 
     def __init__(self, folder: str, cancel: threading.Event, may_spool: bool,
-                 budget: Budget | None = None, ahead: Budget | None = None) -> None:
+                 budget: Budget | None = None, ahead: Budget | None = None,
+                 temporary: bool = False) -> None:
         self.folder = folder
+        #: Whether ``folder`` is the temporary folder (TMPDIR), not the output's: a full one
+        #: is then reported as such (temp_error).
+        self.temporary = temporary
         self.cancel = cancel
         self.budget = budget
         self.ahead_budget = ahead
@@ -137,10 +142,16 @@ class Channel:
                 self.queue.append(chunk)
                 self.queued += len(chunk)
             else:
-                if self.spool is None:
-                    # Unlinked from the start (O_TMPFILE): gone with the process, however it ends.
-                    self.spool = tempfile.TemporaryFile(dir=self.folder, buffering=0)  # noqa: SIM115
-                _pwrite_all(self.spool.fileno(), chunk, self.spooled)
+                try:
+                    if self.spool is None:
+                        # Unlinked from the start (O_TMPFILE): gone with the process, however it ends.
+                        self.spool = tempfile.TemporaryFile(dir=self.folder, buffering=0)  # noqa: SIM115
+                    _pwrite_all(self.spool.fileno(), chunk, self.spooled)
+                except OSError as exc:
+                    if self.temporary:
+                        raise temp_error(exc, self.folder, "spooling tables read ahead of the writer") \
+                            from None
+                    raise
                 self.spooled += len(chunk)
             self.cond.notify_all()
 

@@ -399,6 +399,7 @@ class _Run:
         # as the result, else to the temp folder. An encrypted export never spools.
         spool_dir = os.path.dirname(os.path.abspath(self.store.path(self.key))) \
             if isinstance(self.store, FileStore) else tempfile.gettempdir()
+        temporary = not isinstance(self.store, FileStore)
         may_spool = self.n_jobs > 1 and not self.recipients
         # With several readers, large tables are read in parts side by side (the largest
         # table alone was 60% of the work: bench/README.md).
@@ -411,7 +412,7 @@ class _Run:
         channels: dict[str, list[Channel]] = {t.name: [] for t in self.order}
         budget, ahead = Budget(channel.SPOOL_BYTES, self.stop), Budget(channel.AHEAD_BYTES, self.stop)
         for part in parts:
-            channels[part.name].append(Channel(spool_dir, self.stop, may_spool, budget, ahead))
+            channels[part.name].append(Channel(spool_dir, self.stop, may_spool, budget, ahead, temporary))
         upload: Any = None
         written: tuple[int, str] = (0, "")
         where = self.store.url(self.key)
