@@ -137,8 +137,9 @@ class Plan:
         self.splice: Callable[[bytes], bytes] | None = None
         exprs = [c[0] for c in columns]
         codes = [c[1] for c in columns]
-        #: Whether a line may end in its row's ctid (``huge``): see below.
+        #: Whether a line may end in its row's ctid (``huge``): see below; ``mark``, that field.
         self.huge = bool(huge) and projection is None
+        self.mark = -1
         if projection is None:
             reads = list(range(len(names)))
             ops: list[Op] = []
@@ -159,6 +160,7 @@ class Plan:
                 ops.append((b"}", len(names), NULL_EMPTY))
                 ops.append((b"\n", -1, NULL_JSON))
                 reads.append(len(names))
+                self.mark = len(names)
             else:
                 ops.append((b"{}\n" if not reads else b"}\n", -1, NULL_JSON))
         else:

@@ -1139,7 +1139,8 @@ class _PostgresReader(TableReader):
         plan = pgbinary.Plan(table, details["binary"], [p.kind for p in details["plans"]],
                              self._from(request), request.projection,
                              details["huge"] if self.side_connection else None, HUGE_VALUE)
-        program = _PGCOPY.program(plan.codes, plan.ops)
+        program = _PGCOPY.program(plan.codes, plan.ops, plan.mark)
+        take_marked = _PGCOPY.take_marked
         pgconn = self.conn.pgconn
         pgconn.send_query(plan.sql.encode())
         result = _get_result(pgconn)
@@ -1156,7 +1157,7 @@ class _PostgresReader(TableReader):
                 raise psycopg.errors.DataError(f"malformed binary COPY data from the server for "
                                                f"{table.name}: {reason}")
             if rows:
-                if plan.huge and pgbinary.HUGE_LINE_MARK in data:
+                if plan.huge and take_marked(program):
                     yield from self._with_huge_rows(table, data, cancel)
                 elif splice is None:
                     yield data, rows
