@@ -107,3 +107,15 @@ def test_demo_without_the_driver_is_exit_5(work: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     _check(["demo"], 5, proc)
     assert "pip install 'sqlsnap[postgresql]'" in proc.stderr
+
+
+def test_verify_help_names_the_per_table_checksum_it_checks(work: Path) -> None:
+    """`verify --help` (and docs/cli.md, generated from it) said per-table SHA-256 after the
+    format had moved to XXH3-128: the help must name the algorithm snapshots are written with."""
+    from sqlsnap.format import TABLE_CHECKSUM
+
+    names = {"xxh128": "XXH3-128", "sha256": "SHA-256"}
+    proc = subprocess.run([SQLSNAP, "verify", "--help"], capture_output=True, text=True, timeout=60)
+    text = " ".join(proc.stdout.split())
+    assert f"checksum ({names[TABLE_CHECKSUM]})" in text, text
+    assert "per-table SHA-256" not in text and "table's SHA-256" not in text, text
