@@ -4,6 +4,7 @@
 Run from the repository root with sqlsnap's virtualenv::
 
     .venv/bin/python bench/huge_value.py [--mib 200] [--repeat 2] [--dialects postgresql,sqlite]
+        [--mysql-url mysql://root@127.0.0.1:PORT/mysql]
 
 For each dialect it makes a database holding one table with one row whose text column holds
 ``--mib`` MiB of ASCII (PostgreSQL: database ``sqlsnap_huge``, dropped at the end; SQLite: a
@@ -37,6 +38,23 @@ def psql(database: str, sql: str) -> None:
                    check=True, capture_output=True, text=True)
 
 
+def mysql_sql(url: str, statements: list[str]) -> None:
+    from urllib.parse import urlsplit
+
+    import pymysql
+
+    parts = urlsplit(url)
+    conn = pymysql.connect(host=parts.hostname, port=parts.port or 3306, user=parts.username or "root",
+                           password=parts.password or "")
+    try:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def peak_rss(args: list[str]) -> int:
     """Peak RSS in bytes of ``sqlsnap ARGS`` (GNU time writes KiB on the last stderr line)."""
     done = subprocess.run(["/usr/bin/time", "-f", "%M", SQLSNAP, *args], capture_output=True, text=True)
@@ -50,6 +68,10 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=200, help="size of the value in MiB")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--dialects", default="postgresql,sqlite")
+    parser.add_argument("--mysql-url", metavar="URL",
+                        help="also MySQL/MariaDB: a server whose max_allowed_packet exceeds the value "
+                             "(the shared one's 16 MiB does not: start a throwaway instance with "
+                             "--max-allowed-packet=1G); the database sqlsnap_huge is made and dropped")
     opts = parser.parse_args()
     size = opts.mib * MIB
     dialects = opts.dialects.split(",")
@@ -70,6 +92,11 @@ def main() -> None:
                 conn.execute("CREATE TABLE t (id integer PRIMARY KEY, v text)")
                 conn.execute("INSERT INTO t VALUES (1, ?)", ("x" * size,))
             ways.append(("sqlite", [f"sqlite:///{path}"]))
+        if opts.mysql_url:
+            mysql_sql(opts.mysql_url, ["DROP DATABASE IF EXISTS sqlsnap_huge", "CREATE DATABASE sqlsnap_huge",
+                                       "CREATE TABLE sqlsnap_huge.t (id int PRIMARY KEY, v longtext)",
+                                       f"INSERT INTO sqlsnap_huge.t VALUES (1, REPEAT('x', {size}))"])
+            ways.append(("mysql", [opts.mysql_url.rsplit("/", 1)[0] + "/sqlsnap_huge"]))
         try:
             for name, args in ways:
                 peaks = []
@@ -85,6 +112,8 @@ def main() -> None:
         finally:
             if "postgresql" in dialects:
                 psql("postgres", f"DROP DATABASE IF EXISTS {PG_DB}")
+            if opts.mysql_url:
+                mysql_sql(opts.mysql_url, ["DROP DATABASE IF EXISTS sqlsnap_huge"])
     print(f"load average at the end {os.getloadavg()}")
 
 

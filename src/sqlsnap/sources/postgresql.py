@@ -819,8 +819,10 @@ class PostgresSource(Source):
         (which then locks each table as it reads it)."""
         conn, kind = self._take()
         failed = False
+        # Large values are read in pieces only on a snapshot that other connections can join.
         reader = _PostgresReader(conn, self.server_json, self.details, self.binary_copy,
-                                 self.lock_timeout, self._closure_tables, self.side_connection)
+                                 self.lock_timeout, self._closure_tables,
+                                 self.side_connection if self._snapshot else None)
         try:
             yield reader
         except BaseException:
@@ -1158,7 +1160,11 @@ class _PostgresReader(TableReader):
                                                f"{table.name}: {reason}")
             if rows:
                 if plan.huge and take_marked(program):
-                    yield from self._with_huge_rows(table, data, cancel)
+                    try:
+                        yield from self._with_huge_rows(table, data, cancel)
+                    except Exception:  # cancelled, or the side connection failed: end the COPY
+                        self._abandon_copy(pgconn)
+                        raise
                 elif splice is None:
                     yield data, rows
                 else:
@@ -1197,6 +1203,8 @@ class _PostgresReader(TableReader):
         COPY): ``substring()`` fetches only the TOAST chunks a piece needs where the value is
         stored uncompressed; compressed, each piece decompresses the value up to its end."""
         if self._side is None:
+            # Its SELECTs take ACCESS SHARE locks, which queue behind a TRUNCATE that waits for
+            # the export's own locks: that ends in --lock-timeout (SourceBusy), never a hang.
             self._side = self.side_connection()  # type: ignore[misc]
         end = line.rindex(b'"', 0, -1)  # the ctid's opening quote
         ctid = msgspec.json.decode(line[end:])
