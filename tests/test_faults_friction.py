@@ -14,7 +14,6 @@ import sqlsnap
 from sqlsnap.errors import NotFoundError
 from tests.conftest import SQLSNAP, execute_script
 
-
 #: An age recipient (a public key; its identity was thrown away).
 PUBLIC_KEY = "age162wk777unflxz08gxe0l0qsjq3std4hem7cqs7xm9cceyfvzj5vqv4kzf4"
 
