@@ -22,6 +22,19 @@ def data_of(path: Path) -> bytes:
     return raw[raw.index(b'\n"data": {'):]
 
 
+def spy_on_huge_rows(monkeypatch: pytest.MonkeyPatch, reader: Any, row_id: Any) -> list[tuple[str, Any]]:
+    """The (table, id) of each row the reader writes in pieces (its ``_huge_row``)."""
+    streamed: list[tuple[str, Any]] = []
+    huge_row = reader._huge_row
+
+    def spy(self: Any, table: Any, row: Any) -> Any:
+        streamed.append((table.name, row_id(row)))
+        return huge_row(self, table, row)
+
+    monkeypatch.setattr(reader, "_huge_row", spy)
+    return streamed
+
+
 def make_sqlite(path: Path) -> None:
     big = "".join(chr(c) for c in range(1, 0x2FF)) * 40 + 'é"\\\n\t\x00\U0001f600' * 300
     with sqlite3.connect(path) as conn:
@@ -56,14 +69,7 @@ def test_sqlite_huge_values_are_read_in_pieces_and_written_the_same(
     monkeypatch.setattr(sqlite_source, "HUGE_VALUE", 3000)
     monkeypatch.setattr(sqlite_source, "PIECE_CHARS", 1000)
     monkeypatch.setattr(document, "SLICE_BYTES", 777)
-    streamed: list[Any] = []
-    huge_row = sqlite_source._SQLiteReader._huge_row
-
-    def spy(self: Any, table: Any, row: Any) -> Any:
-        streamed.append((table.name, row[0]))
-        return huge_row(self, table, row)
-
-    monkeypatch.setattr(sqlite_source._SQLiteReader, "_huge_row", spy)
+    streamed = spy_on_huge_rows(monkeypatch, sqlite_source._SQLiteReader, lambda row: row[0])
     out = tmp_path / "pieces.json"
     result = sqlsnap.export(url, str(out))
     assert streamed == [("t", 2), ("t", 3), ("t", 4), ("t", 5), ("t", 6)]  # really in pieces
@@ -138,14 +144,8 @@ def test_postgresql_huge_values_are_read_in_pieces_and_written_the_same(
     monkeypatch.setattr(postgresql, "HUGE_VALUE", 3000)
     monkeypatch.setattr(postgresql, "PG_PIECE_BYTES", 1000)
     monkeypatch.setattr(postgresql, "CHUNK_BYTES", 700)
-    streamed: list[Any] = []
-    huge_row = postgresql._PostgresReader._huge_row
-
-    def spy(self: Any, table: Any, line: bytes) -> Any:
-        streamed.append((table.name, json.loads(line[:line.rindex(b'"', 0, -1)])["id"]))
-        return huge_row(self, table, line)
-
-    monkeypatch.setattr(postgresql._PostgresReader, "_huge_row", spy)
+    streamed = spy_on_huge_rows(monkeypatch, postgresql._PostgresReader,
+                                lambda line: json.loads(line[:line.rindex(b'"', 0, -1)])["id"])
     out = tmp_path / "pieces.json"
     result = sqlsnap.export(pg_url, str(out), jobs=jobs)
     # Row 1: 1.8 kB of text; 3: NULLs and short values; the rest hold a value over 3000 bytes.

@@ -783,8 +783,10 @@ class PostgresSource(Source):
     def side_connection(self) -> Any:
         """A connection on the export's snapshot, for a reader to read a row's large values in
         pieces while its COPY runs; None when the snapshot was not exported (a hot standby)."""
-        if self._snapshot is None:
-            return None
+        return None if self._snapshot is None else self._join_snapshot()
+
+    def _join_snapshot(self) -> Any:
+        """A new connection on the exported snapshot."""
         conn = self._connect()
         try:
             conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self._snapshot)))
@@ -841,13 +843,7 @@ class PostgresSource(Source):
                 return self._pool.pop(), "pool"
         if self._snapshot is None:
             raise SnapError("internal: a second reader without a shared snapshot")
-        conn = self._connect()
-        try:
-            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self._snapshot)))
-        except psycopg.Error as exc:
-            conn.close()
-            raise runtime_error(exc, "joining the export's snapshot") from None
-        return conn, "new"
+        return self._join_snapshot(), "new"
 
     def _give_back(self, conn: Any, kind: str, failed: bool) -> None:
         """A connection still in its snapshot transaction goes back for the next reader."""
