@@ -858,9 +858,10 @@ class PostgresSource(Source):
                 return
         try:
             conn.rollback()
-            conn.close()
         except psycopg.Error:
-            pass
+            pass  # still in a COPY that a failed write abandoned: closing ends it
+        finally:
+            conn.close()
 
 
 #: The temporary table that keeps a segment's closure: ``(t, m, k, c)``, a row's node, whether
