@@ -209,6 +209,26 @@ def test_a_full_temporary_folder_is_named_as_such(pg_url: str, tmpfs: Path,
     assert os.listdir(tmpfs) == []  # spools are unlinked from the start
 
 
+def test_sqlite_temporary_files_filling_tmpdir_name_it(tmp_path: Path, tmpfs: Path) -> None:
+    """A SQLite segment's closure is a temporary table, in SQLite's temporary folder (TMPDIR)
+    once it outgrows the page cache. Before: "database or disk is full", exit 1."""
+    import sqlite3
+
+    db = tmp_path / "seg.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE p (id INTEGER PRIMARY KEY)")
+        conn.execute("CREATE TABLE c (id INTEGER PRIMARY KEY, p_id INTEGER REFERENCES p(id))")
+        conn.executemany("INSERT INTO p VALUES (?)", ((i,) for i in range(200_000)))
+        conn.executemany("INSERT INTO c VALUES (?, ?)", ((i, i % 200_000) for i in range(300_000)))
+    env = {k: v for k, v in os.environ.items() if k != "SQLITE_TMPDIR"}
+    proc = subprocess.run([SQLSNAP, "export", f"sqlite:///{db}", "--where", "p.id >= 0", "-q", "-o",
+                           str(tmp_path / "x.json")], capture_output=True, text=True, timeout=120,
+                          env={**env, "TMPDIR": str(tmpfs)})
+    line = assert_one_error_line(proc, 6)
+    assert f"the temporary folder {tmpfs} is full" in line and "set TMPDIR" in line, line
+    assert not (tmp_path / "x.json").exists()
+
+
 # -- missing driver --------------------------------------------------------------------------------
 
 

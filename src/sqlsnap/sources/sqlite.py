@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import errno
 import getpass
 import math
 import os
@@ -34,7 +35,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from ..errors import NotFoundError, SnapError, UsageError
+from ..errors import NotFoundError, SnapError, UsageError, temp_error
 from ..model import Column, ForeignKey, Table
 from ..plan.request import ReadRequest
 from ..plan.segment import BUCKETS, Closure
@@ -151,6 +152,15 @@ def _converter(declared: str) -> Any:
         return _convert_value(value, binary, json_column, real)
 
     return convert
+
+
+def _temp_folder() -> str:
+    """Where SQLite puts its temporary files on Unix (os_unix.c, unixTempFileDir): the first
+    writable folder of SQLITE_TMPDIR, TMPDIR, /var/tmp, /usr/tmp, /tmp."""
+    for folder in (os.environ.get("SQLITE_TMPDIR"), os.environ.get("TMPDIR"), "/var/tmp", "/usr/tmp", "/tmp"):
+        if folder and os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK):
+            return folder
+    return "."
 
 
 def _quote(name: str) -> str:
@@ -373,6 +383,10 @@ class _SQLiteReader(TableReader):
         try:
             self.source._conn.execute(f"CREATE TEMP TABLE {name} AS {query}", params)
         except sqlite3.Error as exc:
+            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                # The file is opened read-only: only SQLite's temporary files can fill a disk.
+                raise temp_error(OSError(errno.ENOSPC, "full"), _temp_folder(),
+                                 "SQLite's temporary table of the segment's closure") from None
             raise SnapError(f"computing the segment's closure failed: {exc}") from None
         made.append((closure, name))
         return name
