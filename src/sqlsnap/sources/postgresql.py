@@ -425,11 +425,7 @@ class PostgresSource(Source):
     def close(self) -> None:
         for conn in [*self._pool, self._conn]:
             if conn is not None:
-                try:
-                    conn.rollback()
-                    conn.close()
-                except psycopg.Error:
-                    pass
+                _end(conn)
         self._pool = []
         self._conn = None
         self._closure_tables.clear()
@@ -856,12 +852,19 @@ class PostgresSource(Source):
             if healthy:
                 self._pool.append(conn)
                 return
-        try:
-            conn.rollback()
-        except psycopg.Error:
-            pass  # still in a COPY that a failed write abandoned: closing ends it
-        finally:
-            conn.close()
+        _end(conn)
+
+
+def _end(conn: Any) -> None:
+    """Roll back (the snapshot only read) and close. A connection still in a COPY that a failed
+    write abandoned cannot roll back; it is closed all the same (it leaked, and its
+    ResourceWarning failed a later test)."""
+    try:
+        conn.rollback()
+    except psycopg.Error:
+        pass
+    finally:
+        conn.close()
 
 
 #: The temporary table that keeps a segment's closure: ``(t, m, k, c)``, a row's node, whether
