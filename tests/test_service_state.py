@@ -189,9 +189,8 @@ def test_columns_added_later_are_added_once(backend: Backend) -> None:
         state.close()
 
 
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # a SQLite state has no URL
 def test_the_state_url_s_password_is_never_shown(backend: Backend, tmp_path: Path) -> None:
-    if backend.name == "sqlite":
-        pytest.skip("a SQLite state has no URL")
     url = backend.env[URL_ENV]
     assert "s3cret-pw" not in repr(backend.config) and "s3cret-pw" not in backend.config.state_shown
     state = backend.open()
