@@ -355,9 +355,16 @@ def _mask_ip(value: str) -> str:
         ip = ipaddress.ip_address(addr)
     except ValueError:
         return _mask_text(value)
-    width = 24 if ip.version == 4 else 48
-    net = ipaddress.ip_network(f"{ip}/{width}", strict=False)
-    return str(net.network_address) + slash + prefix
+    # The network's address by masking the integer: building an ip_network from text parsed the
+    # address a second time (about half of this function's time, 10% of --anonymize's on the
+    # benchmark's sessions table).
+    keep = _IPV4_NET if ip.version == 4 else _IPV6_NET
+    return str(type(ip)(int(ip) & keep)) + slash + prefix
+
+
+#: The bits _mask_ip keeps: IPv4's /24, IPv6's /48.
+_IPV4_NET = ((1 << 24) - 1) << 8
+_IPV6_NET = ((1 << 48) - 1) << 80
 
 
 def mask(style: str, keep: int | None) -> Callable[[Any], Any]:
