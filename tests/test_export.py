@@ -196,6 +196,21 @@ def test_cli_table_globs(sqlite_url: str, tmp_path: Path) -> None:
     assert doc["metadata"]["excluded_tables"] == ["debug_log"]
 
 
+def test_cli_table_globs_separated_by_commas(sqlite_url: str, tmp_path: Path) -> None:
+    """``--tables incidents,participants`` (the form docs/segments.md uses) is two globs; a comma
+    in a name is matched with ``[,]``."""
+    execute_script(sqlite_url, [f"CREATE TABLE {t} (id INTEGER)" for t in SELECTION_TABLES]
+                   + ['CREATE TABLE "x,y" (id INTEGER)'])
+    out = tmp_path / "out.json"
+    proc = run_cli("export", sqlite_url, "-q", "-o", str(out), "--tables", "app_users, debug_*",
+                   "--exclude-tables", "*_log,nothing")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(json.loads(out.read_bytes())["data"]) == ["app_users", "debug_trace"]
+    proc = run_cli("export", sqlite_url, "-q", "-o", str(tmp_path / "comma.json"), "--tables", "x[,]y")
+    assert proc.returncode == 0, proc.stderr
+    assert list(json.loads((tmp_path / "comma.json").read_bytes())["data"]) == ["x,y"]
+
+
 # -- PostgreSQL specifics ----------------------------------------------------------------------------
 
 

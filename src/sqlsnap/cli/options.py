@@ -28,16 +28,37 @@ def table_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--schema", "schemas", multiple=True, metavar="NAME",
                      help="PostgreSQL schema to export (repeatable). Default: public."),
         click.option("--tables", "tables", multiple=True, metavar="GLOB",
-                     help="Export only tables matching this glob (repeatable)."),
+                     help="Export only tables matching this glob (repeatable; several separated by commas: "
+                          "incidents,participants; [,] matches a comma in a name)."),
         click.option("--exclude-tables", "exclude_tables", multiple=True, metavar="GLOB",
-                     help="Leave out tables matching this glob (repeatable), e.g. 'debug_*'."),
+                     help="Leave out tables matching this glob (repeatable, or separated by commas), "
+                          "e.g. 'debug_*'."),
     ], fn)
 
 
 def table_kwargs(schemas: tuple[str, ...], tables: tuple[str, ...],
                  exclude_tables: tuple[str, ...]) -> dict[str, Any]:
     """The library arguments for ``table_options`` (an option not given is None)."""
-    return {"schemas": schemas or None, "tables": tables or None, "exclude_tables": exclude_tables or None}
+    return {"schemas": schemas or None, "tables": split_globs(tables) or None,
+            "exclude_tables": split_globs(exclude_tables) or None}
+
+
+def split_globs(given: tuple[str, ...]) -> list[str]:
+    """Each value as the comma-separated globs it lists (``--tables incidents,participants``);
+    a comma inside ``[...]`` belongs to the glob, so ``[,]`` matches a comma in a name."""
+    globs: list[str] = []
+    for value in given:
+        depth, start = 0, 0
+        for i, ch in enumerate(value):
+            if ch == "[":
+                depth = 1
+            elif ch == "]":
+                depth = 0
+            elif ch == "," and not depth:
+                globs.append(value[start:i])
+                start = i + 1
+        globs.append(value[start:])
+    return [g.strip() for g in globs if g.strip()]
 
 
 def segment_options(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -7,7 +7,7 @@ import json
 import click
 
 from .errors import exit_codes_epilog, run
-from .options import identity_option, json_option, quiet_option, s3_endpoint_option
+from .options import identity_option, json_option, quiet_option, s3_endpoint_option, split_globs
 from .output import echo_err
 
 
@@ -15,9 +15,9 @@ from .output import echo_err
 @click.argument("snapshot", metavar="SNAPSHOT")
 @click.argument("target_url", metavar="TARGET_URL")
 @click.option("-t", "--tables", "tables", multiple=True, metavar="GLOB",
-              help="Restore only the tables matching GLOB; repeatable.")
+              help="Restore only the tables matching GLOB; repeatable, or separated by commas.")
 @click.option("-T", "--exclude-tables", "exclude_tables", multiple=True, metavar="GLOB",
-              help="Leave out the tables matching GLOB; repeatable.")
+              help="Leave out the tables matching GLOB; repeatable, or separated by commas.")
 @click.option("--replace", is_flag=True,
               help="Drop the target's tables that the snapshot also holds, and create them again.")
 @click.option("--append", is_flag=True, help="Add the rows to the target's tables that already exist.")
@@ -52,9 +52,10 @@ def restore_cmd(snapshot: str, target_url: str, tables: tuple[str, ...], exclude
         if not quiet and not as_json:
             echo_err(f"  {table}: {rows:,} rows")
 
-    result = run(lambda: restore(snapshot, target_url, tables=tables or None,
-                                 exclude_tables=exclude_tables or None, replace=replace, append=append,
-                                 identities=identities, s3_endpoint=s3_endpoint, progress=report, jobs=jobs))
+    result = run(lambda: restore(snapshot, target_url, tables=split_globs(tables) or None,
+                                 exclude_tables=split_globs(exclude_tables) or None, replace=replace,
+                                 append=append, identities=identities, s3_endpoint=s3_endpoint,
+                                 progress=report, jobs=jobs))
     if as_json:
         click.echo(json.dumps(result.summary(), indent=2))
     elif not quiet:
