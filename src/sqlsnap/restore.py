@@ -260,18 +260,8 @@ class _Restore:
             pass  # a lost connection: the server rolls back what was not committed
         if self.target.dialect != "mysql" or not (self.created or self.aside):
             return
-        # MySQL committed its DDL: drop what was created, on a new connection when the
-        # restore's was lost (the server went away or the connection was killed).
-        try:
-            try:
-                self._drop_created(self.target)
-            except SnapError:
-                if self.reopen is None:
-                    raise
-                with self.reopen() as fresh:
-                    self._drop_created(fresh)
-        except SnapError:
-            pass  # the error that stopped the restore is the one to report
+        # MySQL committed its DDL: drop what was created.
+        _undo(self.target, self.reopen, self._drop_created)
 
     def _drop_created(self, target: Target) -> None:
         target.execute("SET SESSION foreign_key_checks = 0", action="setting the session")
@@ -837,16 +827,7 @@ class _Staged(_Restore):
             self.target.rollback()
         except SnapError:
             pass  # a lost connection: the server rolls back what was not committed
-        try:
-            try:
-                self._drop_stage(self.target)
-            except SnapError:
-                if self.reopen is None:
-                    raise
-                with self.reopen() as fresh:
-                    self._drop_stage(fresh)
-        except SnapError:
-            pass  # the error that stopped the restore is the one to report
+        _undo(self.target, self.reopen, self._drop_stage)
 
     def _drop_stage(self, target: Target) -> None:
         q = target.quote
@@ -862,3 +843,19 @@ class _Staged(_Restore):
             target.execute(f"RENAME TABLE {', '.join(renames)}", action="putting the tables back")
             self.moved, self.aside = [], {}
         target.execute(f"DROP DATABASE IF EXISTS {q(self.stage)}", action="dropping the staging database")
+
+
+def _undo(target: Target, reopen: Callable[[], Target] | None, undo: Callable[[Target], None]) -> None:
+    """Run ``undo`` on the restore's connection, or on a new one (``reopen``) when that was lost
+    (the server went away or the connection was killed). Its own failure is dropped: the error
+    that stopped the restore is the one to report."""
+    try:
+        try:
+            undo(target)
+        except SnapError:
+            if reopen is None:
+                raise
+            with reopen() as fresh:
+                undo(fresh)
+    except SnapError:
+        pass
