@@ -24,6 +24,23 @@ from tests.conftest import execute_script, mysql_connect, pg_connect
 ROWS = 200
 
 
+class _OnStart:
+    """A progress object that acts in start() (after the snapshot, before any row is read)
+    and ignores the rest."""
+
+    def start(self, tables: Any) -> None:
+        raise NotImplementedError
+
+    def advance(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def table_done(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
 def _setup(url: str) -> None:
     execute_script(url, [
         "CREATE TABLE t_trunc (id INTEGER PRIMARY KEY, v TEXT)",
@@ -98,7 +115,7 @@ def test_postgresql_truncate_started_during_the_export_waits_for_it(
     _setup(pg_url)
     outcome: dict[str, Any] = {}
 
-    class Truncate:
+    class Truncate(_OnStart):
         """A progress object: start() runs after the snapshot, before any row is read."""
 
         def start(self, tables: Any) -> None:
@@ -113,15 +130,6 @@ def test_postgresql_truncate_started_during_the_export_waits_for_it(
                 except Exception as exc:  # noqa: BLE001 - the expected lock timeout
                     conn.rollback()
                     outcome["truncate"] = type(exc).__name__
-
-        def advance(self, *args: Any, **kwargs: Any) -> None:
-            pass
-
-        def table_done(self, *args: Any, **kwargs: Any) -> None:
-            pass
-
-        def finish(self) -> None:
-            pass
 
     out = tmp_path / "snap.json"
     sqlsnap.export(pg_url, str(out), jobs=jobs, progress=Truncate())  # type: ignore[arg-type]
@@ -163,21 +171,12 @@ def test_mysql_concurrent_truncate_fails_the_export_safely(mysql_url: str, tmp_p
         "INSERT INTO t_other VALUES (1, 'before')",
     ])
 
-    class Truncate:
+    class Truncate(_OnStart):
         def start(self, tables: Any) -> None:
             conn = mysql_connect(mysql_url)
             with conn.cursor() as cur:
                 cur.execute("TRUNCATE t_trunc")
             conn.close()
-
-        def advance(self, *args: Any, **kwargs: Any) -> None:
-            pass
-
-        def table_done(self, *args: Any, **kwargs: Any) -> None:
-            pass
-
-        def finish(self) -> None:
-            pass
 
     out = tmp_path / "snap.json"
     try:

@@ -227,18 +227,24 @@ def test_the_plan_with_the_pii_preset_on_the_api_and_the_export_page(client: Tes
     assert 'class="masked"' not in client.get("/export?source=demo").text
 
 
+def start_big_export(client: TestClient, admin: dict[str, str]) -> int:
+    """Start exporting the source ``big`` and wait until it has read rows; its job id."""
+    body = {"source": "big", "destination": "local", "compress": "none"}
+    job_id: int = client.post("/api/exports", json=body, headers=admin).json()["id"]
+    deadline = time.monotonic() + 30
+    while client.get(f"/api/exports/{job_id}", headers=admin).json()["progress"].get("rows", 0) == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    return job_id
+
+
 def test_a_running_export_is_cancelled_and_leaves_nothing(tmp_path: Path, demo_db: Path) -> None:
     big = big_sqlite(tmp_path / "big.db")
     (tmp_path / "svc").mkdir()
     env = make_env(tmp_path / "svc", demo_db, {"big": f"sqlite:///{big}"})
     admin = auth(env, "admin")
     with TestClient(env.app(), base_url="http://127.0.0.1") as client:
-        body = {"source": "big", "destination": "local", "compress": "none"}
-        job_id = client.post("/api/exports", json=body, headers=admin).json()["id"]
-        deadline = time.monotonic() + 30
-        while client.get(f"/api/exports/{job_id}", headers=admin).json()["progress"].get("rows", 0) == 0:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        job_id = start_big_export(client, admin)
         assert client.post(f"/api/exports/{job_id}/cancel", headers=admin).status_code == 200
         job = wait_for(lambda i: client.get(f"/api/exports/{i}", headers=admin).json(), job_id)
     assert job["status"] == "cancelled" and 0 < job["progress"]["rows"] < 300000
@@ -331,12 +337,7 @@ def test_a_killed_worker_fails_its_job_and_leaves_no_file(tmp_path: Path, templa
     env.config = load_config(env.config_path, env={})
     admin = auth(env, "admin")
     with TestClient(env.app(), base_url="http://127.0.0.1") as client:
-        body = {"source": "big", "destination": "local", "compress": "none"}
-        job_id = client.post("/api/exports", json=body, headers=admin).json()["id"]
-        deadline = time.monotonic() + 30
-        while client.get(f"/api/exports/{job_id}", headers=admin).json()["progress"].get("rows", 0) == 0:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        job_id = start_big_export(client, admin)
         workers = [p for p in multiprocessing.active_children() if p.name == "sqlsnap-export"]
         assert len(workers) == 1 and list(env.out.iterdir())  # its temporary file
         os.kill(workers[0].pid or 0, signal.SIGKILL)
