@@ -62,6 +62,11 @@ def write_config(root: Path, sources: dict[str, str], security: str = "", tables
     return path
 
 
+def bearer(env: ServiceEnv, who: str = "admin") -> dict[str, str]:
+    """The API's Authorization header with ``who``'s token."""
+    return {"Authorization": f"Bearer {env.tokens[who]}"}
+
+
 def make_env(root: Path, demo_db: Path, extra_sources: dict[str, str] | None = None,
              security: str = "", tables: str = "", state_url: str | None = None) -> ServiceEnv:
     """A configured service in ``root`` (not started) with its accounts and tokens; its state

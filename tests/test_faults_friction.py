@@ -13,18 +13,14 @@ import pytest
 import sqlsnap
 from sqlsnap.errors import NotFoundError
 from tests.conftest import SQLSNAP, execute_script
+from tests.test_faults_output import _sqlite
 
 #: An age recipient (a public key; its identity was thrown away).
 PUBLIC_KEY = "age162wk777unflxz08gxe0l0qsjq3std4hem7cqs7xm9cceyfvzj5vqv4kzf4"
 
 
 def _db(tmp_path: Path) -> str:
-    conn = sqlite3.connect(tmp_path / "one.db")
-    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
-    conn.execute("INSERT INTO t VALUES (1)")
-    conn.commit()
-    conn.close()
-    return f"sqlite:///{tmp_path / 'one.db'}"
+    return _sqlite(tmp_path, "one.db")  # one table t of one row
 
 
 def test_one_row_is_not_one_rows(tmp_path: Path) -> None:

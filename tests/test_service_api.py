@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from sqlsnap.service import audit  # noqa: E402
 
 from ._service import PASSWORD, ServiceEnv, build_demo, clone_env, make_env, wait_for  # noqa: E402
+from ._service import bearer as auth  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -46,10 +47,6 @@ def env(tmp_path: Path, template: ServiceEnv) -> ServiceEnv:
 def client(env: ServiceEnv) -> Iterator[TestClient]:
     with TestClient(env.app(), base_url="http://127.0.0.1") as c:
         yield c
-
-
-def auth(env: ServiceEnv, who: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {env.tokens[who]}"}
 
 
 def assert_error(response: Any, status: int) -> dict[str, Any]:

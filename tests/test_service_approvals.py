@@ -24,6 +24,7 @@ from sqlsnap.service import audit, auth  # noqa: E402
 from sqlsnap.service.config import load_config  # noqa: E402
 
 from ._service import PASSWORD, ServiceEnv, build_demo, make_env, wait_for  # noqa: E402
+from ._service import bearer as as_  # noqa: E402
 
 SECOND = "bo@example.com"
 
@@ -55,10 +56,6 @@ def approval_env(tmp_path: Path, demo_db: Path) -> ServiceEnv:
 def client(env: ServiceEnv) -> Iterator[TestClient]:
     with TestClient(env.app(), base_url="http://127.0.0.1") as c:
         yield c
-
-
-def as_(env: ServiceEnv, who: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {env.tokens[who]}"}
 
 
 def history(client: TestClient, env: ServiceEnv) -> list[dict[str, Any]]:

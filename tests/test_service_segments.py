@@ -26,6 +26,7 @@ from sqlsnap.service.config import ConfigError, load_config  # noqa: E402
 from sqlsnap.snapshot import verify  # noqa: E402
 
 from ._service import PASSWORD, ServiceEnv, build_demo, make_env, wait_for  # noqa: E402
+from ._service import bearer as auth  # noqa: E402
 
 
 def keypair(folder: Path) -> tuple[Path, str]:
@@ -58,10 +59,6 @@ def env(tmp_path_factory: pytest.TempPathFactory, demo_db: Path, key: tuple[Path
 def client(env: ServiceEnv) -> Iterator[TestClient]:
     with TestClient(env.app(), base_url="http://127.0.0.1") as c:
         yield c
-
-
-def auth(env: ServiceEnv, who: str = "admin") -> dict[str, str]:
-    return {"Authorization": f"Bearer {env.tokens[who]}"}
 
 
 def error(response: Any, status: int) -> str:
