@@ -7,6 +7,7 @@ codes are the library's (:data:`sqlsnap.errors.EXIT_CODES`); each command's --he
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -56,6 +57,11 @@ def run(fn: Callable[[], T]) -> T:
         # Python's own Ctrl-C (KeyboardInterrupt) from here on, in place of the startup
         # handler (sqlsnap/_startup.py), which ends the process at once.
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # What the imports made lives until the process ends: kept out of every collection (and
+    # out of the one at exit, about 20 ms) instead of traced again by each. Collection was
+    # off while the command started (sqlsnap/_startup.py).
+    gc.freeze()
+    gc.enable()
     try:
         return fn()
     except SnapError as exc:
