@@ -19,7 +19,10 @@ What it does (bench/README.md, "Segments: one tenant against the full export", s
 4. prints, per phase, the medians, the tenant's time over the full export's (the median of the
    rounds' ratios, and the ratio of the medians: the worse counts), the peak RSS of each (GNU
    ``/usr/bin/time -f %M``) and the machine's load average. Target: at most 0.10 for a tenant
-   of 1% of the rows; peak RSS no higher than the full export's.
+   of 1% of the rows; peak RSS no higher than the full export's. For information, each round
+   also runs an export of one 15-row table (``fixed``: what every export pays, whatever it
+   reads), and the run starts with the time to read every table's heap once with plain scans
+   (the floor of a closure computed without indexes).
 
 The database is dropped at the end unless ``--keep``. The exit code is 0 whether the target
 passes or not: this is a report, not a gate.
@@ -42,6 +45,8 @@ VENV = Path(sys.executable).parent
 SQLSNAP = str(VENV / "sqlsnap")
 RSS_WRAPPER = ["/usr/bin/time", "-f", "%M"]
 TARGET_RATIO = 0.10
+#: The third way of each round: an export of one 15-row table (the command's fixed cost).
+FIXED = "fixed"
 #: An index on every foreign key's columns of schema public, named after its constraint.
 FK_INDEXES = """
 SELECT format('CREATE INDEX IF NOT EXISTS %I ON %I.%I (%s)', c.conname || '_idx', n.nspname, t.relname,
@@ -77,6 +82,22 @@ def prepare(db: str, scale: int) -> None:
                     "-q"], check=True)
 
 
+def scan_floor(db: str) -> float:
+    """Seconds to read every table's heap once, one plain sequential scan each on one
+    connection (``WHERE tableoid = 0``: no index serves it, nothing is returned), the median
+    of three: what a closure that reads each table once cannot go below without indexes."""
+    tables = psql(db, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").split()
+    script = "SET max_parallel_workers_per_gather = 0;\n" + "".join(
+        f"SELECT count(*) FROM \"{t}\" WHERE tableoid = 0;\n" for t in tables)
+    runs = []
+    for _ in range(3):
+        started = time.monotonic()
+        subprocess.run(["psql", "-d", db, "-v", "ON_ERROR_STOP=1", "-qAt"], input=script, check=True,
+                       capture_output=True, text=True)
+        runs.append(time.monotonic() - started)
+    return statistics.median(runs)
+
+
 def drop_fk_indexes(db: str) -> None:
     names = psql(db, "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' "
                      "AND indexname LIKE '%\\_fkey\\_idx'").split()
@@ -98,23 +119,27 @@ def measure(cmd: list[str], out: Path) -> tuple[float, int]:
 
 
 def phase(title: str, url: str, where: str, repeat: int, tmp: Path) -> dict[str, object]:
-    full_out, tenant_out = tmp / "full.json", tmp / "tenant.json"
+    full_out, tenant_out, fixed_out = tmp / "full.json", tmp / "tenant.json", tmp / "fixed.json"
     ways = {
         "full": [SQLSNAP, "export", url, "-o", str(full_out), "-q"],
         "tenant": [SQLSNAP, "export", url, "--where", where, "-o", str(tenant_out), "-q"],
+        # What every export pays whatever it reads: start the command, import, connect, list,
+        # lock and reflect the 16 tables, take the snapshot, write, checksum, rename, exit.
+        FIXED: [SQLSNAP, "export", url, "--tables", "ai_prompts", "-o", str(fixed_out), "-q"],
     }
+    outputs = {"full": full_out, "tenant": tenant_out, FIXED: fixed_out}
     # The tenant's share of the rows, from its metadata (one untimed run also warms the caches).
     subprocess.run(ways["tenant"], check=True)
     meta = json.loads(tenant_out.read_bytes())
     measure(ways["full"], full_out)
     tenant_out.unlink()
     tenant_out.with_name(tenant_out.name + ".sha256").unlink()
-    runs: dict[str, list[tuple[float, int]]] = {"full": [], "tenant": []}
+    runs: dict[str, list[tuple[float, int]]] = {way: [] for way in ways}
     loads = []
     for round_ in range(repeat):
-        order = ["full", "tenant"] if round_ % 2 == 0 else ["tenant", "full"]
+        order = list(ways) if round_ % 2 == 0 else list(reversed(ways))
         for way in order:
-            runs[way].append(measure(ways[way], full_out if way == "full" else tenant_out))
+            runs[way].append(measure(ways[way], outputs[way]))
         loads.append(os.getloadavg()[0])
     ratios = [t / f for (t, _), (f, _) in zip(runs["tenant"], runs["full"])]
     med = {w: statistics.median(s for s, _ in r) for w, r in runs.items()}
@@ -130,6 +155,8 @@ def phase(title: str, url: str, where: str, repeat: int, tmp: Path) -> dict[str,
           f"{TARGET_RATIO}) {'PASS' if ratio <= TARGET_RATIO else 'FAIL'}")
     print(f"  peak RSS tenant / full: {peak['tenant'] / peak['full']:.2f} "
           f"{'PASS' if peak['tenant'] <= peak['full'] else 'FAIL'}")
+    fixed = statistics.median(a / b for (a, _), (b, _) in zip(runs[FIXED], runs["full"]))
+    print(f"  for information, {FIXED} / full: {fixed:.3f} (the part of the ratio no segment can save)")
     print(f"  load average (1 min) after each round: {' '.join(f'{x:.1f}' for x in loads)} (2 vCPUs)")
     return {"ratio": ratio, "rounds": ratios, "median": med, "peak_mb": peak, "loads": loads,
             "tenant_rows": meta["metadata"]["total_rows"]}
@@ -155,6 +182,7 @@ def main() -> None:
         total = sum(int(psql(args.db, f'SELECT count(*) FROM "{t}"')) for t in
                     psql(args.db, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").split())
         print(f"scale {args.scale}: {total:,} rows")
+        print(f"every table's heap read once, one connection (plain scans): {scan_floor(args.db):.2f} s")
         phase("as built (primary and unique keys indexed)", url, where, args.repeat, tmp)
         if args.as_built_only:
             return
