@@ -57,11 +57,13 @@ def run(fn: Callable[[], T]) -> T:
         # Python's own Ctrl-C (KeyboardInterrupt) from here on, in place of the startup
         # handler (sqlsnap/_startup.py), which ends the process at once.
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    # What the imports made lives until the process ends: kept out of every collection (and
-    # out of the one at exit, about 20 ms) instead of traced again by each. Collection was
-    # off while the command started (sqlsnap/_startup.py).
-    gc.freeze()
-    gc.enable()
+    if not gc.isenabled():
+        # The sqlsnap command, whose start turned collection off (sqlsnap/_startup.py): what
+        # the imports made lives until the process ends, so it is kept out of every collection
+        # (and out of the one at exit, about 20 ms) instead of traced again by each. A program
+        # calling the CLI in its own process keeps its collector as it was.
+        gc.freeze()
+        gc.enable()
     try:
         return fn()
     except SnapError as exc:
