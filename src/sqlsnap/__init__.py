@@ -10,10 +10,11 @@ The library is the product; the CLI (``sqlsnap.cli``) is a thin layer over it::
 # First: Ctrl-C and SIGTERM while the rest imports (the sqlsnap command only; _startup.py).
 from . import _startup  # noqa: F401  # isort: skip
 
-import importlib
-import sys
-import types
-from typing import TYPE_CHECKING, Any
+# Underscored: the package's namespace is its public surface.
+import importlib as _importlib
+import sys as _sys
+import types as _types
+import typing as _typing
 
 from ._version import __version__
 from .errors import (
@@ -31,7 +32,7 @@ from .errors import (
     VerifyError,
 )
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from .ai import query
     from .exporter import Export, ExportResult, TableResult, export, plan
     from .inspect import InspectResult, inspect
@@ -56,12 +57,12 @@ _LAZY = {
 }
 
 
-if not TYPE_CHECKING:  # for mypy, the names are those imported above
-    def __getattr__(name: str) -> Any:
+if not _typing.TYPE_CHECKING:  # for mypy, the names are those imported above
+    def __getattr__(name: str) -> _typing.Any:
         module = _LAZY.get(name)
         if module is None:
             raise AttributeError(f"module 'sqlsnap' has no attribute {name!r}")
-        value = getattr(importlib.import_module(module, __name__), name)
+        value = getattr(_importlib.import_module(module, __name__), name)
         globals()[name] = value
         return value
 
@@ -70,19 +71,19 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-class _Package(types.ModuleType):
+class _Package(_types.ModuleType):
     """Three functions share their names with submodules (``plan``, ``inspect``, ``restore``).
     The import system binds a submodule on its package when it first loads it, which would
     hide the function behind the module once anything imported it; the function keeps the
     name (``import sqlsnap.plan`` and ``from sqlsnap.plan import ...`` still find the module)."""
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in ("plan", "inspect", "restore") and isinstance(value, types.ModuleType):
+    def __setattr__(self, name: str, value: _typing.Any) -> None:
+        if name in ("plan", "inspect", "restore") and isinstance(value, _types.ModuleType):
             return
         super().__setattr__(name, value)
 
 
-sys.modules[__name__].__class__ = _Package
+_sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "AuthenticationError",
