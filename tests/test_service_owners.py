@@ -93,8 +93,10 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
 
 @pytest.fixture(scope="module")
 def big_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # 1.5 million rows, gzip: an export that runs for several seconds on this machine.
-    return big_sqlite(tmp_path_factory.mktemp("big") / "big.db", rows=1_500_000)
+    # 5 million rows, gzip: an export of 9-10 s here, to be cancelled while it runs. With 1.5
+    # million (about 3 s) it ended first in one CI run of three: a second service process has
+    # to start (1-2 s) and see the job's progress before the test cancels it.
+    return big_sqlite(tmp_path_factory.mktemp("big") / "big.db", rows=5_000_000)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
