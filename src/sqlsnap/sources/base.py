@@ -210,6 +210,18 @@ def chunked_rows(
         yield b"".join(parts), count
 
 
+def leave_out_large(exprs: list[str], places: Sequence[int], too_long: Callable[[str], str],
+                    row_id: str) -> None:
+    """In place: each expression at ``places`` NULL where ``too_long(expr)`` holds (a value over
+    HUGE_VALUE, its size read without fetching the value), and one expression more, the row's
+    ``row_id`` where any was left out (else NULL): the mark by which the reader reads that row's
+    large values in pieces."""
+    long_ = [too_long(exprs[i]) for i in places]
+    for i, cond in zip(places, long_):
+        exprs[i] = f"CASE WHEN {cond} THEN NULL ELSE {exprs[i]} END"
+    exprs.append(f"CASE WHEN {' OR '.join(long_)} THEN {row_id} END")
+
+
 def row_in_pieces(pieces: Iterator[bytes], cancel: threading.Event) -> Iterator[tuple[bytes, int]]:
     """A row's line in pieces, as chunks: the row is counted with its last piece (a chunk is
     never empty: the document writer holds back a chunk's last two bytes)."""

@@ -25,6 +25,7 @@ import msgspec
 from ..model import Table
 from ..plan.request import OutputColumn, Projection
 from ..values import ENCODER, number_token
+from .base import leave_out_large
 
 # The field codes of sqlsnap/_pgdecode.h.
 TEXT, BOOL, INT2, INT4, INT8, OID, NUMERIC, FLOAT_TEXT, JSON, JSONB = range(10)
@@ -152,10 +153,7 @@ class Plan:
                 # ('{"id":1,"v":null}"(0,1)"'): the reader then reads those values in pieces
                 # (HUGE_LINE_MARK).
                 assert huge is not None
-                long_ = [f"octet_length({exprs[i]}) > {int(huge_bytes)}" for i in huge]
-                for i, cond in zip(huge, long_):
-                    exprs[i] = f"CASE WHEN {cond} THEN NULL ELSE {exprs[i]} END"
-                exprs.append(f"CASE WHEN {' OR '.join(long_)} THEN ctid::text END")
+                leave_out_large(exprs, huge, lambda e: f"octet_length({e}) > {int(huge_bytes)}", "ctid::text")
                 codes.append(TEXT)
                 ops.append((b"}", len(names), NULL_EMPTY))
                 ops.append((b"\n", -1, NULL_JSON))

@@ -1018,8 +1018,7 @@ class _PostgresReader(TableReader):
             if hi is not None:
                 where.append(f"ctid < '({int(hi)},0)'::tid")
         if request.row_filter is not None:
-            where.append(render_filter(request.row_filter, _quote,
-                                       lambda v: sql.Literal(v).as_string(self.conn)))
+            where.append(render_filter(request.row_filter, _quote, self._bind))
         if request.segment is not None:
             where.append(self._in_segment(request.segment))
         return f"{only}{_quote(table.schema)}.{_quote(table.relname)}" + \

@@ -49,6 +49,7 @@ from .base import (
     TableReader,
     bind,
     chunked_rows,
+    leave_out_large,
     render_filter,
     render_segment,
     render_segment_rows,
@@ -427,10 +428,7 @@ class _SQLiteReader(TableReader):
             # Its size in bytes: length() of text counts its characters, which cost 1.5x the
             # time of the whole query on 700 MB of text (SQLite 3.40); as a blob, the size is
             # read without a look at the bytes (octet_length() does the same from 3.43 on).
-            long_ = [f"length(CAST({cols[i]} AS BLOB)) > {HUGE_VALUE}" for i in places]
-            for i, cond in zip(places, long_):
-                cols[i] = f"CASE WHEN {cond} THEN NULL ELSE {cols[i]} END"
-            cols.append(f"CASE WHEN {' OR '.join(long_)} THEN {rowid} END")
+            leave_out_large(cols, places, lambda c: f"length(CAST({c} AS BLOB)) > {HUGE_VALUE}", rowid)
         try:
             from_, params = self._from(request)
             cur = self.source._conn.execute(f"SELECT {', '.join(cols) or 'NULL'} FROM {from_}", params)
@@ -453,13 +451,15 @@ class _SQLiteReader(TableReader):
         rowid = row[-1]
         converters = self.source.details[table.name]["converters"]
         rowid_name, places = self.source.details[table.name]["huge"]
+        # A NULL in ``row`` is a value left out or a NULL stored: the stored types tell, one
+        # query for the row.
+        nulls = [i for i in places if row[i] is None]
         kinds = {}
-        for i in places:
-            if row[i] is None:
-                kind = conn.execute(f"SELECT typeof({_quote(table.columns[i].name)}) FROM "
-                                    f"{_quote(table.relname)} WHERE {rowid_name} = ?", (rowid,)).fetchone()[0]
-                if kind in ("text", "blob"):
-                    kinds[i] = kind
+        if nulls:
+            typeofs = ", ".join(f"typeof({_quote(table.columns[i].name)})" for i in nulls)
+            types = conn.execute(f"SELECT {typeofs} FROM {_quote(table.relname)} WHERE {rowid_name} = ?",
+                                 (rowid,)).fetchone()
+            kinds = {i: kind for i, kind in zip(nulls, types) if kind in ("text", "blob")}
         piece: list[bytes] = []
         for i, (column, convert) in enumerate(zip(table.columns, converters)):
             piece.append((b"{" if i == 0 else b",") + ENCODER.encode(column.name) + b":")
