@@ -73,13 +73,9 @@ class DestinationConfig:
     encrypt_to_file: tuple[str, ...] = ()
     #: Refuse unencrypted exports to this destination (e.g. a bucket others can read).
     encrypt_required: bool = False
-
-    @property
-    def recipients(self) -> int:
-        """How many recipients are named (a file counts once per key in it)."""
-        from ..crypto import load_recipients
-
-        return len(load_recipients(self.encrypt_to, self.encrypt_to_file)) if self.can_encrypt else 0
+    #: How many recipients are named (a file counts once per key in it), counted when the
+    #: configuration is read: pages and the API show it without reading the key files again.
+    recipients: int = 0
 
     @property
     def can_encrypt(self) -> bool:
@@ -224,14 +220,16 @@ def _encryption(table: Mapping[str, Any], where: str, base: Path) -> dict[str, A
     if required and not (to or files):
         raise ConfigError(f"{where} encrypt_required needs the recipients: encrypt_to = [\"age1...\"] or "
                           "encrypt_to_file")
+    recipients = 0
     if to or files:
         from ..crypto import load_recipients
 
         try:
-            load_recipients(to, files)
+            recipients = len(load_recipients(to, files))
         except SnapError as exc:
             raise ConfigError(f"{where}: {str(exc).replace('--encrypt-to', 'encrypt_to')}") from None
-    return {"encrypt_to": to, "encrypt_to_file": files, "encrypt_required": required}
+    return {"encrypt_to": to, "encrypt_to_file": files, "encrypt_required": required,
+            "recipients": recipients}
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> ServiceConfig:

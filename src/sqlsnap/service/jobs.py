@@ -296,8 +296,9 @@ class Jobs:
         for job_id, progress in live.items():
             self.state.execute("UPDATE jobs SET heartbeat = ?, progress = ? WHERE id = ? AND owner = ?",
                                [at, json.dumps(progress), job_id, self.instance])
+        # Only jobs this process runs can be stopped here (their events): none, no query.
         asked = self.state.all("SELECT id FROM jobs WHERE owner = ? AND cancel_requested IS NOT NULL "
-                               "AND status IN ('queued', 'running')", [self.instance])
+                               "AND status IN ('queued', 'running')", [self.instance]) if live else []
         with self._lock:
             for row in asked:
                 if row["id"] in self._cancel:

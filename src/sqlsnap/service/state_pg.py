@@ -105,10 +105,6 @@ class PostgresState(State):
         self._ids: set[str] = set()
         self.create(NOCASE + SCHEMA + PG_APPEND_ONLY)
 
-    @property
-    def shown(self) -> str:
-        return self.path
-
     def close(self) -> None:
         with self._lock:
             self._pg.close()
